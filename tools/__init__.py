@@ -1,0 +1,1 @@
+"""Building blocks shared by finetune.py, validate.py and predict.py."""

@@ -1,0 +1,27 @@
+"""User-facing errors: one clear line and a documented exit code, never a traceback."""
+import sys
+
+
+class UsageError(Exception):
+    """Bad flags, config keys or values (exit code 2)."""
+
+    exit_code = 2
+
+
+class DataError(Exception):
+    """Bad input at run time: missing/corrupt file, mismatched checkpoint (exit code 1)."""
+
+    exit_code = 1
+
+
+def run_cli(main, argv=None):
+    """Call ``main(argv)``; turn our errors into one line on stderr and an exit code."""
+    try:
+        code = main(argv)
+    except (UsageError, DataError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        code = err.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = 130
+    sys.exit(code or 0)
