@@ -1,0 +1,61 @@
+"""Fine-tune a MindCV model on a custom dataset (split folders or Aircraft-style annotation files).
+
+    python finetune.py --config configs/demo.yaml [--key value ...]
+"""
+import gc
+import os
+import sys
+
+os.environ.setdefault("GLOG_v", "3")  # MindSpore: errors only
+
+from mindcv.loss import create_loss  # noqa: E402
+
+from tools import runtime  # noqa: E402
+from tools.config import CONFIG_FILE_NAME, parse_config, save_config  # noqa: E402
+from tools.data import build_loader, open_split, resolve_num_classes  # noqa: E402
+from tools.engine import Trainer, build_train_step  # noqa: E402
+from tools.errors import UsageError, run_cli  # noqa: E402
+from tools.model import create_network  # noqa: E402
+from tools.optim import build_optimizer  # noqa: E402
+from tools.schedule import build_lr_schedule  # noqa: E402
+
+
+def main(argv=None):
+    cfg = parse_config(argv, "Fine-tune a MindCV model on a custom dataset.")
+    shard = runtime.setup(cfg)
+    rank = shard[1] or 0
+
+    train_data = open_split(cfg, cfg.train_split, training=True, shard=shard)
+    num_classes = resolve_num_classes(cfg, train_data.class_names)
+    val_data = open_split(cfg, cfg.val_split, class_names=train_data.class_names) if cfg.val_while_train else None
+    train_loader = build_loader(cfg, train_data, num_classes, training=True)
+    val_loader = build_loader(cfg, val_data, num_classes, training=False) if val_data else None
+    steps = train_loader.get_dataset_size()
+    if steps == 0:
+        raise UsageError(f"{train_data.size} training images make no full batch of {cfg.batch_size}; "
+                         "lower batch_size or set drop_remainder: False")
+
+    network = create_network(cfg, num_classes)
+    loss_fn = create_loss(name=cfg.loss, reduction=cfg.reduction, label_smoothing=cfg.label_smoothing,
+                          aux_factor=cfg.aux_factor)
+    lrs = build_lr_schedule(cfg, steps)
+    optimizer = build_optimizer(cfg, network, lrs)
+    train_step = build_train_step(cfg, network, loss_fn, optimizer)
+
+    if rank == 0:
+        os.makedirs(cfg.ckpt_save_dir, exist_ok=True)
+        save_config(cfg, os.path.join(cfg.ckpt_save_dir, CONFIG_FILE_NAME))
+    print(f"{cfg.model}: {num_classes} classes, {train_data.size} train images ({train_data.layout}), "
+          f"{val_data.size if val_data else 0} val images, {steps} steps/epoch, {cfg.epoch_size} epochs; "
+          f"outputs in {cfg.ckpt_save_dir}", flush=True)
+    trainer = Trainer(cfg, network, train_step, lrs, train_data.class_names, rank)
+    rows = trainer.fit(train_loader, val_loader)
+    if trainer.best_top1 is not None:
+        print(f"best val top1 {trainer.best_top1:.4f}; checkpoints: {trainer.checkpoint_path('best')}, {trainer.checkpoint_path('last')}")
+    del trainer, train_step, optimizer, network
+    gc.collect()
+    return 0 if rows else 1
+
+
+if __name__ == "__main__":
+    run_cli(main, sys.argv[1:])

@@ -1,0 +1,54 @@
+"""Writing checkpoints and result tables atomically (temporary file, then rename)."""
+import csv
+import json
+import os
+
+import mindspore as ms
+
+from tools.model import CLASS_NAMES_KEY
+
+
+def save_weights(network, path, class_names, extra=None):
+    """Save model weights with the class names inside; atomic."""
+    append = {CLASS_NAMES_KEY: json.dumps(list(class_names), ensure_ascii=False)}
+    append.update(extra or {})
+    tmp = path + ".tmp.ckpt"
+    ms.save_checkpoint(network, tmp, append_dict=append)
+    os.replace(tmp, path)
+
+
+def write_text(path, text):
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+RESULT_COLUMNS = ["epoch", "train_loss", "val_loss", "top1", "top5", "lr", "seconds"]
+
+
+def _fmt(value):
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def write_results(directory, rows):
+    """``results.txt`` (aligned table) and ``results.csv`` with one row per epoch."""
+    table = [RESULT_COLUMNS] + [[_fmt(row.get(c)) for c in RESULT_COLUMNS] for row in rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(RESULT_COLUMNS))]
+    text = "\n".join("  ".join(cell.rjust(w) for cell, w in zip(r, widths)) for r in table) + "\n"
+    write_text(os.path.join(directory, "results.txt"), text)
+    tmp = os.path.join(directory, "results.csv.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=RESULT_COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: "" if row.get(c) is None else row.get(c) for c in RESULT_COLUMNS})
+    os.replace(tmp, os.path.join(directory, "results.csv"))
+
+
+def write_json(path, data):
+    write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")

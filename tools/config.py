@@ -1,0 +1,357 @@
+"""Configuration: defaults < YAML file (``--config``) < command-line flags.
+
+Every key of MindCV 0.3.0's ``config.py`` is accepted with its meaning, so MindCV's own config
+files run unchanged; the keys this project adds are marked "(suite)" in ``--help``.
+"""
+import argparse
+import difflib
+import os
+
+import yaml
+
+from tools.errors import UsageError
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+_NONE = {"none", "null", "~", ""}
+
+
+# ---- value converters: each accepts a YAML value or a CLI string --------------------------------
+
+def to_bool(value):
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError("expected a boolean (True/False/true/false/1/0)")
+
+
+def _optional(convert):
+    def optional(value):
+        if value is None or (isinstance(value, str) and value.strip().lower() in _NONE):
+            return None
+        return convert(value)
+
+    return optional
+
+
+def _number(kind):
+    def number(value):
+        if isinstance(value, bool):
+            raise ValueError(f"expected {kind.__name__}, got a boolean")
+        if kind is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError("expected an integer")
+        if kind is int and isinstance(value, str):
+            return int(value)
+        return kind(float(value)) if kind is int else kind(value)
+
+    return number
+
+
+def _sequence(item, length=None):
+    def sequence(value):
+        if isinstance(value, str):
+            value = value.replace(",", " ").split()
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        items = [item(v) for v in value]
+        if length is not None and len(items) != length:
+            raise ValueError(f"expected {length} values")
+        return items
+
+    return sequence
+
+
+def to_multipliers(value):
+    """``{prefix: factor}`` from a mapping or from CLI items ``prefix=factor``."""
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        value = value.split()
+    if isinstance(value, (list, tuple)):
+        pairs = {}
+        for item in value:
+            name, sep, factor = str(item).partition("=")
+            if not sep or not name:
+                raise ValueError(f"expected NAME=FACTOR, got {item!r}")
+            pairs[name] = factor
+        value = pairs
+    if not isinstance(value, dict):
+        raise ValueError("expected a mapping NAME: FACTOR")
+    return {str(k): float(v) for k, v in value.items()}
+
+
+def _choice(*choices, optional=False):
+    def choice(value):
+        if optional and (value is None or str(value).strip().lower() in _NONE):
+            return None
+        text = str(value)
+        if text not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return text
+
+    return choice
+
+
+STR, INT, FLOAT, BOOL = str, _number(int), _number(float), to_bool
+OPT_STR, OPT_INT, OPT_FLOAT = _optional(str), _optional(INT), _optional(FLOAT)
+FLOATS, INTS, STRS = _sequence(FLOAT), _sequence(INT), _sequence(str)
+PAIR = _sequence(FLOAT, length=2)
+LIST_TYPES = (FLOATS, INTS, STRS, PAIR, to_multipliers)
+
+# (key, default, converter, help); "(suite)" marks keys this project adds to MindCV's.
+OPTIONS = {
+    "System": [
+        ("mode", 0, _number(int), "0 = GRAPH_MODE, 1 = PYNATIVE_MODE"),
+        ("distribute", False, BOOL, "data-parallel training under msrun"),
+        ("val_while_train", True, BOOL, "validate during training (suite default True; MindCV's False)"),
+        ("val_interval", 1, INT, "validate every N epochs"),
+        ("log_interval", 100, INT, "print a training line every N steps"),
+        ("seed", 42, INT, "seed for numpy, random and mindspore"),
+        ("device_target", "CPU", STR, "CPU, GPU or Ascend; an unavailable target falls back to CPU"),
+    ],
+    "Dataset": [
+        ("dataset", "", STR, "'' (or 'imagenet') = a custom folder/annotation dataset"),
+        ("data_dir", "./", STR, "dataset root: split folders or Aircraft-style annotation files"),
+        ("dataset_format", "auto", _choice("auto", "folder", "annotation"),
+         "(suite) auto, folder (<data_dir>/<split>/<class>/) or annotation (images_<level>_<split>.txt)"),
+        ("label_level", "variant", _choice("variant", "family", "manufacturer"),
+         "(suite) annotation label level: variant, family or manufacturer"),
+        ("train_split", "train", STR, "train split name"),
+        ("val_split", "val", STR, "validation split name"),
+        ("dataset_download", False, BOOL, "download MNIST/CIFAR (not available offline)"),
+        ("num_parallel_workers", 2, INT, "data pipeline workers"),
+        ("shuffle", True, BOOL, "shuffle the training data"),
+        ("num_samples", None, OPT_INT, "use only this many training samples"),
+        ("batch_size", 128, INT, "batch size per device"),
+        ("drop_remainder", True, BOOL, "drop the last incomplete training batch"),
+        ("aug_repeats", 0, INT, "repeated augmentation factor (0/1 = off)"),
+    ],
+    "Augmentation": [
+        ("image_resize", 224, INT, "input size in pixels"),
+        ("scale", [0.08, 1.0], PAIR, "random-resized-crop area range"),
+        ("ratio", [0.75, 1.333], PAIR, "random-resized-crop aspect range"),
+        ("hflip", 0.5, FLOAT, "horizontal flip probability"),
+        ("vflip", 0.0, FLOAT, "vertical flip probability"),
+        ("color_jitter", 0.4, OPT_FLOAT, "colour jitter strength"),
+        ("interpolation", "bilinear", STR, "resize interpolation"),
+        ("auto_augment", None, OPT_STR, "e.g. randaug-m7-mstd0.5, autoaug-mstd0.5, trivialaugwide"),
+        ("aug_splits", 0, INT, "augmentation splits (0 or 3)"),
+        ("re_prob", 0.0, FLOAT, "random erasing probability"),
+        ("re_scale", [0.02, 0.33], PAIR, "random erasing area range"),
+        ("re_ratio", [0.3, 3.3], PAIR, "random erasing aspect range"),
+        ("re_value", 0, STR, "random erasing fill value"),
+        ("re_max_attempts", 10, INT, "random erasing attempts"),
+        ("mean", [0.485 * 255, 0.456 * 255, 0.406 * 255], FLOATS, "per-channel mean (0-255 scale)"),
+        ("std", [0.229 * 255, 0.224 * 255, 0.225 * 255], FLOATS, "per-channel std (0-255 scale)"),
+        ("crop_pct", 0.875, FLOAT, "eval centre-crop fraction"),
+        ("mixup", 0.0, FLOAT, "mixup alpha"),
+        ("cutmix", 0.0, FLOAT, "cutmix alpha"),
+        ("cutmix_prob", 1.0, FLOAT, "probability of mixup/cutmix"),
+    ],
+    "Model": [
+        ("model", "mobilenet_v2_035_224", STR, "MindCV model name"),
+        ("num_classes", None, OPT_INT, "number of classes (default: found in the data)"),
+        ("in_channels", 3, INT, "input channels"),
+        ("drop_rate", None, OPT_FLOAT, "dropout rate"),
+        ("drop_path_rate", None, OPT_FLOAT, "drop-path rate"),
+        ("pretrained", False, BOOL, "load MindCV's pretrained weights (needs internet)"),
+        ("ckpt_path", "", STR, "initialise from this local checkpoint"),
+        ("resume_opt", False, BOOL, "MindCV key; accepted, resuming is done with 'resume'"),
+        ("keep_checkpoint_max", 10, INT, "keep at most N epoch checkpoints"),
+        ("ckpt_save_dir", "./ckpt", STR, "output folder: checkpoints, results, resolved config"),
+        ("ckpt_save_interval", 1, INT, "save an epoch checkpoint every N epochs"),
+        ("ckpt_save_policy", "latest_k", _choice("latest_k", "top_k", optional=True), "latest_k or top_k"),
+        ("epoch_size", 90, INT, "number of epochs"),
+        ("dataset_sink_mode", True, BOOL, "MindCV key; accepted (the suite feeds batches step by step)"),
+        ("ema", False, BOOL, "exponential moving average of weights"),
+        ("ema_decay", 0.9999, FLOAT, "EMA decay"),
+        ("clip_grad", False, BOOL, "clip gradients by global norm"),
+        ("clip_value", 15.0, FLOAT, "gradient clipping norm"),
+        ("layer_decay", None, OPT_FLOAT, "layer-wise lr decay"),
+        ("gradient_accumulation_steps", 1, INT, "accumulate gradients over N batches"),
+    ],
+    "Optimizer": [
+        ("opt", "adam", _choice("sgd", "momentum", "adam", "adamw", "lion", "rmsprop", "adagrad", "lamb", "nadam"),
+         "optimizer"),
+        ("momentum", 0.9, FLOAT, "momentum"),
+        ("weight_decay", 1e-6, FLOAT, "weight decay"),
+        ("use_nesterov", False, BOOL, "Nesterov momentum"),
+        ("weight_decay_filter", "disable", _choice("disable", "auto", "norm_and_bias"),
+         "disable, auto or norm_and_bias"),
+        ("filter_bias_and_bn", True, BOOL, "older MindCV key; accepted"),
+        ("eps", 1e-10, FLOAT, "optimizer epsilon"),
+    ],
+    "Scheduler": [
+        ("scheduler", "cosine_decay", _choice("constant", "cosine_decay", "exponential_decay", "step_decay",
+                                              "multi_step_decay", "one_cycle", "cyclic"), "lr schedule"),
+        ("lr", 0.001, FLOAT, "peak learning rate"),
+        ("min_lr", 1e-6, FLOAT, "final learning rate of cosine decay"),
+        ("warmup_epochs", 3, INT, "linear warmup epochs"),
+        ("warmup_factor", 0.0, FLOAT, "warmup start factor"),
+        ("decay_epochs", None, OPT_INT,
+         "decay epochs (suite default: epoch_size - warmup_epochs; capped to that)"),
+        ("decay_rate", 0.9, FLOAT, "decay rate of step/exponential schedules"),
+        ("multi_step_decay_milestones", [30, 60, 90], INTS, "milestone epochs of multi_step_decay"),
+        ("lr_epoch_stair", False, BOOL, "change lr once per epoch"),
+        ("num_cycles", 1, INT, "cosine cycles"),
+        ("cycle_decay", 1.0, FLOAT, "peak decay per cosine cycle"),
+    ],
+    "Loss": [
+        ("loss", "CE", _choice("CE", "BCE"), "CE or BCE"),
+        ("label_smoothing", 0.0, FLOAT, "label smoothing"),
+        ("aux_factor", 0.0, FLOAT, "auxiliary loss factor"),
+        ("reduction", "mean", STR, "loss reduction"),
+    ],
+    "Mixed precision": [
+        ("amp_level", "O0", _choice("O0", "O1", "O2", "O3"), "training AMP level (O0 on CPU)"),
+        ("val_amp_level", "O0", _choice("O0", "O1", "O2", "O3"), "validation AMP level"),
+        ("amp_cast_list", None, OPT_STR, "cells to cast"),
+        ("loss_scale_type", "fixed", _choice("fixed", "dynamic", "auto"), "loss scale type"),
+        ("loss_scale", 1.0, FLOAT, "loss scale"),
+        ("dynamic_loss_scale", False, BOOL, "older MindCV key; accepted"),
+        ("drop_overflow_update", False, BOOL, "skip updates on overflow"),
+        ("eval_shuffle", False, BOOL, "shuffle evaluation data"),
+    ],
+    "ModelArts (accepted, unused)": [
+        ("enable_modelarts", False, BOOL, "unused here"),
+        ("multi_data_url", "/cache/data/", STR, "unused here"),
+        ("data_url", "/cache/data/", STR, "unused here"),
+        ("ckpt_url", "/cache/output/", STR, "unused here"),
+        ("train_url", "/cache/output/", STR, "unused here"),
+    ],
+}
+
+CONFIG_FILE_NAME = "config.yaml"
+
+
+def option_table(extra=None):
+    """``{key: (default, converter, help, group)}`` of all options plus a script's ``extra`` group."""
+    groups = dict(OPTIONS)
+    if extra:
+        groups.update(extra)
+    return {key: (default, conv, text, group) for group, opts in groups.items()
+            for key, default, conv, text in opts}
+
+
+def _closest(key, table):
+    match = difflib.get_close_matches(key, list(table), n=1, cutoff=0.5)
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def _convert(key, value, table, where):
+    converter = table[key][1]
+    try:
+        return converter(value)
+    except (TypeError, ValueError) as err:
+        raise UsageError(f"{where}: bad value {value!r} for '{key}': {err}") from None
+
+
+def load_yaml(path, table):
+    """Read a YAML config file into converted ``{key: value}``; unknown keys are errors."""
+    if not os.path.isfile(path):
+        raise UsageError(f"config file not found: {path}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+    except yaml.YAMLError as err:
+        raise UsageError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: expected a mapping of keys to values")
+    values = {}
+    for key, value in data.items():
+        if key not in table:
+            raise UsageError(f"{path}: unknown key '{key}'{_closest(str(key), table)}")
+        values[key] = _convert(key, value, table, path)
+    return values
+
+
+class _Parser(argparse.ArgumentParser):
+    """Raises UsageError instead of printing usage and exiting."""
+
+    def error(self, message):
+        raise UsageError(message)
+
+
+def build_parser(description, table):
+    """An argparse parser with ``--config`` and one flag per key, for ``--help`` and the CLI."""
+    parser = _Parser(description=description, allow_abbrev=False,
+                     usage="%(prog)s [-h] [--config FILE] [--KEY VALUE ...]")
+    parser.add_argument("-c", "--config", default="", help="YAML config file")
+    groups = {}
+    for key, (default, converter, text, group) in table.items():
+        if group not in groups:
+            groups[group] = parser.add_argument_group(group)
+        nargs = "+" if converter in LIST_TYPES else ("?" if converter is BOOL else None)
+        groups[group].add_argument(f"--{key}", default=argparse.SUPPRESS, nargs=nargs,
+                                   const="true" if converter is BOOL else None,
+                                   help=f"{text} (default: {default})", metavar=key.upper())
+    return parser
+
+
+def parse_config(argv, description, extra=None):
+    """Resolve the configuration of a script: defaults < YAML < CLI. Returns a Namespace."""
+    table = option_table(extra)
+    parser = build_parser(description, table)
+    cli, unknown = parser.parse_known_args(argv)
+    for item in unknown:
+        if item.startswith("-"):
+            key = item.lstrip("-").split("=", 1)[0]
+            raise UsageError(f"unknown option '--{key}'{_closest(key, table)}")
+        raise UsageError(f"unexpected argument '{item}'")
+    values = {key: spec[0] for key, spec in table.items()}
+    if cli.config:
+        values.update(load_yaml(cli.config, table))
+    for key, value in vars(cli).items():
+        if key != "config":
+            values[key] = _convert(key, value, table, "command line")
+    values["config"] = cli.config
+    cfg = argparse.Namespace(**values)
+    check_values(cfg)
+    return cfg
+
+
+# key -> (test, requirement) for values that can never work
+_RULES = {
+    "lr": (lambda v: v >= 0, ">= 0"),
+    "min_lr": (lambda v: v >= 0, ">= 0"),
+    "weight_decay": (lambda v: v >= 0, ">= 0"),
+    "batch_size": (lambda v: v > 0, "> 0"),
+    "epoch_size": (lambda v: v > 0, "> 0"),
+    "warmup_epochs": (lambda v: v >= 0, ">= 0"),
+    "val_interval": (lambda v: v > 0, "> 0"),
+    "log_interval": (lambda v: v > 0, "> 0"),
+    "ckpt_save_interval": (lambda v: v > 0, "> 0"),
+    "keep_checkpoint_max": (lambda v: v > 0, "> 0"),
+    "num_parallel_workers": (lambda v: v > 0, "> 0"),
+    "image_resize": (lambda v: v > 0, "> 0"),
+    "num_classes": (lambda v: v is None or v > 0, "> 0"),
+    "num_samples": (lambda v: v is None or v > 0, "> 0"),
+    "gradient_accumulation_steps": (lambda v: v > 0, "> 0"),
+    "label_smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "crop_pct": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "mode": (lambda v: v in (0, 1), "0 (GRAPH) or 1 (PYNATIVE)"),
+}
+
+
+def check_values(cfg):
+    """Refuse values that can never work, naming the key."""
+    for key, (test, requirement) in _RULES.items():
+        value = getattr(cfg, key, None)
+        if key in vars(cfg) and not test(value):
+            raise UsageError(f"'{key}' must be {requirement}, got {value!r}")
+
+
+def save_config(cfg, path):
+    """Write the resolved configuration as YAML (readable back with ``--config``)."""
+    data = {k: v for k, v in vars(cfg).items() if k != "config"}
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        yaml.safe_dump(data, f, sort_keys=False)
+    os.replace(tmp, path)

@@ -1,0 +1,155 @@
+"""Datasets and loaders for both layouts of the design document.
+
+* folder ("offline" way): ``<data_dir>/<split>/<class folder>/<image>``, read with MindCV's
+  ``create_dataset``. Class order: ``<data_dir>/classes.txt`` (written by
+  ``tools/split_aircraft.py``, original names such as ``F-16A/B``) when present, else the sorted
+  folder names of the training split.
+* annotation ("online" way): FGVC-Aircraft's ``images/`` + ``images_<level>_<split>.txt``, read
+  lazily by ``tools.annotation_dataset``.
+
+``dataset_format: auto`` picks folder when ``<data_dir>/<split>`` is a folder, else annotation.
+"""
+import os
+from dataclasses import dataclass
+from typing import List, Optional
+
+from mindcv.data import create_dataset, create_loader, create_transforms
+
+from tools import aircraft_layout as layout
+from tools.annotation_dataset import create_annotation_dataset
+from tools.errors import DataError, UsageError
+
+_BUILTIN_DATASETS = ("mnist", "cifar10", "cifar100")
+
+
+@dataclass
+class SplitData:
+    """A split's dataset with what the rest of the pipeline needs to know about it."""
+
+    dataset: object
+    class_names: List[str]
+    size: int
+    layout: str
+    paths: Optional[List[str]] = None  # image files in dataset order (annotation layout only)
+
+
+def detect_layout(cfg, split):
+    """``folder`` or ``annotation`` for ``split`` of ``cfg.data_dir`` (honours ``dataset_format``)."""
+    if cfg.dataset.lower() in _BUILTIN_DATASETS:
+        raise UsageError(f"dataset '{cfg.dataset}' is not supported here: set dataset: '' and point data_dir "
+                         "at a folder or annotation dataset")
+    if not os.path.isdir(cfg.data_dir):
+        raise DataError(f"data_dir not found: {cfg.data_dir}")
+    folder = os.path.isdir(os.path.join(cfg.data_dir, split))
+    annotated = layout.has_annotations(cfg.data_dir, cfg.label_level, split)
+    wanted = cfg.dataset_format
+    if wanted == "folder" or (wanted == "auto" and folder):
+        if not folder:
+            raise DataError(f"split folder not found: {os.path.join(cfg.data_dir, split)}")
+        return "folder"
+    if wanted == "annotation" or (wanted == "auto" and annotated):
+        if not annotated:
+            raise DataError(f"annotation file not found: {layout.annotation_file(cfg.data_dir, cfg.label_level, split)}")
+        return "annotation"
+    raise DataError(f"split '{split}' not found in {cfg.data_dir}: expected a folder {split}/ or an annotation "
+                    f"file images_{cfg.label_level}_{split}.txt; splits there: {', '.join(_known_splits(cfg)) or 'none'}")
+
+
+def _known_splits(cfg):
+    folders = [d for d in sorted(os.listdir(cfg.data_dir))
+               if os.path.isdir(os.path.join(cfg.data_dir, d)) and d != layout.IMAGES_DIR]
+    return sorted(set(folders + layout.available_splits(cfg.data_dir, cfg.label_level)))
+
+
+def _folder_classes(data_dir, split):
+    """``(names, folders)`` of a split tree: classes.txt beside it, else the split's sorted folders."""
+    names_path = os.path.join(data_dir, layout.CLASSES_FILE)
+    if os.path.isfile(names_path):
+        names = layout.read_names(names_path)
+        return names, layout.safe_dirnames(names)
+    split_dir = os.path.join(data_dir, split)
+    folders = sorted(d for d in os.listdir(split_dir) if os.path.isdir(os.path.join(split_dir, d)))
+    return folders, folders
+
+
+def _open_folder_split(cfg, split, class_names, shuffle, shard, num_samples):
+    names, folders = _folder_classes(cfg.data_dir, split)
+    if class_names is not None and class_names != names:
+        if set(class_names) >= set(names):
+            names, folders = class_names, layout.safe_dirnames(class_names)
+        else:
+            extra = sorted(set(names) - set(class_names))[0]
+            raise DataError(f"class '{extra}' of split '{split}' is not a class of the training split")
+    split_dir = os.path.join(cfg.data_dir, split)
+    present = [d for d in os.listdir(split_dir) if os.path.isdir(os.path.join(split_dir, d))]
+    unknown = sorted(set(present) - set(folders))
+    if unknown:
+        raise DataError(f"class folder '{os.path.join(split_dir, unknown[0])}' is not in the class list "
+                        f"({os.path.join(cfg.data_dir, layout.CLASSES_FILE)} or the training split)")
+    if not folders:
+        raise DataError(f"no class folders in {split_dir}")
+    dataset = create_dataset(name="", root=cfg.data_dir, split=split, shuffle=shuffle,
+                             num_samples=num_samples, num_shards=shard[0], shard_id=shard[1],
+                             num_parallel_workers=cfg.num_parallel_workers,
+                             class_indexing={folder: i for i, folder in enumerate(folders) if folder in present})
+    return SplitData(dataset, names, dataset.get_dataset_size(), "folder")
+
+
+def open_split(cfg, split, class_names=None, training=False, shard=(None, None)):
+    """Open ``split`` of ``cfg.data_dir`` in whichever layout it has.
+
+    ``class_names`` (the training split's) fixes the class order of a validation split;
+    ``shard`` is ``(num_shards, shard_id)`` for data-parallel training.
+    """
+    kind = detect_layout(cfg, split)
+    shuffle = cfg.shuffle if training else cfg.eval_shuffle
+    num_samples = cfg.num_samples if training else None
+    if kind == "folder":
+        data = _open_folder_split(cfg, split, class_names, shuffle, shard, num_samples)
+    else:
+        dataset, source = create_annotation_dataset(
+            cfg.data_dir, split, level=cfg.label_level, class_names=class_names, shuffle=shuffle,
+            num_shards=shard[0], shard_id=shard[1], num_parallel_workers=cfg.num_parallel_workers,
+            num_samples=num_samples)
+        data = SplitData(dataset, source.class_names, dataset.get_dataset_size(), "annotation", source.paths)
+    if data.size == 0:
+        raise DataError(f"split '{split}' of {cfg.data_dir} holds no images")
+    return data
+
+
+def resolve_num_classes(cfg, class_names):
+    """``cfg.num_classes`` if it matches the data (or is unset), else a clear error."""
+    found = len(class_names)
+    if cfg.num_classes is not None and cfg.num_classes != found:
+        raise UsageError(f"num_classes is {cfg.num_classes} but {cfg.data_dir} has {found} classes "
+                         "(leave num_classes unset to use what the data has)")
+    return found
+
+
+def build_transforms(cfg, training):
+    """MindCV's ImageNet-style transforms with the config's augmentation settings."""
+    common = dict(dataset_name="", image_resize=cfg.image_resize, interpolation=cfg.interpolation,
+                  mean=cfg.mean, std=cfg.std)
+    if not training:
+        return create_transforms(is_training=False, crop_pct=cfg.crop_pct, **common)
+    return create_transforms(
+        is_training=True, scale=tuple(cfg.scale), ratio=tuple(cfg.ratio), hflip=cfg.hflip, vflip=cfg.vflip,
+        color_jitter=cfg.color_jitter, auto_augment=cfg.auto_augment, re_prob=cfg.re_prob,
+        re_scale=tuple(cfg.re_scale), re_ratio=tuple(cfg.re_ratio), re_value=cfg.re_value,
+        re_max_attempts=cfg.re_max_attempts, separate=cfg.aug_splits > 0, **common)
+
+
+def build_loader(cfg, data, num_classes, training, batch_size=None):
+    """Decode, augment and batch a split with MindCV's ``create_loader``.
+
+    Evaluation keeps every image exactly once: no shuffling, no dropped remainder.
+    """
+    try:
+        return create_loader(
+            dataset=data.dataset, batch_size=batch_size or cfg.batch_size,
+            drop_remainder=cfg.drop_remainder if training else False, is_training=training,
+            mixup=cfg.mixup if training else 0.0, cutmix=cfg.cutmix if training else 0.0,
+            cutmix_prob=cfg.cutmix_prob, num_classes=num_classes, transform=build_transforms(cfg, training),
+            num_parallel_workers=cfg.num_parallel_workers, separate=training and cfg.aug_splits > 0)
+    except (ValueError, AssertionError) as err:
+        raise UsageError(f"cannot build the data pipeline: {err}") from None

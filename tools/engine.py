@@ -1,0 +1,154 @@
+"""The training loop and evaluation: one train step per batch, validation every few epochs."""
+import math
+import os
+import sys
+import time
+
+import mindspore as ms
+import numpy as np
+from mindspore import Tensor, nn
+from mindcv.utils.train_step import TrainStep
+
+from tools import metrics
+from tools.checkpoints import save_weights, write_results
+from tools.errors import DataError
+
+
+def build_train_step(cfg, network, loss_fn, optimizer):
+    """MindCV's TrainStep (loss scale, EMA, gradient clipping and accumulation) around the network."""
+    net_with_loss = nn.WithLossCell(network, loss_fn)
+    return TrainStep(net_with_loss, optimizer, scale_sense=Tensor(cfg.loss_scale, ms.float32), ema=cfg.ema,
+                     ema_decay=cfg.ema_decay, clip_grad=cfg.clip_grad, clip_value=cfg.clip_value,
+                     gradient_accumulation_steps=cfg.gradient_accumulation_steps).set_train()
+
+
+def predict_logits(network, loader, batch_size):
+    """Logits and labels for every sample of ``loader``, in loader order.
+
+    The last, smaller batch is padded to ``batch_size`` so that GRAPH mode compiles one graph.
+    """
+    network.set_train(False)
+    all_logits, all_labels = [], []
+    for images, labels in loader.create_tuple_iterator(num_epochs=1, output_numpy=True):
+        count = len(images)
+        if count < batch_size:
+            pad = np.zeros((batch_size - count,) + images.shape[1:], images.dtype)
+            images = np.concatenate([images, pad])
+        out = network(Tensor(images))
+        out = out[0] if isinstance(out, (tuple, list)) else out
+        all_logits.append(out.asnumpy()[:count].astype(np.float32))
+        all_labels.append(labels.astype(np.int64))
+    network.set_train(True)
+    return np.concatenate(all_logits), np.concatenate(all_labels)
+
+
+def evaluate(network, loader, batch_size):
+    """Top-1, Top-5, loss and sample count over the whole loader (each image once)."""
+    logits, labels = predict_logits(network, loader, batch_size)
+    return metrics.summarize(logits, labels)
+
+
+class Progress:
+    """A one-line progress bar on a terminal, a line every ``interval`` steps otherwise."""
+
+    def __init__(self, total, interval, prefix):
+        self.total, self.interval, self.prefix = total, interval, prefix
+        self.tty = sys.stderr.isatty()
+        self.start = time.time()
+
+    def update(self, step, loss):
+        elapsed = time.time() - self.start
+        text = f"{self.prefix} step {step}/{self.total} loss {loss:.4f} {elapsed:.1f}s"
+        if self.tty:
+            filled = int(20 * step / max(self.total, 1))
+            sys.stderr.write(f"\r{self.prefix} [{'#' * filled}{'.' * (20 - filled)}] {text[len(self.prefix) + 1:]}")
+            sys.stderr.flush()
+        elif step % self.interval == 0:
+            print(text, flush=True)
+
+    def close(self):
+        if self.tty:
+            sys.stderr.write("\n")
+
+
+class Trainer:
+    """Runs the epochs, validates, writes checkpoints and the results table."""
+
+    def __init__(self, cfg, network, train_step, lrs, class_names, rank=0):
+        self.cfg, self.network, self.train_step, self.lrs = cfg, network, train_step, lrs
+        self.class_names = class_names
+        self.is_main = rank == 0
+        self.rows, self.best_top1, self.saved_epochs = [], None, []
+        self.out_dir = cfg.ckpt_save_dir
+
+    def checkpoint_path(self, tag):
+        return os.path.join(self.out_dir, f"{self.cfg.model}_{tag}.ckpt")
+
+    def train_epoch(self, loader, epoch, steps):
+        """One pass over ``loader``; returns the mean loss. A NaN/Inf loss stops the run."""
+        ms.dataset.config.set_seed(self.cfg.seed + epoch)  # same data order per epoch on resume
+        progress = Progress(steps, self.cfg.log_interval, f"epoch {epoch}/{self.cfg.epoch_size}")
+        total, count = 0.0, 0
+        for images, labels in loader.create_tuple_iterator(num_epochs=1):
+            value = float(self.train_step(images, labels).asnumpy())
+            count += 1
+            if not math.isfinite(value):
+                progress.close()
+                raise DataError(f"loss is {value} at epoch {epoch} step {count}; stopping (the best checkpoint "
+                                f"so far is kept): lower lr or check the data")
+            total += value
+            progress.update(count, total / count)
+        progress.close()
+        return total / max(count, 1)
+
+    def fit(self, train_loader, val_loader, start_epoch=1):
+        steps = train_loader.get_dataset_size()
+        for epoch in range(start_epoch, self.cfg.epoch_size + 1):
+            begin = time.time()
+            train_loss = self.train_epoch(train_loader, epoch, steps)
+            row = {"epoch": epoch, "train_loss": train_loss, "lr": self.lrs[min(epoch * steps, len(self.lrs)) - 1]}
+            validate = val_loader is not None and (epoch % self.cfg.val_interval == 0 or epoch == self.cfg.epoch_size)
+            if validate:
+                result = evaluate(self.network, val_loader, self.cfg.batch_size)
+                row.update(val_loss=result["loss"], top1=result["top1"], top5=result["top5"])
+            row["seconds"] = time.time() - begin
+            self.rows.append(row)
+            if self.is_main:
+                self._save(epoch, row)
+            print(_epoch_line(self.cfg.epoch_size, row), flush=True)
+        return self.rows
+
+    def _save(self, epoch, row):
+        extra = {"epoch": epoch}
+        save_weights(self.network, self.checkpoint_path("last"), self.class_names, extra)
+        if row.get("top1") is not None and (self.best_top1 is None or row["top1"] > self.best_top1):
+            self.best_top1 = row["top1"]
+            save_weights(self.network, self.checkpoint_path("best"), self.class_names, extra)
+        if epoch % self.cfg.ckpt_save_interval == 0:
+            self._save_epoch_checkpoint(epoch, row)
+        write_results(self.out_dir, self.rows)
+
+    def _save_epoch_checkpoint(self, epoch, row):
+        """``{model}-{epoch}.ckpt``, keeping the latest (or, with top_k, best) ``keep_checkpoint_max``."""
+        path = os.path.join(self.out_dir, f"{self.cfg.model}-{epoch}.ckpt")
+        save_weights(self.network, path, self.class_names, {"epoch": epoch})
+        self.saved_epochs.append((row.get("top1") or 0.0, epoch, path))
+        if self.cfg.ckpt_save_policy == "top_k":
+            self.saved_epochs.sort(key=lambda item: (-item[0], -item[1]))
+        else:
+            self.saved_epochs.sort(key=lambda item: -item[1])
+        for _, _, old in self.saved_epochs[self.cfg.keep_checkpoint_max:]:
+            if os.path.exists(old):
+                os.remove(old)
+        del self.saved_epochs[self.cfg.keep_checkpoint_max:]
+
+
+def _epoch_line(epochs, row):
+    parts = [f"epoch {row['epoch']}/{epochs}", f"train_loss {row['train_loss']:.4f}"]
+    if row.get("top1") is not None:
+        parts.append(f"val_loss {row['val_loss']:.4f}")
+        parts.append(f"top1 {row['top1']:.4f}")
+        if row.get("top5") is not None:
+            parts.append(f"top5 {row['top5']:.4f}")
+    parts += [f"lr {row['lr']:.3g}", f"{row['seconds']:.1f}s"]
+    return "  ".join(parts)

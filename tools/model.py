@@ -1,0 +1,95 @@
+"""Model creation and weight loading, with MindCV's pitfalls handled in one place.
+
+* ``pretrained: True`` downloads with MindCV; offline, the failure is one line that points at
+  ``ckpt_path``.
+* ``ckpt_path`` loads a local checkpoint (MindCV's or this suite's). A classifier whose shape
+  differs from ``num_classes`` is dropped, as are entries that are not model weights (optimizer
+  state such as ``adam_m.*``), so a 1000-class checkpoint initialises a 100-class model with no
+  manual stripping. A checkpoint of another architecture is refused.
+"""
+import json
+import os
+import urllib.error
+
+import mindspore as ms
+from mindcv.models import create_model
+from mindcv.models.registry import _model_pretrained_cfgs, list_models
+
+from tools.errors import DataError, UsageError
+
+CLASS_NAMES_KEY = "suite_class_names"
+MIN_MATCHED_FRACTION = 0.5
+
+
+def classifier_prefix(model_name):
+    """Name prefix of the model's classification head (e.g. ``classifier.3`` for MobileNetV3)."""
+    return _model_pretrained_cfgs.get(model_name, {}).get("classifier", "classifier")
+
+
+def create_network(cfg, num_classes):
+    """``create_model`` for ``cfg.model`` with ``num_classes`` outputs, initialised as configured."""
+    if cfg.model not in list_models():
+        import difflib
+
+        close = difflib.get_close_matches(cfg.model, list_models(), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise UsageError(f"unknown model '{cfg.model}'{hint}")
+    kwargs = dict(model_name=cfg.model, num_classes=num_classes, in_channels=cfg.in_channels)
+    for key in ("drop_rate", "drop_path_rate"):
+        if getattr(cfg, key) is not None:
+            kwargs[key] = getattr(cfg, key)
+    try:
+        network = create_model(pretrained=cfg.pretrained, **kwargs)
+    except (urllib.error.URLError, OSError, ConnectionError) as err:
+        if not cfg.pretrained:
+            raise
+        raise DataError(f"downloading pretrained weights for {cfg.model} failed ({err.__class__.__name__}); "
+                        "offline, set pretrained: False and ckpt_path: /path/to/weights.ckpt") from None
+    if cfg.ckpt_path:
+        report = load_weights(network, cfg.ckpt_path, cfg.model)
+        print(f"initialised from {cfg.ckpt_path}: {report}")
+    return network
+
+
+def read_checkpoint(path):
+    """``ms.load_checkpoint`` with a one-line error for a missing or unreadable file."""
+    if not os.path.isfile(path):
+        raise DataError(f"checkpoint not found: {path}")
+    try:
+        return ms.load_checkpoint(path)
+    except (ValueError, RuntimeError, OSError, TypeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else err.__class__.__name__
+        raise DataError(f"cannot read checkpoint {path}: {first}") from None
+
+
+def load_weights(network, path, model_name, params=None):
+    """Load matching tensors of a checkpoint into ``network``; return a short report string."""
+    params = read_checkpoint(path) if params is None else params
+    head = classifier_prefix(model_name) + "."
+    own = {p.name: p for p in network.get_parameters()}
+    kept, dropped, ignored = {}, [], 0
+    for name, value in params.items():
+        if name not in own:
+            ignored += 1  # optimizer state, step counters, metadata, other heads
+            continue
+        if tuple(value.shape) == tuple(own[name].shape):
+            kept[name] = value
+        elif name.startswith(head):
+            dropped.append(name)
+        else:
+            raise DataError(f"{path}: '{name}' has shape {tuple(value.shape)}, the model's is "
+                            f"{tuple(own[name].shape)}: the checkpoint is not a {model_name}")
+    matched = len(kept) + len(dropped)
+    if matched < MIN_MATCHED_FRACTION * len(own):
+        raise DataError(f"{path}: only {matched} of {len(own)} {model_name} weights found: "
+                        "the checkpoint is of another architecture")
+    ms.load_param_into_net(network, kept, strict_load=False)
+    missing = len(own) - len(kept)
+    return (f"{len(kept)} tensors loaded, {len(dropped)} classifier tensors dropped (shape differs from "
+            f"num_classes), {ignored} non-model entries ignored, {missing} left at initialisation")
+
+
+def class_names_of(params):
+    """Class names stored in a checkpoint by this suite, or None."""
+    value = params.get(CLASS_NAMES_KEY)
+    return json.loads(value) if isinstance(value, str) else None

@@ -1,0 +1,49 @@
+"""MindSpore context, device, seeds and the data-parallel group."""
+import os
+import random
+
+import mindspore as ms
+import numpy as np
+
+from tools.errors import UsageError
+
+
+def _available(target):
+    if target == "CPU":
+        return True
+    try:
+        return bool(ms.hal.is_available(target))
+    except (AttributeError, RuntimeError, ValueError):
+        return False
+
+
+def setup(cfg):
+    """Set mode, device and seeds; join the data-parallel group when ``distribute`` is on.
+
+    Returns ``(num_shards, shard_id)``, ``(None, None)`` when not distributed.
+    """
+    target = cfg.device_target
+    if target not in ("CPU", "GPU", "Ascend"):
+        raise UsageError(f"device_target must be CPU, GPU or Ascend, got '{target}'")
+    if not _available(target):
+        print(f"note: device_target {target} is not available here; using CPU")
+        target = "CPU"
+    ms.set_context(mode=cfg.mode, device_target=target)
+    seed_everything(cfg.seed)
+    if not cfg.distribute:
+        return None, None
+    if "MS_WORKER_NUM" not in os.environ and "RANK_SIZE" not in os.environ:
+        print("note: distribute is True but the script was not started by msrun; training on one process")
+        return None, None
+    from mindspore.communication import get_group_size, get_rank, init
+
+    init()
+    ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True)
+    return get_group_size(), get_rank()
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    ms.set_seed(seed)
+    ms.dataset.config.set_seed(seed)
