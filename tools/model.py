@@ -26,7 +26,7 @@ def classifier_prefix(model_name):
     return _model_pretrained_cfgs.get(model_name, {}).get("classifier", "classifier")
 
 
-def create_network(cfg, num_classes):
+def create_network(cfg, num_classes, init_from_ckpt=True):
     """``create_model`` for ``cfg.model`` with ``num_classes`` outputs, initialised as configured."""
     if cfg.model not in list_models():
         import difflib
@@ -45,7 +45,7 @@ def create_network(cfg, num_classes):
             raise
         raise DataError(f"downloading pretrained weights for {cfg.model} failed ({err.__class__.__name__}); "
                         "offline, set pretrained: False and ckpt_path: /path/to/weights.ckpt") from None
-    if cfg.ckpt_path:
+    if cfg.ckpt_path and init_from_ckpt:
         report = load_weights(network, cfg.ckpt_path, cfg.model)
         print(f"initialised from {cfg.ckpt_path}: {report}")
     return network
@@ -62,8 +62,11 @@ def read_checkpoint(path):
         raise DataError(f"cannot read checkpoint {path}: {first}") from None
 
 
-def load_weights(network, path, model_name, params=None):
-    """Load matching tensors of a checkpoint into ``network``; return a short report string."""
+def load_weights(network, path, model_name, params=None, drop_head=True):
+    """Load matching tensors of a checkpoint into ``network``; return a short report string.
+
+    With ``drop_head=False`` (evaluation) a classifier of another shape is an error.
+    """
     params = read_checkpoint(path) if params is None else params
     head = classifier_prefix(model_name) + "."
     own = {p.name: p for p in network.get_parameters()}
@@ -74,7 +77,7 @@ def load_weights(network, path, model_name, params=None):
             continue
         if tuple(value.shape) == tuple(own[name].shape):
             kept[name] = value
-        elif name.startswith(head):
+        elif name.startswith(head) and drop_head:
             dropped.append(name)
         else:
             raise DataError(f"{path}: '{name}' has shape {tuple(value.shape)}, the model's is "
