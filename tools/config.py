@@ -9,7 +9,7 @@ import os
 
 import yaml
 
-from tools.errors import UsageError
+from tools.errors import CliParser, UsageError
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -271,16 +271,9 @@ def load_yaml(path, table):
     return values
 
 
-class _Parser(argparse.ArgumentParser):
-    """Raises UsageError instead of printing usage and exiting."""
-
-    def error(self, message):
-        raise UsageError(message)
-
-
 def build_parser(description, table):
     """An argparse parser with ``--config`` and one flag per key, for ``--help`` and the CLI."""
-    parser = _Parser(description=description, allow_abbrev=False,
+    parser = CliParser(description=description, allow_abbrev=False,
                      usage="%(prog)s [-h] [--config FILE] [--KEY VALUE ...]")
     parser.add_argument("-c", "--config", default="", help="YAML config file")
     groups = {}

@@ -1,4 +1,5 @@
 """User-facing errors: one clear line and a documented exit code, never a traceback."""
+import argparse
 import sys
 
 
@@ -12,6 +13,13 @@ class DataError(Exception):
     """Bad input at run time: missing/corrupt file, mismatched checkpoint (exit code 1)."""
 
     exit_code = 1
+
+
+class CliParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one-line UsageErrors (exit 2) instead of usage dumps."""
+
+    def error(self, message):
+        raise UsageError(message)
 
 
 def run_cli(main, argv=None):

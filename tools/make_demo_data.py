@@ -26,7 +26,6 @@ import sys
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import argparse
 import gzip
 import re
 import shlex
@@ -36,7 +35,7 @@ import numpy as np
 from PIL import Image
 
 from tools.aircraft_layout import IMAGE_EXT, IMAGES_DIR, NAMES_FILES, annotation_file, read_names
-from tools.errors import DataError, UsageError, run_cli
+from tools.errors import CliParser, DataError, UsageError, run_cli
 
 DEFAULT_SOURCE = "/usr/share/datasets/fashion-mnist"
 INSTALL_HINT = "apt-get update && apt-get install -y dataset-fashion-mnist"
@@ -272,13 +271,8 @@ def make_demo_data(
     return counts
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
-
-
 def main(argv=None):
-    parser = _Parser(description="Build a small Fashion-MNIST demo dataset in FGVC-Aircraft's raw layout.")
+    parser = CliParser(description="Build a small Fashion-MNIST demo dataset in FGVC-Aircraft's raw layout.")
     parser.add_argument("--out", required=True, help="output folder (new, empty, or an earlier output)")
     parser.add_argument("--trainval_per_class", type=int, default=60, help="trainval images per class (60)")
     parser.add_argument("--test_per_class", type=int, default=20, help="test images per class (20)")

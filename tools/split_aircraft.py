@@ -9,7 +9,6 @@ so a tree of another level or class list in the same ``--out_dir`` is refused.
 
     python tools/split_aircraft.py --data_dir data/fgvc-aircraft-2013b/data
 """
-import argparse
 import errno
 import filecmp
 import json
@@ -22,7 +21,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tools import aircraft_layout as layout
-from tools.errors import DataError, UsageError, run_cli
+from tools.errors import CliParser, DataError, UsageError, run_cli
 
 MODES = ("hardlink", "symlink", "copy", "move")
 INFO_FILE = "split_info.json"
@@ -31,7 +30,7 @@ NO_HARDLINK = {errno.EXDEV, errno.EPERM, errno.EACCES, errno.EMLINK, errno.ENOTS
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description="Build <out>/<split>/<class>/<id>.jpg from FGVC-Aircraft's data/ folder.")
+    p = CliParser(description="Build <out>/<split>/<class>/<id>.jpg from FGVC-Aircraft's data/ folder.")
     p.add_argument("--data_dir", required=True, help="folder with images/ and images_<level>_<split>.txt")
     p.add_argument("--out_dir", help="where to build the tree (default: --data_dir)")
     p.add_argument("--splits", nargs="+", default=["trainval", "test"], help="default: trainval test")
