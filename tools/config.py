@@ -98,6 +98,12 @@ def _choice(*choices, optional=False):
     return choice
 
 
+def int_or_str(value):
+    """A number where one is given (``0``), else the text (``random``)."""
+    text = str(value).strip()
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
 STR, INT, FLOAT, BOOL = str, _number(int), _number(float), to_bool
 OPT_STR, OPT_INT, OPT_FLOAT = _optional(str), _optional(INT), _optional(FLOAT)
 FLOATS, INTS, STRS = _sequence(FLOAT), _sequence(INT), _sequence(str)
@@ -145,7 +151,7 @@ OPTIONS = {
         ("re_prob", 0.0, FLOAT, "random erasing probability"),
         ("re_scale", [0.02, 0.33], PAIR, "random erasing area range"),
         ("re_ratio", [0.3, 3.3], PAIR, "random erasing aspect range"),
-        ("re_value", 0, STR, "random erasing fill value"),
+        ("re_value", 0, int_or_str, "random erasing fill value"),
         ("re_max_attempts", 10, INT, "random erasing attempts"),
         ("mean", [0.485 * 255, 0.456 * 255, 0.406 * 255], FLOATS, "per-channel mean (0-255 scale)"),
         ("std", [0.229 * 255, 0.224 * 255, 0.225 * 255], FLOATS, "per-channel std (0-255 scale)"),

@@ -1,0 +1,65 @@
+"""Shared fixtures: tiny datasets cut from the committed demo data, and a script runner."""
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEMO = os.path.join(ROOT, "data", "fashion_mnist")
+sys.path.insert(0, ROOT)
+os.environ.setdefault("GLOG_v", "3")
+
+TINY_CLASSES = ["T-shirt/top", "Trouser", "Sneaker", "Ankle boot", "Bag"]
+
+
+def make_tiny_aircraft(out, classes=TINY_CLASSES, per_class=None, names_file=True):
+    """An Aircraft-layout folder with ``per_class[split]`` demo images of each of ``classes``."""
+    per_class = per_class or {"trainval": 8, "test": 4}
+    os.makedirs(os.path.join(out, "images"), exist_ok=True)
+    for split, count in per_class.items():
+        taken, lines = {c: 0 for c in classes}, []
+        with open(os.path.join(DEMO, f"images_variant_{split}.txt"), encoding="utf-8") as f:
+            for line in f:
+                image_id, label = line.rstrip("\n").split(" ", 1)
+                if label in taken and taken[label] < count:
+                    taken[label] += 1
+                    lines.append(f"{image_id} {label}\n")
+                    shutil.copy(os.path.join(DEMO, "images", image_id + ".jpg"), os.path.join(out, "images"))
+        with open(os.path.join(out, f"images_variant_{split}.txt"), "w", encoding="utf-8") as f:
+            f.writelines(lines)
+    if names_file:
+        with open(os.path.join(out, "variants.txt"), "w", encoding="utf-8") as f:
+            f.write("\n".join(classes) + "\n")
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_aircraft(tmp_path_factory):
+    """A read-only-by-convention 5-class Aircraft-layout dataset (8 trainval + 4 test per class)."""
+    return make_tiny_aircraft(str(tmp_path_factory.mktemp("tiny") / "data"))
+
+
+TINY_TRAIN_ARGS = ["--train_split", "trainval", "--val_split", "test", "--model", "mobilenet_v3_small_100",
+                   "--image_resize", "32", "--batch_size", "8", "--epoch_size", "2", "--warmup_epochs", "0",
+                   "--lr", "0.01", "--opt", "adamw", "--num_parallel_workers", "1", "--log_interval", "1",
+                   "--crop_pct", "1.0", "--color_jitter", "0", "--dataset", ""]
+
+
+def run_script(script, *args, cwd=ROOT):
+    """Run one of the project's scripts as a user would; returns the CompletedProcess."""
+    env = dict(os.environ, GLOG_v="3")
+    return subprocess.run([sys.executable, os.path.join(ROOT, script), *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def assert_one_line_error(proc, *needles, code=None):
+    """A failed run: non-zero (or ``code``) exit, no traceback, one stderr line naming ``needles``."""
+    assert proc.returncode != 0 if code is None else proc.returncode == code, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
