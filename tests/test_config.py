@@ -127,3 +127,39 @@ def test_mindcv_config_file_is_accepted(tmp_path):
                   "momentum": 0.9, "weight_decay": 0.00002, "loss_scale": 1024, "use_nesterov": False}
     cfg = parse_config(["--config", write_yaml(tmp_path / "m.yaml", mindcv_cfg), "--num_classes=100"], "t")
     assert cfg.num_classes == 100 and cfg.loss_scale == 1024.0 and cfg.amp_level == "O3"
+
+
+SHIPPED = ["configs/demo.yaml", "configs/mobilenetv3/mobilenet_v3_small_aircraft.yaml",
+           "configs/mobilenetv3/mobilenet_v3_large_aircraft.yaml", "configs/convnext/convnext_tiny_aircraft.yaml",
+           "configs/resnest/resnest50_aircraft.yaml"]
+
+
+@pytest.mark.parametrize("path", SHIPPED)
+def test_shipped_configs_parse_and_decay(path):
+    from mindcv.models.registry import list_models
+
+    from tools.schedule import build_lr_schedule
+
+    cfg = parse_config(["--config", f"{ROOT}/{path}"], "t")
+    assert cfg.model in list_models()
+    lrs = build_lr_schedule(cfg, steps_per_epoch=10)
+    assert len(lrs) == 10 * cfg.epoch_size
+    assert max(lrs) == pytest.approx(cfg.lr, rel=0.05)
+    assert lrs[-1] <= cfg.min_lr + 0.01 * cfg.lr        # ends decayed, not near the peak
+
+
+def test_aircraft_config_has_the_documents_hyperparameters():
+    cfg = parse_config(["--config", f"{ROOT}/configs/mobilenetv3/mobilenet_v3_small_aircraft.yaml"], "t")
+    assert (cfg.dataset, cfg.batch_size, cfg.image_resize, cfg.auto_augment, cfg.num_classes, cfg.pretrained,
+            cfg.epoch_size, cfg.lr, cfg.train_split, cfg.val_split) == (
+        "", 8, 600, "randaug-m7-mstd0.5", 100, True, 50, 0.002, "trainval", "test")
+
+
+def test_shortening_epochs_alone_still_decays():
+    """MindCV's own config (decay_epochs 466) with epoch_size 50: the schedule must still end low."""
+    from tools.schedule import build_lr_schedule
+
+    cfg = parse_config(["--lr", "0.77", "--min_lr", "0", "--warmup_epochs", "4", "--decay_epochs", "466",
+                        "--epoch_size", "50"], "t")
+    lrs = build_lr_schedule(cfg, steps_per_epoch=5)
+    assert lrs[-1] < 0.01 * 0.77

@@ -162,3 +162,34 @@ def test_unknown_split_is_one_line(tiny_aircraft, tmp_path):
 
 def test_validate_without_checkpoint_is_usage_error():
     assert_one_line_error(run_script("validate.py"), "--ckpt_path", code=2)
+
+
+MINDCV_STYLE_CONFIG = {
+    "mode": 0, "distribute": True, "num_parallel_workers": 8, "val_while_train": True, "dataset": "imagenet",
+    "data_dir": "/path/to/imagenet", "shuffle": True, "dataset_download": False, "batch_size": 75,
+    "drop_remainder": True, "train_split": "train", "image_resize": 224, "scale": [0.08, 1.0],
+    "ratio": [0.75, 1.333], "hflip": 0.5, "color_jitter": 0.4, "interpolation": "bilinear", "crop_pct": 0.875,
+    "model": "mobilenet_v3_small_100", "num_classes": 1000, "pretrained": False, "ckpt_path": "",
+    "keep_checkpoint_max": 30, "ckpt_save_dir": "./ckpt", "epoch_size": 470, "dataset_sink_mode": True,
+    "amp_level": "O3", "loss": "CE", "label_smoothing": 0.1, "scheduler": "cosine_decay", "min_lr": 0.0,
+    "lr": 0.77, "warmup_epochs": 4, "decay_epochs": 466, "opt": "momentum", "weight_decay_filter": "auto",
+    "momentum": 0.9, "weight_decay": 0.00002, "loss_scale": 1024, "use_nesterov": False}
+
+
+def test_mindcv_config_runs_unchanged_with_cli_overrides(tiny_aircraft, tmp_path):
+    """The design document's command shape: MindCV's config file + --data_dir/--num_classes overrides."""
+    cfg_file = tmp_path / "mobilenet_v3_small_ascend.yaml"
+    cfg_file.write_text(yaml.safe_dump(MINDCV_STYLE_CONFIG))
+    proc = run_script("finetune.py", f"--config={cfg_file}", f"--data_dir={tiny_aircraft}", "--num_classes=5",
+                      "--train_split=trainval", "--val_split=test", "--epoch_size=1", "--batch_size=8",
+                      "--image_resize=32", "--lr=0.002", f"--ckpt_save_dir={tmp_path / 'out'}")
+    assert proc.returncode == 0, proc.stderr
+    assert len(read_results_csv(str(tmp_path / "out"))) == 1
+
+
+def test_pretrained_offline_is_one_line(tiny_aircraft, tmp_path):
+    proc = run_script("finetune.py", "--data_dir", tiny_aircraft, *TINY_TRAIN_ARGS, "--pretrained=True",
+                      "--ckpt_save_dir", tmp_path)
+    assert_one_line_error(proc, "pretrained", "ckpt_path", code=1)
+    cache = os.path.expanduser("~/.mindspore/models")
+    assert not any(os.path.getsize(os.path.join(cache, f)) == 0 for f in os.listdir(cache))  # no empty leftovers

@@ -6,8 +6,10 @@ import time
 
 import mindspore as ms
 import numpy as np
-from mindspore import Tensor, nn
+from mindspore import Tensor
+from mindcv.utils.amp import auto_mixed_precision
 from mindcv.utils.train_step import TrainStep
+from mindcv.utils.trainer_factory import add_loss_network
 
 from tools import metrics
 from tools.checkpoints import save_weights, write_results
@@ -16,7 +18,9 @@ from tools.errors import DataError
 
 def build_train_step(cfg, network, loss_fn, optimizer):
     """MindCV's TrainStep (loss scale, EMA, gradient clipping and accumulation) around the network."""
-    net_with_loss = nn.WithLossCell(network, loss_fn)
+    if cfg.amp_level != "O0":
+        auto_mixed_precision(network, cfg.amp_level, cfg.amp_cast_list)
+    net_with_loss = add_loss_network(network, loss_fn, cfg.amp_level)
     return TrainStep(net_with_loss, optimizer, scale_sense=Tensor(cfg.loss_scale, ms.float32), ema=cfg.ema,
                      ema_decay=cfg.ema_decay, clip_grad=cfg.clip_grad, clip_value=cfg.clip_value,
                      gradient_accumulation_steps=cfg.gradient_accumulation_steps).set_train()

@@ -1,7 +1,7 @@
 """Model creation and weight loading, with MindCV's pitfalls handled in one place.
 
-* ``pretrained: True`` downloads with MindCV; offline, the failure is one line that points at
-  ``ckpt_path``.
+* ``pretrained: True`` downloads MindCV's ImageNet checkpoint (then loaded like ``ckpt_path``);
+  offline, the failure is one line that points at ``ckpt_path``.
 * ``ckpt_path`` loads a local checkpoint (MindCV's or this suite's). A classifier whose shape
   differs from ``num_classes`` is dropped, as are entries that are not model weights (optimizer
   state such as ``adam_m.*``), so a 1000-class checkpoint initialises a 100-class model with no
@@ -14,6 +14,8 @@ import urllib.error
 import mindspore as ms
 from mindcv.models import create_model
 from mindcv.models.registry import _model_pretrained_cfgs, list_models
+from mindcv.models.helpers import get_checkpoint_download_root
+from mindcv.utils.download import DownLoad
 
 from tools.errors import DataError, UsageError
 
@@ -38,17 +40,39 @@ def create_network(cfg, num_classes, init_from_ckpt=True):
     for key in ("drop_rate", "drop_path_rate"):
         if getattr(cfg, key) is not None:
             kwargs[key] = getattr(cfg, key)
-    try:
-        network = create_model(pretrained=cfg.pretrained, **kwargs)
-    except (urllib.error.URLError, OSError, ConnectionError) as err:
-        if not cfg.pretrained:
-            raise
-        raise DataError(f"downloading pretrained weights for {cfg.model} failed ({err.__class__.__name__}); "
-                        "offline, set pretrained: False and ckpt_path: /path/to/weights.ckpt") from None
+    network = create_model(pretrained=False, **kwargs)
+    if cfg.pretrained and init_from_ckpt:
+        print(f"pretrained weights: {load_weights(network, fetch_pretrained(cfg.model), cfg.model)}")
     if cfg.ckpt_path and init_from_ckpt:
         report = load_weights(network, cfg.ckpt_path, cfg.model)
         print(f"initialised from {cfg.ckpt_path}: {report}")
     return network
+
+
+def fetch_pretrained(model_name):
+    """Path of MindCV's ImageNet checkpoint for ``model_name``, downloading it when missing.
+
+    MindCV leaves an empty file behind when a download fails, which breaks every later run;
+    here a failed or empty download is removed and reported in one line.
+    """
+    url = _model_pretrained_cfgs.get(model_name, {}).get("url")
+    if not url:
+        raise DataError(f"MindCV has no pretrained weights for {model_name}; set pretrained: False and ckpt_path")
+    path = os.path.join(get_checkpoint_download_root(), os.path.basename(url))
+    if os.path.isfile(path) and os.path.getsize(path) > 0:
+        return path
+    try:
+        DownLoad().download_url(url, path=os.path.dirname(path))
+    except (urllib.error.URLError, OSError, ConnectionError, ValueError) as err:
+        reason = err.__class__.__name__
+    else:
+        reason = "empty file"
+        if os.path.isfile(path) and os.path.getsize(path) > 0:
+            return path
+    if os.path.isfile(path):
+        os.remove(path)
+    raise DataError(f"downloading pretrained weights for {model_name} failed ({reason}); offline, set "
+                    "pretrained: False and ckpt_path: /path/to/weights.ckpt")
 
 
 def read_checkpoint(path):

@@ -29,7 +29,14 @@ def setup(cfg):
         print(f"note: device_target {target} is not available here; using CPU")
         target = "CPU"
     ms.set_context(mode=cfg.mode, device_target=target)
+    if target == "CPU" and cfg.amp_level != "O0":
+        print(f"note: amp_level {cfg.amp_level} needs a GPU or Ascend; training in float32 (O0) on CPU")
+        cfg.amp_level = "O0"
     seed_everything(cfg.seed)
+    cores = os.cpu_count() or 1
+    if cfg.num_parallel_workers > cores:
+        print(f"note: num_parallel_workers {cfg.num_parallel_workers} > {cores} CPU cores; using {cores}")
+        cfg.num_parallel_workers = cores
     if not cfg.distribute:
         return None, None
     if "MS_WORKER_NUM" not in os.environ and "RANK_SIZE" not in os.environ:
