@@ -13,11 +13,25 @@ from mindcv.loss import create_loss  # noqa: E402
 from tools import runtime  # noqa: E402
 from tools.config import CONFIG_FILE_NAME, parse_config, save_config  # noqa: E402
 from tools.data import build_loader, open_split, resolve_num_classes  # noqa: E402
-from tools.engine import Trainer, build_train_step  # noqa: E402
-from tools.errors import UsageError, run_cli  # noqa: E402
+from tools.engine import RESUME_FILE, Trainer, build_train_step, weights_digest  # noqa: E402
+from tools.errors import DataError, UsageError, run_cli  # noqa: E402
+from tools.freeze import apply_freezing  # noqa: E402
 from tools.model import create_network  # noqa: E402
 from tools.optim import build_optimizer  # noqa: E402
 from tools.schedule import build_lr_schedule  # noqa: E402
+
+
+def resume_path(cfg):
+    """The resume state to continue from, or '' to start afresh."""
+    if not cfg.resume:
+        return ""
+    path = os.path.join(cfg.ckpt_save_dir, RESUME_FILE) if cfg.resume == "auto" else cfg.resume
+    if os.path.isfile(path):
+        return path
+    if cfg.resume == "auto":
+        print(f"note: resume: auto found no {path}; starting a new run")
+        return ""
+    raise DataError(f"resume checkpoint not found: {path}")
 
 
 def main(argv=None):
@@ -36,25 +50,33 @@ def main(argv=None):
                          "lower batch_size or set drop_remainder: False")
 
     network = create_network(cfg, num_classes)
+    frozen = apply_freezing(network, cfg.freeze_backbone, cfg.freeze_layers, cfg.freeze_patterns,
+                            cfg.freeze_bn_stats)
     loss_fn = create_loss(name=cfg.loss, reduction=cfg.reduction, label_smoothing=cfg.label_smoothing,
                           aux_factor=cfg.aux_factor)
     lrs = build_lr_schedule(cfg, steps)
-    optimizer = build_optimizer(cfg, network, lrs)
+    optimizer = build_optimizer(cfg, network, lrs, verbose=rank == 0)
     train_step = build_train_step(cfg, network, loss_fn, optimizer)
+    trainer = Trainer(cfg, network, train_step, lrs, train_data.class_names, rank)
+    state = resume_path(cfg)
+    start_epoch = trainer.restore(state) if state else 1
 
     if rank == 0:
         os.makedirs(cfg.ckpt_save_dir, exist_ok=True)
         save_config(cfg, os.path.join(cfg.ckpt_save_dir, CONFIG_FILE_NAME))
-    print(f"{cfg.model}: {num_classes} classes, {train_data.size} train images ({train_data.layout}), "
-          f"{val_data.size if val_data else 0} val images, {steps} steps/epoch, {cfg.epoch_size} epochs; "
-          f"outputs in {cfg.ckpt_save_dir}", flush=True)
-    trainer = Trainer(cfg, network, train_step, lrs, train_data.class_names, rank)
-    rows = trainer.fit(train_loader, val_loader)
-    if trainer.best_top1 is not None:
-        print(f"best val top1 {trainer.best_top1:.4f}; checkpoints: {trainer.checkpoint_path('best')}, {trainer.checkpoint_path('last')}")
+        print(frozen.summary())
+        print(f"{cfg.model}: {num_classes} classes, {train_data.size} train images ({train_data.layout}), "
+              f"{val_data.size if val_data else 0} val images, {steps} steps/epoch, {cfg.epoch_size} epochs"
+              f"{f', resuming at epoch {start_epoch}' if state else ''}; outputs in {cfg.ckpt_save_dir}", flush=True)
+    trainer.fit(train_loader, val_loader, start_epoch)
+    if shard[0]:
+        print(f"rank {rank}: final weights digest {weights_digest(network)}", flush=True)
+    if rank == 0 and trainer.best_top1 is not None:
+        print(f"best val top1 {trainer.best_top1:.4f}; checkpoints: {trainer.checkpoint_path('best')}, "
+              f"{trainer.checkpoint_path('last')}")
     del trainer, train_step, optimizer, network
     gc.collect()
-    return 0 if rows else 1
+    return 0
 
 
 if __name__ == "__main__":

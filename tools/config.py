@@ -179,8 +179,18 @@ OPTIONS = {
         ("ema_decay", 0.9999, FLOAT, "EMA decay"),
         ("clip_grad", False, BOOL, "clip gradients by global norm"),
         ("clip_value", 15.0, FLOAT, "gradient clipping norm"),
-        ("layer_decay", None, OPT_FLOAT, "layer-wise lr decay"),
+        ("layer_decay", None, OPT_FLOAT, "layer-wise lr decay: block i of n gets lr * d**(n-i), head 1"),
         ("gradient_accumulation_steps", 1, INT, "accumulate gradients over N batches"),
+    ],
+    "Fine-tuning (suite)": [
+        ("freeze_backbone", False, BOOL, "(suite) freeze every feature block; train only the head"),
+        ("freeze_layers", 0, INT, "(suite) freeze the first N feature blocks (features.0 .. features.N-1)"),
+        ("freeze_patterns", [], STRS, "(suite) also freeze parameters matching these regexes"),
+        ("freeze_bn_stats", True, BOOL, "(suite) frozen BatchNorm layers keep their running statistics"),
+        ("lr_mult", {}, to_multipliers, "(suite) lr multipliers by name prefix, e.g. classifier=1.2 features.13=1.05"),
+        ("wd_mult", {}, to_multipliers, "(suite) weight-decay multipliers by name prefix"),
+        ("resume", "", STR, "(suite) continue a run: 'auto' (its ckpt_save_dir) or a resume.ckpt path"),
+        ("early_stop_patience", 0, INT, "(suite) stop after N validations without a better top1 (0 = off)"),
     ],
     "Optimizer": [
         ("opt", "adam", _choice("sgd", "momentum", "adam", "adamw", "lion", "rmsprop", "adagrad", "lamb", "nadam"),
@@ -258,10 +268,18 @@ def _convert(key, value, table, where):
         raise UsageError(f"{where}: bad value {value!r} for '{key}': {err}") from None
 
 
-def load_yaml(path, table):
-    """Read a YAML config file into converted ``{key: value}``; unknown keys are errors."""
+BASE_KEY = "_base_"
+
+
+def load_yaml(path, table, _seen=()):
+    """Read a YAML config file into converted ``{key: value}``; unknown keys are errors.
+
+    ``_base_: other.yaml`` (relative to the file) loads that file first and overrides it.
+    """
     if not os.path.isfile(path):
         raise UsageError(f"config file not found: {path}")
+    if os.path.realpath(path) in _seen:
+        raise UsageError(f"{path}: _base_ files include each other")
     try:
         with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f) or {}
@@ -270,6 +288,10 @@ def load_yaml(path, table):
     if not isinstance(data, dict):
         raise UsageError(f"{path}: expected a mapping of keys to values")
     values = {}
+    base = data.pop(BASE_KEY, None)
+    if base:
+        base_path = os.path.join(os.path.dirname(os.path.abspath(path)), str(base))
+        values.update(load_yaml(base_path, table, _seen + (os.path.realpath(path),)))
     for key, value in data.items():
         if key not in table:
             raise UsageError(f"{path}: unknown key '{key}'{_closest(str(key), table)}")
@@ -331,6 +353,8 @@ _RULES = {
     "image_resize": (lambda v: v > 0, "> 0"),
     "num_classes": (lambda v: v is None or v > 0, "> 0"),
     "num_samples": (lambda v: v is None or v > 0, "> 0"),
+    "freeze_layers": (lambda v: v >= 0, ">= 0"),
+    "early_stop_patience": (lambda v: v >= 0, ">= 0"),
     "gradient_accumulation_steps": (lambda v: v > 0, "> 0"),
     "label_smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "crop_pct": (lambda v: 0 < v <= 1, "in (0, 1]"),

@@ -1,8 +1,11 @@
 """The training loop and evaluation: one train step per batch, validation every few epochs."""
+import hashlib
+import json
 import math
 import os
 import sys
 import time
+from contextlib import contextmanager
 
 import mindspore as ms
 import numpy as np
@@ -14,6 +17,10 @@ from mindcv.utils.trainer_factory import add_loss_network
 from tools import metrics
 from tools.checkpoints import save_weights, write_results
 from tools.errors import DataError
+from tools.model import read_checkpoint
+
+RESUME_FILE = "resume.ckpt"
+STATE_KEY = "suite_train_state"
 
 
 def build_train_step(cfg, network, loss_fn, optimizer):
@@ -55,12 +62,14 @@ def evaluate(network, loader, batch_size):
 class Progress:
     """A one-line progress bar on a terminal, a line every ``interval`` steps otherwise."""
 
-    def __init__(self, total, interval, prefix):
-        self.total, self.interval, self.prefix = total, interval, prefix
+    def __init__(self, total, interval, prefix, enabled=True):
+        self.total, self.interval, self.prefix, self.enabled = total, interval, prefix, enabled
         self.tty = sys.stderr.isatty()
         self.start = time.time()
 
     def update(self, step, loss):
+        if not self.enabled:
+            return
         elapsed = time.time() - self.start
         text = f"{self.prefix} step {step}/{self.total} loss {loss:.4f} {elapsed:.1f}s"
         if self.tty:
@@ -71,27 +80,31 @@ class Progress:
             print(text, flush=True)
 
     def close(self):
-        if self.tty:
+        if self.tty and self.enabled:
             sys.stderr.write("\n")
 
 
 class Trainer:
-    """Runs the epochs, validates, writes checkpoints and the results table."""
+    """Runs the epochs, validates, writes checkpoints, the results table and the resume state."""
 
     def __init__(self, cfg, network, train_step, lrs, class_names, rank=0):
         self.cfg, self.network, self.train_step, self.lrs = cfg, network, train_step, lrs
         self.class_names = class_names
         self.is_main = rank == 0
-        self.rows, self.best_top1, self.saved_epochs = [], None, []
+        self.rows, self.best_top1, self.saved_epochs, self.stale, self.improved = [], None, [], 0, False
         self.out_dir = cfg.ckpt_save_dir
 
     def checkpoint_path(self, tag):
         return os.path.join(self.out_dir, f"{self.cfg.model}_{tag}.ckpt")
 
+    @property
+    def state_path(self):
+        return os.path.join(self.out_dir, RESUME_FILE)
+
     def train_epoch(self, loader, epoch, steps):
         """One pass over ``loader``; returns the mean loss. A NaN/Inf loss stops the run."""
-        ms.dataset.config.set_seed(self.cfg.seed + epoch)  # same data order per epoch on resume
-        progress = Progress(steps, self.cfg.log_interval, f"epoch {epoch}/{self.cfg.epoch_size}")
+        ms.dataset.config.set_seed(self.cfg.seed + epoch)  # the same data order and augmentation on resume
+        progress = Progress(steps, self.cfg.log_interval, f"epoch {epoch}/{self.cfg.epoch_size}", self.is_main)
         total, count = 0.0, 0
         for images, labels in loader.create_tuple_iterator(num_epochs=1):
             value = float(self.train_step(images, labels).asnumpy())
@@ -106,27 +119,42 @@ class Trainer:
         return total / max(count, 1)
 
     def fit(self, train_loader, val_loader, start_epoch=1):
+        """Train from ``start_epoch`` to ``epoch_size`` (or an early stop); returns the result rows."""
         steps = train_loader.get_dataset_size()
         for epoch in range(start_epoch, self.cfg.epoch_size + 1):
             begin = time.time()
             train_loss = self.train_epoch(train_loader, epoch, steps)
             row = {"epoch": epoch, "train_loss": train_loss, "lr": self.lrs[min(epoch * steps, len(self.lrs)) - 1]}
             validate = val_loader is not None and (epoch % self.cfg.val_interval == 0 or epoch == self.cfg.epoch_size)
-            if validate:
-                result = evaluate(self.network, val_loader, self.cfg.batch_size)
-                row.update(val_loss=result["loss"], top1=result["top1"], top5=result["top5"])
-            row["seconds"] = time.time() - begin
-            self.rows.append(row)
+            with ema_weights(self.train_step, self.cfg.ema):
+                if validate:
+                    result = evaluate(self.network, val_loader, self.cfg.batch_size)
+                    row.update(val_loss=result["loss"], top1=result["top1"], top5=result["top5"])
+                    self._track_best(row["top1"])
+                row["seconds"] = time.time() - begin
+                self.rows.append(row)
+                if self.is_main:
+                    self._save(epoch, row)
             if self.is_main:
-                self._save(epoch, row)
-            print(_epoch_line(self.cfg.epoch_size, row), flush=True)
+                self._save_state(epoch)
+                print(_epoch_line(self.cfg.epoch_size, row), flush=True)
+            if self.cfg.early_stop_patience and self.stale >= self.cfg.early_stop_patience:
+                if self.is_main:
+                    print(f"early stop: no better val top1 in {self.stale} validations "
+                          f"(early_stop_patience {self.cfg.early_stop_patience})")
+                break
         return self.rows
+
+    def _track_best(self, top1):
+        if self.best_top1 is None or top1 > self.best_top1:
+            self.best_top1, self.stale, self.improved = top1, 0, True
+        else:
+            self.stale, self.improved = self.stale + 1, False
 
     def _save(self, epoch, row):
         extra = {"epoch": epoch}
         save_weights(self.network, self.checkpoint_path("last"), self.class_names, extra)
-        if row.get("top1") is not None and (self.best_top1 is None or row["top1"] > self.best_top1):
-            self.best_top1 = row["top1"]
+        if row.get("top1") is not None and self.improved:
             save_weights(self.network, self.checkpoint_path("best"), self.class_names, extra)
         if epoch % self.cfg.ckpt_save_interval == 0:
             self._save_epoch_checkpoint(epoch, row)
@@ -145,6 +173,61 @@ class Trainer:
             if os.path.exists(old):
                 os.remove(old)
         del self.saved_epochs[self.cfg.keep_checkpoint_max:]
+
+    def _save_state(self, epoch):
+        """Everything a resumed run needs: train-step parameters (weights, optimizer state, step
+        counter, EMA) and the loop's own state; written atomically."""
+        state = {"epoch": epoch, "rows": self.rows, "best_top1": self.best_top1, "stale": self.stale,
+                 "saved_epochs": self.saved_epochs, "frozen": _frozen_names(self.network)}
+        tmp = self.state_path + ".tmp.ckpt"
+        ms.save_checkpoint(self.train_step, tmp, append_dict={STATE_KEY: json.dumps(state)})
+        os.replace(tmp, self.state_path)
+
+    def restore(self, path):
+        """Load a resume state; returns the epoch to continue from."""
+        params = read_checkpoint(path)
+        if STATE_KEY not in params:
+            raise DataError(f"{path} is not a resume checkpoint of finetune.py (use ckpt_path to initialise)")
+        state = json.loads(params.pop(STATE_KEY))
+        if state["frozen"] != _frozen_names(self.network):
+            raise DataError(f"{path}: the run was saved with other frozen layers; resume with its config")
+        not_loaded, _ = ms.load_param_into_net(self.train_step, params, strict_load=True)
+        if not_loaded:
+            raise DataError(f"{path}: {len(not_loaded)} training parameters missing (e.g. '{not_loaded[0]}'); "
+                            "resume with the run's own config")
+        self.rows, self.best_top1, self.stale = state["rows"], state["best_top1"], state["stale"]
+        self.saved_epochs = [tuple(item) for item in state["saved_epochs"]]
+        return state["epoch"] + 1
+
+
+@contextmanager
+def ema_weights(train_step, enabled):
+    """With EMA on, the network holds the EMA weights inside the block (for validation and saving)."""
+    if not enabled:
+        yield
+        return
+    live = [(p, p.data.copy()) for p in train_step.weights_all]
+    for param, ema in zip(train_step.weights_all, train_step.ema_weight):
+        param.set_data(ema.data.copy())
+    try:
+        yield
+    finally:
+        for param, value in live:
+            param.set_data(value)
+
+
+def _frozen_names(network):
+    return sorted(p.name for p in network.get_parameters() if not p.requires_grad
+                  and not p.name.endswith(("moving_mean", "moving_variance")))
+
+
+def weights_digest(network):
+    """A short hash of the trainable weights (compares the ranks of a data-parallel run; BatchNorm
+    running statistics are not averaged across workers, rank 0's are the ones saved)."""
+    digest = hashlib.sha1()
+    for param in network.trainable_params():
+        digest.update(param.asnumpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _epoch_line(epochs, row):

@@ -40,7 +40,13 @@ def create_network(cfg, num_classes, init_from_ckpt=True):
     for key in ("drop_rate", "drop_path_rate"):
         if getattr(cfg, key) is not None:
             kwargs[key] = getattr(cfg, key)
-    network = create_model(pretrained=False, **kwargs)
+    try:
+        network = create_model(pretrained=False, **kwargs)
+    except TypeError as err:
+        unsupported = [k for k in ("drop_rate", "drop_path_rate") if k in kwargs and k in str(err)]
+        if not unsupported:
+            raise
+        raise UsageError(f"model {cfg.model} does not accept {unsupported[0]}; leave it unset") from None
     if cfg.pretrained and init_from_ckpt:
         print(f"pretrained weights: {load_weights(network, fetch_pretrained(cfg.model), cfg.model)}")
     if cfg.ckpt_path and init_from_ckpt:

@@ -1,9 +1,23 @@
-"""Optimizer: MindCV's ``create_optimizer`` over the trainable parameters and the lr schedule."""
+"""Optimizer: MindCV's ``create_optimizer`` over this suite's parameter groups.
+
+The groups (tools/param_groups.py) carry per-group lr schedules and weight decay, so lr_mult,
+wd_mult, layer_decay and every weight_decay_filter work together; MindCV itself only accepts
+groups with ``weight_decay_filter: auto``, so that is what it is given.
+"""
+import logging
+
 from mindcv.optim import create_optimizer
 
+from tools.param_groups import build_param_groups, format_group_table
 
-def build_optimizer(cfg, network, lrs):
+logging.getLogger("mindcv.optim.optim_factory").setLevel(logging.ERROR)  # its "AUTO filter" notice
+
+
+def build_optimizer(cfg, network, lrs, verbose=True):
     """The configured optimizer; gradients are unscaled by the train step, so loss_scale is 1 here."""
-    return create_optimizer(network.trainable_params(), opt=cfg.opt, lr=lrs, weight_decay=cfg.weight_decay,
-                            momentum=cfg.momentum, nesterov=cfg.use_nesterov,
-                            weight_decay_filter=cfg.weight_decay_filter, loss_scale=1.0, eps=cfg.eps)
+    groups, rows = build_param_groups(network, lrs, cfg.weight_decay, weight_decay_filter=cfg.weight_decay_filter,
+                                      lr_mult=cfg.lr_mult, wd_mult=cfg.wd_mult, layer_decay=cfg.layer_decay)
+    if verbose:
+        print("parameter groups:\n" + format_group_table(rows))
+    return create_optimizer(groups, opt=cfg.opt, lr=lrs, weight_decay=cfg.weight_decay, momentum=cfg.momentum,
+                            nesterov=cfg.use_nesterov, weight_decay_filter="auto", loss_scale=1.0, eps=cfg.eps)

@@ -28,6 +28,9 @@ def setup(cfg):
     if not _available(target):
         print(f"note: device_target {target} is not available here; using CPU")
         target = "CPU"
+    if cfg.mode == 1 and cfg.gradient_accumulation_steps > 1:
+        print("note: MindCV's gradient accumulation only runs in GRAPH mode; using mode 0")
+        cfg.mode = 0
     ms.set_context(mode=cfg.mode, device_target=target)
     if target == "CPU" and cfg.amp_level != "O0":
         print(f"note: amp_level {cfg.amp_level} needs a GPU or Ascend; training in float32 (O0) on CPU")
