@@ -16,7 +16,12 @@ class DataError(Exception):
 
 
 class CliParser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one-line UsageErrors (exit 2) instead of usage dumps."""
+    """An ArgumentParser whose errors are one-line UsageErrors (exit 2) instead of usage dumps,
+    and that never takes an abbreviation (``--mode`` is not ``--modes``)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         raise UsageError(message)

@@ -1,0 +1,121 @@
+"""Run the design document's fine-tuning modes side by side and write their table.
+
+    python tools/compare_modes.py --config CFG --out DIR [--modes ...] [finetune flags ...]
+
+Every mode runs ``finetune.py`` with the same config, data, seed and budget plus the mode's own
+keys; extra flags are passed to every run. Columns follow the document's order, plus full
+fine-tuning from random initialisation. Block names follow the model's block mapping
+(``tools/blocks.py``): "first 7 layers" and "features.13/14/15" for MobileNetV3; for other models
+the first 40% of the blocks and the last three blocks with weights.
+"""
+import csv
+import os
+import re
+import subprocess
+import sys
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    os.environ.setdefault("GLOG_v", "3")
+
+from tools.checkpoints import write_text  # noqa: E402
+from tools.errors import CliParser, DataError, run_cli  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODE_TITLES = {
+    "freeze_all": "Freeze all feature layers",
+    "freeze_shallow": "Freeze shallow layers",
+    "full": "Full, one lr",
+    "classifier_lr": "Full, classifier lr x1.2",
+    "deep_lr": "Full, deep layers lr up",
+    "random_init": "Full, random init",
+}
+
+
+def mode_overrides(model_name):
+    """``{mode: [finetune flags]}`` for ``model_name``, following its block mapping."""
+    from mindcv.models import create_model
+
+    from tools.blocks import feature_blocks
+    from tools.model import classifier_prefix
+
+    network = create_model(model_name, num_classes=10)
+    blocks = [b for b in feature_blocks(network) if any(
+        p.name.startswith(tuple(prefix + "." for prefix in b.prefixes)) for p in network.get_parameters())]
+    if model_name.startswith("mobilenet_v3"):
+        shallow_index = 7  # the document's features.0 .. features.6
+    else:
+        last_shallow = blocks[max(1, round(0.4 * len(blocks))) - 1]
+        shallow_index = feature_blocks(network).index(last_shallow) + 1
+    deep = [b.prefixes[0] for b in blocks[-3:]]
+    head = classifier_prefix(model_name).split(".")[0]
+    del network
+    return {
+        "freeze_all": ["--freeze_backbone", "True"],
+        "freeze_shallow": ["--freeze_layers", str(shallow_index)],
+        "full": [],
+        "classifier_lr": ["--lr_mult", f"{head}=1.2"],
+        "deep_lr": ["--lr_mult"] + [f"{name}={mult}" for name, mult in zip(deep, (1.05, 1.1, 1.15))],
+        "random_init": ["--pretrained", "False", "--ckpt_path", ""],
+    }
+
+
+def run_mode(config, out_dir, flags, extra):
+    """Run one mode; returns its summary dict read back from its outputs."""
+    cmd = [sys.executable, os.path.join(ROOT, "finetune.py"), "--config", config, *extra, *flags,
+           "--ckpt_save_dir", out_dir, "--val_while_train", "True"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=os.getcwd())
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise DataError(f"mode run failed ({' '.join(flags) or 'no flags'}): {last}")
+    with open(os.path.join(out_dir, "results.csv"), newline="", encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if r["top1"]]
+    best = max(rows, key=lambda r: float(r["top1"]))
+    trainable = re.search(r"trainable ([\d,]+) params", proc.stdout)
+    with open(os.path.join(out_dir, "results.csv"), newline="", encoding="utf-8") as f:
+        seconds = [float(r["seconds"]) for r in csv.DictReader(f)]
+    return {"top1": float(best["top1"]), "top5": float(best["top5"]) if best["top5"] else None,
+            "trainable": int(trainable.group(1).replace(",", "")) if trainable else None,
+            "sec_per_epoch": sum(seconds[1:]) / max(len(seconds) - 1, 1) if len(seconds) > 1 else seconds[0]}
+
+
+def format_tables(results):
+    """Markdown and CSV texts: one column per mode (document order), one row per measure."""
+    modes = list(results)
+    measures = [("Top-1", lambda r: f"{100 * r['top1']:.2f}%"),
+                ("Top-5", lambda r: "-" if r["top5"] is None else f"{100 * r['top5']:.2f}%"),
+                ("Trainable params", lambda r: f"{r['trainable']:,}" if r["trainable"] is not None else "-"),
+                ("Seconds / epoch", lambda r: f"{r['sec_per_epoch']:.1f}")]
+    header = ["", *[MODE_TITLES[m] for m in modes]]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join([name] + [fmt(results[m]) for m in modes]) + " |" for name, fmt in measures]
+    csv_lines = [",".join(["measure", *modes])]
+    csv_lines += [",".join([key] + [str(results[m][key]) for m in modes])
+                  for key in ("top1", "top5", "trainable", "sec_per_epoch")]
+    return "\n".join(lines) + "\n", "\n".join(csv_lines) + "\n"
+
+
+def main(argv=None):
+    parser = CliParser(description="Run the design document's fine-tuning modes and tabulate them.")
+    parser.add_argument("--config", required=True, help="finetune.py config shared by all modes")
+    parser.add_argument("--out", required=True, help="output folder (one sub-folder per mode + table.md/csv)")
+    parser.add_argument("--modes", nargs="+", default=list(MODE_TITLES), choices=list(MODE_TITLES))
+    args, extra = parser.parse_known_args(argv)
+    from tools.config import parse_config
+
+    model = parse_config(["--config", args.config, *extra], "compare").model
+    overrides = mode_overrides(model)
+    results = {}
+    for mode in args.modes:
+        print(f"[{mode}] finetune.py {' '.join(overrides[mode])}", flush=True)
+        results[mode] = run_mode(args.config, os.path.join(args.out, mode), overrides[mode], extra)
+        print(f"[{mode}] top1 {results[mode]['top1']:.4f}", flush=True)
+    markdown, table_csv = format_tables(results)
+    write_text(os.path.join(args.out, "table.md"), markdown)
+    write_text(os.path.join(args.out, "table.csv"), table_csv)
+    print(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main, sys.argv[1:])
