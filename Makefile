@@ -15,7 +15,7 @@ $(VENV)/.installed: requirements.txt
 	touch $@
 
 demo: venv
-	$(PY) finetune.py --config configs/demo.yaml
+	$(PY) finetune.py --config configs/demo.yaml --overwrite True
 	$(PY) validate.py --config configs/demo.yaml --ckpt_path $(DEMO_CKPT)
 
 test: venv

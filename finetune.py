@@ -14,29 +14,34 @@ from tools import runtime  # noqa: E402
 from tools.config import CONFIG_FILE_NAME, parse_config, save_config  # noqa: E402
 from tools.data import build_loader, open_split, resolve_num_classes  # noqa: E402
 from tools.engine import RESUME_FILE, Trainer, build_train_step, weights_digest  # noqa: E402
-from tools.errors import DataError, UsageError, run_cli  # noqa: E402
+from tools.errors import UsageError, run_cli  # noqa: E402
 from tools.freeze import apply_freezing  # noqa: E402
 from tools.model import create_network  # noqa: E402
 from tools.optim import build_optimizer  # noqa: E402
 from tools.schedule import build_lr_schedule  # noqa: E402
 
 
-def resume_path(cfg):
-    """The resume state to continue from, or '' to start afresh."""
-    if not cfg.resume:
-        return ""
-    path = os.path.join(cfg.ckpt_save_dir, RESUME_FILE) if cfg.resume == "auto" else cfg.resume
-    if os.path.isfile(path):
-        return path
-    if cfg.resume == "auto":
-        print(f"note: resume: auto found no {path}; starting a new run")
-        return ""
-    raise DataError(f"resume checkpoint not found: {path}")
+def output_dir(cfg):
+    """``ckpt_save_dir``, or a fresh ``<dir>_N`` beside it when it holds another run's outputs."""
+    base = cfg.ckpt_save_dir
+    if cfg.resume or cfg.overwrite or not _holds_run(base):
+        return base
+    n = 2
+    while _holds_run(f"{base}_{n}") or os.path.exists(f"{base}_{n}") and os.listdir(f"{base}_{n}"):
+        n += 1
+    print(f"note: {base} holds a previous run; writing to {base}_{n} (overwrite: True reuses {base})")
+    return f"{base}_{n}"
+
+
+def _holds_run(path):
+    return os.path.isdir(path) and any(
+        name in ("results.csv", CONFIG_FILE_NAME, RESUME_FILE) or name.endswith(".ckpt") for name in os.listdir(path))
 
 
 def main(argv=None):
     cfg = parse_config(argv, "Fine-tune a MindCV model on a custom dataset.")
     shard = runtime.setup(cfg)
+    cfg.ckpt_save_dir = output_dir(cfg)
     rank = shard[1] or 0
 
     train_data = open_split(cfg, cfg.train_split, training=True, shard=shard)
@@ -58,8 +63,7 @@ def main(argv=None):
     optimizer = build_optimizer(cfg, network, lrs, verbose=rank == 0)
     train_step = build_train_step(cfg, network, loss_fn, optimizer)
     trainer = Trainer(cfg, network, train_step, lrs, train_data.class_names, rank)
-    state = resume_path(cfg)
-    start_epoch = trainer.restore(state) if state else 1
+    start_epoch = trainer.resume(cfg.resume) if cfg.resume else 1
 
     if rank == 0:
         os.makedirs(cfg.ckpt_save_dir, exist_ok=True)
@@ -67,7 +71,7 @@ def main(argv=None):
         print(frozen.summary())
         print(f"{cfg.model}: {num_classes} classes, {train_data.size} train images ({train_data.layout}), "
               f"{val_data.size if val_data else 0} val images, {steps} steps/epoch, {cfg.epoch_size} epochs"
-              f"{f', resuming at epoch {start_epoch}' if state else ''}; outputs in {cfg.ckpt_save_dir}", flush=True)
+              f"{f', resuming at epoch {start_epoch}' if start_epoch > 1 else ''}; outputs in {cfg.ckpt_save_dir}", flush=True)
     trainer.fit(train_loader, val_loader, start_epoch)
     if shard[0]:
         print(f"rank {rank}: final weights digest {weights_digest(network)}", flush=True)

@@ -29,7 +29,8 @@ def test_two_modes_run_and_table_matches_their_results(tiny_aircraft, tmp_path):
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(f"data_dir: {tiny_aircraft}\n")
     proc = run_script("tools/compare_modes.py", "--config", cfg, "--out", tmp_path / "out", "--modes",
-                      "freeze_all", "full", *TINY_TRAIN_ARGS, "--epoch_size", "1", "--mode", "1")
+                      "freeze_all", "full", *TINY_TRAIN_ARGS, "--epoch_size", "1", "--mode", "1",
+                      "--model", "resnet18")
     assert proc.returncode == 0, proc.stderr
     with open(tmp_path / "out" / "table.csv") as f:
         table = {row["measure"]: row for row in csv.DictReader(f)}

@@ -124,14 +124,6 @@ def test_folder_split_without_classes_file_uses_sorted_folders(tmp_path):
     assert open_split(cfg, "train").class_names == ["a_class", "b_class"]
 
 
-def test_pynative_mode_runs(tiny_aircraft, tmp_path):
-    proc = run_script("finetune.py", "--data_dir", tiny_aircraft, *TINY_TRAIN_ARGS, "--epoch_size", "1",
-                      "--mode", "1", "--ckpt_save_dir", tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert "Exception ignored" not in proc.stderr and "total_instance_count" not in proc.stderr
-    assert len(read_results_csv(str(tmp_path))) == 1
-
-
 def test_num_classes_mismatch_is_one_line(tiny_aircraft, tmp_path):
     proc = run_script("finetune.py", "--data_dir", tiny_aircraft, *TINY_TRAIN_ARGS, "--num_classes", "100",
                       "--ckpt_save_dir", tmp_path)

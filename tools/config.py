@@ -164,6 +164,7 @@ OPTIONS = {
         ("model", "mobilenet_v2_035_224", STR, "MindCV model name"),
         ("num_classes", None, OPT_INT, "number of classes (default: found in the data)"),
         ("in_channels", 3, INT, "input channels"),
+        ("tf_same_padding", False, BOOL, "(suite) TensorFlow 'same' padding in strided convs (Keras-converted weights)"),
         ("drop_rate", None, OPT_FLOAT, "dropout rate"),
         ("drop_path_rate", None, OPT_FLOAT, "drop-path rate"),
         ("pretrained", False, BOOL, "load MindCV's pretrained weights (needs internet)"),
@@ -190,6 +191,7 @@ OPTIONS = {
         ("lr_mult", {}, to_multipliers, "(suite) lr multipliers by name prefix, e.g. classifier=1.2 features.13=1.05"),
         ("wd_mult", {}, to_multipliers, "(suite) weight-decay multipliers by name prefix"),
         ("resume", "", STR, "(suite) continue a run: 'auto' (its ckpt_save_dir) or a resume.ckpt path"),
+        ("overwrite", False, BOOL, "(suite) reuse a ckpt_save_dir holding a previous run (else a new <dir>_N)"),
         ("early_stop_patience", 0, INT, "(suite) stop after N validations without a better top1 (0 = off)"),
     ],
     "Optimizer": [

@@ -3,6 +3,7 @@ import hashlib
 import json
 import math
 import os
+import signal
 import sys
 import time
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from tools.errors import DataError
 from tools.model import read_checkpoint
 
 RESUME_FILE = "resume.ckpt"
+PREVIOUS_RESUME_FILE = "resume_prev.ckpt"  # the state before, kept in case the newest is damaged
 STATE_KEY = "suite_train_state"
 
 
@@ -33,6 +35,19 @@ def build_train_step(cfg, network, loss_fn, optimizer):
                      gradient_accumulation_steps=cfg.gradient_accumulation_steps).set_train()
 
 
+def batches(loader, output_numpy=False):
+    """One pass over ``loader``. MindSpore's data engine installs a SIGINT handler that kills the
+    process (exit -15, no cleanup); Python's is put back so that Ctrl-C stays a KeyboardInterrupt."""
+    iterator = loader.create_tuple_iterator(num_epochs=1, output_numpy=output_numpy)
+    while True:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        yield batch
+
+
 def predict_logits(network, loader, batch_size):
     """Logits and labels for every sample of ``loader``, in loader order.
 
@@ -40,7 +55,7 @@ def predict_logits(network, loader, batch_size):
     """
     network.set_train(False)
     all_logits, all_labels = [], []
-    for images, labels in loader.create_tuple_iterator(num_epochs=1, output_numpy=True):
+    for images, labels in batches(loader, output_numpy=True):
         count = len(images)
         if count < batch_size:
             pad = np.zeros((batch_size - count,) + images.shape[1:], images.dtype)
@@ -106,7 +121,7 @@ class Trainer:
         ms.dataset.config.set_seed(self.cfg.seed + epoch)  # the same data order and augmentation on resume
         progress = Progress(steps, self.cfg.log_interval, f"epoch {epoch}/{self.cfg.epoch_size}", self.is_main)
         total, count = 0.0, 0
-        for images, labels in loader.create_tuple_iterator(num_epochs=1):
+        for images, labels in batches(loader):
             value = float(self.train_step(images, labels).asnumpy())
             count += 1
             if not math.isfinite(value):
@@ -120,6 +135,15 @@ class Trainer:
 
     def fit(self, train_loader, val_loader, start_epoch=1):
         """Train from ``start_epoch`` to ``epoch_size`` (or an early stop); returns the result rows."""
+        try:
+            return self._fit(train_loader, val_loader, start_epoch)
+        except KeyboardInterrupt:
+            if self.is_main:
+                print(f"interrupted; finished epochs are saved: continue with --resume auto "
+                      f"--ckpt_save_dir {self.out_dir}", file=sys.stderr)
+            raise
+
+    def _fit(self, train_loader, val_loader, start_epoch):
         steps = train_loader.get_dataset_size()
         for epoch in range(start_epoch, self.cfg.epoch_size + 1):
             begin = time.time()
@@ -181,7 +205,30 @@ class Trainer:
                  "saved_epochs": self.saved_epochs, "frozen": _frozen_names(self.network)}
         tmp = self.state_path + ".tmp.ckpt"
         ms.save_checkpoint(self.train_step, tmp, append_dict={STATE_KEY: json.dumps(state)})
+        if os.path.exists(self.state_path):
+            os.replace(self.state_path, os.path.join(self.out_dir, PREVIOUS_RESUME_FILE))
         os.replace(tmp, self.state_path)
+
+    def resume(self, resume):
+        """Restore from ``resume`` ('auto' or a path); returns the epoch to start from (1 = afresh).
+
+        ``auto`` tries the run's newest state, then the one before it when the newest is damaged.
+        """
+        if resume != "auto":
+            if not os.path.isfile(resume):
+                raise DataError(f"resume checkpoint not found: {resume}")
+            return self.restore(resume)
+        candidates = [p for p in (self.state_path, os.path.join(self.out_dir, PREVIOUS_RESUME_FILE))
+                      if os.path.isfile(p)]
+        if not candidates:
+            print(f"note: resume: auto found no {self.state_path}; starting a new run")
+            return 1
+        for path in candidates:
+            try:
+                return self.restore(path)
+            except DataError as err:
+                print(f"warning: {err}; trying the previous state", file=sys.stderr)
+        raise DataError(f"no usable resume state in {self.out_dir}")
 
     def restore(self, path):
         """Load a resume state; returns the epoch to continue from."""

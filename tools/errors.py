@@ -35,6 +35,5 @@ def run_cli(main, argv=None):
         print(f"error: {err}", file=sys.stderr)
         code = err.exit_code
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
         code = 130
     sys.exit(code or 0)

@@ -1,9 +1,15 @@
-"""Freezing parts of a network: by feature block, the whole backbone, or name patterns.
+"""Freezing parts of a network: the whole backbone, the first N feature blocks, or name patterns.
 
-Blocks come from ``tools.blocks.feature_blocks`` and are matched by exact index, so freezing
-``features.1`` never freezes ``features.10``. BatchNorm layers whose parameters are all frozen run
-in inference mode (``use_batch_statistics = False``): ``requires_grad = False`` alone still lets
-their running statistics move in train mode.
+* Blocks come from ``tools.blocks.feature_blocks`` and are taken by exact index, so freezing
+  ``features.1`` never freezes ``features.10``.
+* ``freeze_backbone`` freezes every feature block and trains the whole head (everything outside
+  the blocks, e.g. ``classifier.0`` *and* ``classifier.3`` of MobileNetV3) -- a deliberate choice
+  over the design document's snippet, which left only ``classifier.3`` trainable.
+* Freezing is ``param.requires_grad = False``. That alone still lets BatchNorm running statistics
+  move in train mode, so a BatchNorm layer whose gamma and beta are both frozen gets
+  ``use_batch_statistics = False``: its construct then always takes the inference branch. The
+  attribute is a compile-time constant in GRAPH mode and read per call in PYNATIVE mode, so this
+  works in both, whatever ``set_train`` the Trainer calls; apply it before the first compile.
 """
 import re
 from dataclasses import dataclass
@@ -13,9 +19,17 @@ from mindspore import nn
 from tools.blocks import block_index, feature_blocks
 from tools.errors import UsageError
 
+try:  # the base of BatchNorm1d/2d and SyncBatchNorm; BatchNorm3d wraps a BatchNorm2d
+    from mindspore.nn.layer.normalization import _BatchNorm
+    BATCH_NORMS = (_BatchNorm,)
+except ImportError:  # pragma: no cover - older/newer MindSpore layouts
+    BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.SyncBatchNorm)
+
 
 @dataclass
 class FreezeReport:
+    """Element and tensor counts after freezing (BatchNorm running statistics not counted)."""
+
     trainable_params: int
     frozen_params: int
     trainable_tensors: int
@@ -28,6 +42,43 @@ class FreezeReport:
                 f"{self.frozen_bn_layers} BatchNorm layers in inference mode")
 
 
+def apply_freezing(network, freeze_backbone=False, freeze_layers=0, freeze_patterns=(), freeze_bn_stats=True):
+    """Freeze the chosen parameters of ``network`` in place; returns a FreezeReport."""
+    names = _names_to_freeze(network, freeze_backbone, freeze_layers, freeze_patterns)
+    for param in network.get_parameters():
+        if param.name in names:
+            param.requires_grad = False
+    bn_layers = _freeze_bn_statistics(network, names) if freeze_bn_stats else 0
+    return _report(network, bn_layers)
+
+
+def _names_to_freeze(network, freeze_backbone, freeze_layers, freeze_patterns):
+    """Names of the parameters in the frozen blocks or matching a pattern."""
+    blocks = feature_blocks(network)
+    count = _frozen_block_count(blocks, freeze_backbone, freeze_layers)
+    patterns = _compile_patterns(freeze_patterns)
+    names = [p.name for p in network.get_parameters()]
+    for pattern in patterns:
+        if not any(pattern.search(name) for name in names):
+            raise UsageError(f"freeze_patterns: '{pattern.pattern}' matches no parameter")
+    return {name for name in names if _in_blocks(name, blocks, count) or any(p.search(name) for p in patterns)}
+
+
+def _frozen_block_count(blocks, freeze_backbone, freeze_layers):
+    """How many leading blocks to freeze; a UsageError for an impossible request."""
+    if freeze_layers < 0 or freeze_layers > len(blocks):
+        raise UsageError(f"freeze_layers must be between 0 and {len(blocks)} (the model's feature blocks), "
+                         f"got {freeze_layers}")
+    if freeze_backbone and not blocks:
+        raise UsageError("freeze_backbone: this model has no feature blocks to freeze")
+    return len(blocks) if freeze_backbone else freeze_layers
+
+
+def _in_blocks(name, blocks, count):
+    index = block_index(name, blocks)
+    return index is not None and index < count
+
+
 def _compile_patterns(patterns):
     compiled = []
     for pattern in patterns or ():
@@ -38,45 +89,22 @@ def _compile_patterns(patterns):
     return compiled
 
 
-def _frozen_blocks(blocks, freeze_backbone, freeze_layers):
-    if freeze_layers < 0 or freeze_layers > len(blocks):
-        raise UsageError(f"freeze_layers must be between 0 and {len(blocks)} (the model's feature blocks), "
-                         f"got {freeze_layers}")
-    return len(blocks) if freeze_backbone else freeze_layers
+def _batch_norms(network):
+    return [cell for _, cell in network.cells_and_names() if isinstance(cell, BATCH_NORMS)]
 
 
-def apply_freezing(network, freeze_backbone=False, freeze_layers=0, freeze_patterns=(), freeze_bn_stats=True):
-    """Set ``requires_grad = False`` on the chosen parameters; returns a FreezeReport."""
-    blocks = feature_blocks(network)
-    first_trainable = _frozen_blocks(blocks, freeze_backbone, freeze_layers)
-    patterns = _compile_patterns(freeze_patterns)
-    params = [p for p in network.get_parameters() if p.requires_grad]
-    for pattern in patterns:
-        if not any(pattern.search(p.name) for p in params):
-            raise UsageError(f"freeze_patterns: '{pattern.pattern}' matches no trainable parameter")
-    for param in params:
-        index = block_index(param.name, blocks)
-        in_frozen_block = index is not None and index < first_trainable
-        if in_frozen_block or any(pattern.search(param.name) for pattern in patterns):
-            param.requires_grad = False
-    bn_layers = _freeze_bn_statistics(network) if freeze_bn_stats else 0
-    return _report(network, bn_layers)
-
-
-def _freeze_bn_statistics(network):
-    """Put BatchNorm layers with all-frozen gamma/beta in inference mode; returns how many."""
-    count = 0
-    for _, cell in network.cells_and_names():
-        if isinstance(cell, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
-            if not cell.gamma.requires_grad and not cell.beta.requires_grad:
-                cell.use_batch_statistics = False
-                count += 1
-    return count
+def _freeze_bn_statistics(network, names):
+    """Put the BatchNorm layers whose gamma and beta were frozen in inference mode; returns how many."""
+    frozen = [bn for bn in _batch_norms(network) if bn.gamma.name in names and bn.beta.name in names]
+    for bn in frozen:
+        bn.use_batch_statistics = False
+    return len(frozen)
 
 
 def _report(network, bn_layers):
-    trainable = [p for p in network.get_parameters() if p.requires_grad]
-    frozen = [p for p in network.get_parameters() if not p.requires_grad
-              and not p.name.endswith(("moving_mean", "moving_variance"))]
+    statistics = {id(p) for bn in _batch_norms(network) for p in (bn.moving_mean, bn.moving_variance)}
+    params = [p for p in network.get_parameters() if id(p) not in statistics]
+    trainable = [p for p in params if p.requires_grad]
+    frozen = [p for p in params if not p.requires_grad]
     return FreezeReport(sum(p.size for p in trainable), sum(p.size for p in frozen), len(trainable), len(frozen),
                         bn_layers)

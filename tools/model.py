@@ -18,6 +18,7 @@ from mindcv.models.helpers import get_checkpoint_download_root
 from mindcv.utils.download import DownLoad
 
 from tools.errors import DataError, UsageError
+from tools.tf_padding import apply_tf_same_padding
 
 CLASS_NAMES_KEY = "suite_class_names"
 MIN_MATCHED_FRACTION = 0.5
@@ -47,6 +48,8 @@ def create_network(cfg, num_classes, init_from_ckpt=True):
         if not unsupported:
             raise
         raise UsageError(f"model {cfg.model} does not accept {unsupported[0]}; leave it unset") from None
+    if cfg.tf_same_padding:
+        print(f"tf_same_padding: {apply_tf_same_padding(network)} strided convolutions use TensorFlow 'same' padding")
     if cfg.pretrained and init_from_ckpt:
         print(f"pretrained weights: {load_weights(network, fetch_pretrained(cfg.model), cfg.model)}")
     if cfg.ckpt_path and init_from_ckpt:
