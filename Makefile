@@ -2,9 +2,11 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DEMO_CKPT := runs/demo/mobilenet_v3_small_100_best.ckpt
+DEMO_CKPT := runs/demo/mobilenet_v2_100_best.ckpt
+CONVERTED := checkpoints/mobilenet_v2_100_keras_imagenet.ckpt
+COMPARE_DATA := runs/fmnist_compare_data
 
-.PHONY: demo test venv clean
+.PHONY: demo test venv clean compare
 
 venv: $(VENV)/.installed
 
@@ -14,7 +16,7 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
-demo: venv
+demo: venv $(CONVERTED)
 	$(PY) finetune.py --config configs/demo.yaml --overwrite True
 	$(PY) validate.py --config configs/demo.yaml --ckpt_path $(DEMO_CKPT)
 
@@ -23,3 +25,12 @@ test: venv
 
 clean:
 	rm -rf runs
+
+$(CONVERTED): | venv
+	$(PY) tools/convert_keras_mobilenet_v2.py --out $(CONVERTED)
+
+$(COMPARE_DATA)/variants.txt: | venv
+	$(PY) tools/make_demo_data.py --out $(COMPARE_DATA) --trainval_per_class 100 --test_per_class 50
+
+compare: venv $(CONVERTED) $(COMPARE_DATA)/variants.txt
+	$(PY) tools/compare_modes.py --config configs/mobilenetv2/fmnist_compare.yaml --out runs/compare

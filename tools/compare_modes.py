@@ -5,8 +5,9 @@
 Every mode runs ``finetune.py`` with the same config, data, seed and budget plus the mode's own
 keys; extra flags are passed to every run. Columns follow the document's order, plus full
 fine-tuning from random initialisation. Block names follow the model's block mapping
-(``tools/blocks.py``): "first 7 layers" and "features.13/14/15" for MobileNetV3; for other models
-the first 40% of the blocks and the last three blocks with weights.
+(``tools/blocks.py``): for models with ``features.i`` blocks (MobileNetV2/V3) "the first 7 layers"
+are ``features.0``-``features.6``; for others (ResNet, ...) the first 40% of the blocks. "Deep
+layers" are the last three blocks with weights (``features.13/14/15`` for MobileNetV3-small).
 """
 import csv
 import os
@@ -42,8 +43,8 @@ def mode_overrides(model_name):
     network = create_model(model_name, num_classes=10)
     blocks = [b for b in feature_blocks(network) if any(
         p.name.startswith(tuple(prefix + "." for prefix in b.prefixes)) for p in network.get_parameters())]
-    if model_name.startswith("mobilenet_v3"):
-        shallow_index = 7  # the document's features.0 .. features.6
+    if blocks and blocks[0].name.startswith("features."):
+        shallow_index = 7  # the document's features.0 .. features.6 (MobileNet family)
     else:
         last_shallow = blocks[max(1, round(0.4 * len(blocks))) - 1]
         shallow_index = feature_blocks(network).index(last_shallow) + 1
