@@ -131,7 +131,8 @@ def test_mindcv_config_file_is_accepted(tmp_path):
 
 SHIPPED = ["configs/demo.yaml", "configs/mobilenetv3/mobilenet_v3_small_aircraft.yaml",
            "configs/mobilenetv3/mobilenet_v3_large_aircraft.yaml", "configs/convnext/convnext_tiny_aircraft.yaml",
-           "configs/resnest/resnest50_aircraft.yaml"]
+           "configs/resnest/resnest50_aircraft.yaml", "configs/mobilenetv2/mobilenet_v2_aircraft_keras.yaml",
+           "configs/mobilenetv2/fmnist_compare.yaml"]
 
 
 @pytest.mark.parametrize("path", SHIPPED)
