@@ -1,0 +1,178 @@
+"""Step time with frozen layers vs full fine-tuning, and what cutting gradients at the frozen boundary gives.
+
+    .venv/bin/python bench/bench_freeze.py [--repeats 3] [--steps 3] [--image_resize 600] [--batch_size 8]
+
+mobilenet_v3_small_100 with the Aircraft config (600 px, batch 8, momentum, random init), the suite's
+own objects (create_network, apply_freezing, build_optimizer, build_train_step = MindCV's TrainStep) on
+one in-memory batch, so only the train step is timed. Modes, timed round-robin in one process after a
+compile + warm-up step each (median of ``--repeats`` timings of ``--steps`` steps):
+
+* ``full``: nothing frozen;
+* ``freeze_layers 7``: features.0-6 frozen (``requires_grad=False``, their BatchNorms in inference mode);
+* ``freeze_backbone``: every feature block frozen, the head trains;
+* ``... + stop_gradient``: the same freezing, and the forward pass wrapped by :class:`FrozenPrefix`, which
+  applies ``ops.stop_gradient`` to the output of the last frozen block -- the prototype of the change
+  proposed for tools/freeze.py / tools/engine.py. Parameter names are unchanged (the wrapper has
+  ``auto_prefix=False`` and holds the original network), so checkpoints stay compatible.
+
+``--check`` first verifies at 64 px that the prototype gives the same loss and the same gradients for
+every trainable parameter as the plain frozen network (in inference mode, so dropout is off).
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+
+def frozen_prefix_class():
+    from mindspore import nn, ops
+
+    class FrozenPrefix(nn.Cell):
+        """``network`` with the gradient cut after its first ``count`` feature blocks.
+
+        The frozen blocks still run forward, but nothing is back-propagated into them: MindSpore's
+        autodiff otherwise computes the input-gradients (and, for BatchNorm, the train-mode backward)
+        of every block down to the first one, even when no parameter there is trainable.
+        """
+
+        def __init__(self, network, count):
+            super().__init__(auto_prefix=False)
+            self.network = network
+            blocks = list(network.features)
+            # CellList without auto_prefix: the blocks keep their names (features.i....)
+            self.frozen = nn.CellList(blocks[:count], auto_prefix=False)
+            self.trained = nn.CellList(blocks[count:], auto_prefix=False)
+
+        def construct(self, x):
+            for block in self.frozen:
+                x = block(x)
+            x = ops.stop_gradient(x)
+            for block in self.trained:
+                x = block(x)
+            return self.network.forward_head(x)
+
+    return FrozenPrefix
+
+
+MODES = [
+    ("full", dict(), False),
+    ("freeze_layers 7", dict(freeze_layers=7), False),
+    ("freeze_layers 7 + stop_gradient", dict(freeze_layers=7), True),
+    ("freeze_backbone", dict(freeze_backbone=True), False),
+    ("freeze_backbone + stop_gradient", dict(freeze_backbone=True), True),
+]
+
+
+def frozen_count(network, cfg):
+    """How many leading feature blocks apply_freezing froze (what tools/freeze.py computes)."""
+    from tools.blocks import feature_blocks
+
+    return len(feature_blocks(network)) if cfg.freeze_backbone else cfg.freeze_layers
+
+
+def build_mode(base_overrides, overrides, cut, num_classes=100):
+    from mindcv.loss import create_loss
+
+    from tools.engine import build_train_step
+    from tools.freeze import apply_freezing
+    from tools.model import create_network
+    from tools.optim import build_optimizer
+    from tools.schedule import build_lr_schedule
+
+    cfg = common.suite_config(common.AIRCRAFT_CONFIG, **base_overrides, **overrides)
+    network = common.quiet(create_network, cfg, num_classes)
+    report = apply_freezing(network, cfg.freeze_backbone, cfg.freeze_layers, cfg.freeze_patterns, cfg.freeze_bn_stats)
+    loss = create_loss(name=cfg.loss, reduction=cfg.reduction, label_smoothing=cfg.label_smoothing)
+    optimizer = build_optimizer(cfg, network, build_lr_schedule(cfg, 10), verbose=False)
+    forward = frozen_prefix_class()(network, frozen_count(network, cfg)) if cut else network
+    step = build_train_step(cfg, forward, loss, optimizer)
+    return cfg, network, forward, step, report
+
+
+def check_prototype():
+    """Same loss and gradients (trainable parameters) with and without the cut, at 64 px."""
+    import mindspore as ms
+    import numpy as np
+    from mindcv.loss import create_loss
+    from mindspore import nn, ops
+
+    results = {}
+    for name, overrides in (("freeze_layers 7", dict(freeze_layers=7)), ("freeze_backbone", dict(freeze_backbone=True))):
+        cfg, network, forward, _, _ = build_mode(dict(pretrained=False, image_resize=64, batch_size=4), overrides, True)
+        network.set_train(False)
+        rng = np.random.default_rng(1)
+        for param in network.trainable_params():  # MindCV's head starts near zero: make the gradients non-trivial
+            if param.name.startswith("classifier"):
+                param.set_data(ms.Tensor(rng.normal(0, 0.05, param.shape).astype(np.float32)))
+        loss = create_loss(name=cfg.loss, reduction=cfg.reduction, label_smoothing=cfg.label_smoothing)
+        weights = ms.ParameterTuple(network.trainable_params())
+        images, labels = common.fake_batch(cfg, 100)
+        grads = {}
+        for label, net in (("plain", network), ("cut", forward)):
+            with_loss = nn.WithLossCell(net, loss)
+            grad_fn = ops.GradOperation(get_by_list=True)(with_loss, weights)
+            grads[label] = ([g.asnumpy() for g in grad_fn(images, labels)], float(with_loss(images, labels).asnumpy()))
+        diff = max(float(np.abs(a - b).max()) for a, b in zip(grads["plain"][0], grads["cut"][0]))
+        scale = max(float(np.abs(a).max()) for a in grads["plain"][0])
+        results[name] = {"trainable_tensors": len(weights), "max_abs_grad_diff": diff, "max_abs_grad": scale,
+                         "loss_plain": grads["plain"][1], "loss_cut": grads["cut"][1]}
+        print(f"check {name}: {len(weights)} trainable tensors, loss {grads['plain'][1]:.5f} vs {grads['cut'][1]:.5f}, "
+              f"max |grad difference| {diff:.2e} (max |grad| {scale:.2e})", flush=True)
+    return results
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=3, help="steps per timing")
+    parser.add_argument("--image_resize", type=int, default=600)
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--mode", type=int, default=0, help="0 GRAPH, 1 PYNATIVE")
+    parser.add_argument("--check", action="store_true", help="verify the prototype's gradients first (64 px)")
+    args = parser.parse_args()
+    import mindspore as ms
+
+    info = common.machine()
+    print(common.machine_line(info))
+    ms.set_context(mode=args.mode, device_target="CPU")
+    ms.set_seed(0)
+    out = {"machine": info, "command": "bench/bench_freeze.py " + " ".join(sys.argv[1:]),
+           "model": "mobilenet_v3_small_100", "image_resize": args.image_resize, "batch_size": args.batch_size,
+           "graph_mode": args.mode == 0, "steps_per_timing": args.steps, "repeats": args.repeats, "modes": {}}
+    if args.check:
+        out["check"] = check_prototype()
+    base = dict(pretrained=False, image_resize=args.image_resize, batch_size=args.batch_size)
+    runs = {}
+    for name, overrides, cut in MODES:
+        cfg, network, forward, step, report = build_mode(base, overrides, cut)
+        batch = common.fake_batch(cfg, 100)
+        compile_s = common.time_steps(step, batch, 1)
+        common.time_steps(step, batch, 1)
+        runs[name] = (step, batch)
+        out["modes"][name] = {"first_step_seconds": compile_s, "step_seconds": [], "trainable_params": report.trainable_params,
+                              "frozen_params": report.frozen_params, "frozen_bn_layers": report.frozen_bn_layers}
+        print(f"{name}: compiled in {compile_s:.1f}s; {report.summary()}", flush=True)
+    for r in range(args.repeats):
+        for name, (step, batch) in runs.items():
+            out["modes"][name]["step_seconds"].append(common.time_steps(step, batch, args.steps) / args.steps)
+        print(f"repeat {r + 1}/{args.repeats}: " + ", ".join(
+            f"{n} {m['step_seconds'][-1]:.3f}s" for n, m in out["modes"].items()), flush=True)
+    full = common.median(out["modes"]["full"]["step_seconds"])
+    rows = []
+    for name, m in out["modes"].items():
+        m["median_step_seconds"] = common.median(m["step_seconds"])
+        m["vs_full"] = m["median_step_seconds"] / full
+        lo, hi = common.spread(m["step_seconds"])
+        rows.append([name, m["median_step_seconds"] * 1000, f"{lo * 1000:.0f}-{hi * 1000:.0f}", f"{m['vs_full']:.2f}x",
+                     args.batch_size / m["median_step_seconds"], f"{m['trainable_params']:,}"])
+    print()
+    common.print_table(["mode", "step ms (median)", "min-max", "vs full", "images/s", "trainable params"], rows)
+    print("target: freeze_backbone <= 0.4x full")
+    common.write_json("freeze" if args.mode == 0 else "freeze_pynative", out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""Linear-probe fast path: per-epoch cost of running the frozen backbone every epoch vs training the head on
+backbone features computed once.
+
+    .venv/bin/python bench/bench_probe.py [--settings demo aircraft] [--repeats 3]
+
+In one process, on the same data:
+
+* ``backbone every epoch``: the suite as finetune.py runs it with ``freeze_backbone: True`` (training
+  loader with the config's augmentation, MindCV's TrainStep over the whole network, frozen BatchNorms
+  in inference mode), one epoch timed through ``Trainer.train_epoch``;
+* ``cached features`` (prototype): the frozen backbone (``forward_features`` + the model's global pool)
+  runs once over the training split with the evaluation transforms; then each epoch trains only
+  ``network.classifier`` (the same head, loss, suite optimizer and TrainStep) on the cached
+  pooled features, shuffled, in batches of ``batch_size``.
+
+With every BatchNorm of the backbone frozen in inference mode the cached features are exactly what the
+frozen backbone computes during training, except for data augmentation (the cache holds one
+un-augmented view per image; caching K augmented views costs K extraction passes).
+"""
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+
+def feature_cell(network):
+    from mindspore import nn
+
+    class Features(nn.Cell):
+        """The frozen part: feature blocks + global pool (what the head consumes)."""
+
+        def __init__(self, net):
+            super().__init__(auto_prefix=False)
+            self.net = net
+
+        def construct(self, x):
+            return self.net.pool(self.net.forward_features(x))
+
+    return Features(network)
+
+
+class CachedProbe:
+    """Extract pooled features once, then train only the head on them."""
+
+    def __init__(self, cfg, run):
+        from tools.data import build_loader
+        from tools.engine import build_train_step
+
+        self.cfg, self.run = cfg, run
+        network = run.network
+        eval_loader = build_loader(cfg, run.data, run.num_classes, training=False)
+        features = feature_cell(network)
+        network.set_train(False)
+        begin = time.perf_counter()
+        feats, labels = [], []
+        import mindspore as ms
+        import numpy as np
+
+        for images, target in common_batches(eval_loader):
+            count = len(images)
+            if count < cfg.batch_size:  # one compiled shape, as predict_logits does
+                images = np.concatenate([images, np.zeros((cfg.batch_size - count,) + images.shape[1:], images.dtype)])
+            feats.append(features(ms.Tensor(images)).asnumpy()[:count])
+            labels.append(target.astype(np.int32))
+        self.extract_seconds = time.perf_counter() - begin
+        network.set_train(True)
+        self.features, self.labels = np.concatenate(feats), np.concatenate(labels)
+        self.step = build_train_step(cfg, network.classifier, run.loss_fn, run.optimizer)
+        self.rng = np.random.default_rng(0)
+
+    def epoch(self, epoch=1):
+        import mindspore as ms
+
+        bs = self.cfg.batch_size
+        order = self.rng.permutation(len(self.labels))
+        steps = len(order) // bs
+        begin = time.perf_counter()
+        for i in range(steps):
+            idx = order[i * bs:(i + 1) * bs]
+            float(self.step(ms.Tensor(self.features[idx]), ms.Tensor(self.labels[idx])).asnumpy())
+        return time.perf_counter() - begin, steps * bs
+
+
+def common_batches(loader):
+    from tools.engine import batches
+
+    return batches(loader, output_numpy=True)
+
+
+def run_setting(name, config, data_dir, overrides, repeats):
+    from tools import runtime
+
+    cfg = common.suite_config(config, data_dir=data_dir, freeze_backbone=True, **overrides)
+    common.quiet(runtime.setup, cfg)
+    full = common.SuiteRun(cfg)
+    probe_run = common.SuiteRun(cfg)  # its own network/optimizer: the head is trained on cached features
+    print(f"[{name}] {cfg.model} {cfg.image_resize}px batch {cfg.batch_size}, {full.data.size} train images, "
+          f"{full.steps} steps/epoch; {full.frozen.summary()}", flush=True)
+    warm = full.epoch(1)[0]
+    cached = CachedProbe(cfg, probe_run)
+    cached.epoch(1)
+    res = {"model": cfg.model, "image_resize": cfg.image_resize, "batch_size": cfg.batch_size,
+           "train_images": full.data.size, "feature_dim": int(cached.features.shape[1]),
+           "backbone_warmup_epoch_seconds": warm, "extract_seconds_incl_compile": cached.extract_seconds,
+           "backbone_epoch_seconds": [], "cached_epoch_seconds": [], "repeats": repeats}
+    for r in range(repeats):
+        res["backbone_epoch_seconds"].append(full.epoch(2 + r)[0])
+        res["cached_epoch_seconds"].append(cached.epoch(2 + r)[0])
+        print(f"  repeat {r + 1}/{repeats}: backbone {res['backbone_epoch_seconds'][-1]:.2f}s, "
+              f"cached {res['cached_epoch_seconds'][-1]:.4f}s", flush=True)
+    # a second extraction pass, now compiled: the one-off cost of the cache
+    begin = time.perf_counter()
+    CachedProbe(cfg, probe_run)
+    res["extract_seconds"] = time.perf_counter() - begin
+    b, c = common.median(res["backbone_epoch_seconds"]), common.median(res["cached_epoch_seconds"])
+    res.update(median_backbone_epoch_seconds=b, median_cached_epoch_seconds=c, speedup_per_epoch=b / c)
+    # epochs after which cache + head training beats the backbone every epoch
+    res["break_even_epochs"] = res["extract_seconds"] / (b - c) if b > c else None
+    return res
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--settings", nargs="+", default=["demo", "aircraft"], choices=["demo", "aircraft"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--aircraft_images", type=int, default=32)
+    parser.add_argument("--demo_images", type=int, help="smoke test: the first N demo trainval images only")
+    parser.add_argument("--image_resize", type=int, help="smoke test: override the settings' resolution")
+    args = parser.parse_args()
+    extra = {"image_resize": args.image_resize} if args.image_resize else {}
+    info = common.machine()
+    print(common.machine_line(info))
+    out = {"machine": info, "command": "bench/bench_probe.py " + " ".join(sys.argv[1:]), "settings": {}}
+    with tempfile.TemporaryDirectory(prefix="bench_probe_") as tmp:
+        for name in args.settings:
+            if name == "demo":
+                demo = (common.make_demo_subset(os.path.join(tmp, "demo"), args.demo_images, 16) if args.demo_images
+                        else common.DEMO)
+                spec = (common.DEMO_CONFIG, demo, dict(pretrained=False, ckpt_path="", log_interval=100000, **extra))
+            else:
+                air = common.make_aircraft(os.path.join(tmp, "aircraft"), trainval=args.aircraft_images, test=8,
+                                           distinct=args.aircraft_images)
+                spec = (common.AIRCRAFT_CONFIG, air, dict(pretrained=False, log_interval=100000, **extra))
+            out["settings"][name] = run_setting(name, *spec, args.repeats)
+    rows = [[name, r["model"], f"{r['image_resize']}px", r["train_images"], r["median_backbone_epoch_seconds"],
+             f"{r['median_cached_epoch_seconds']:.4f}", f"{r['speedup_per_epoch']:.0f}x", r["extract_seconds"],
+             fmt_epochs(r["break_even_epochs"])] for name, r in out["settings"].items()]
+    print()
+    common.print_table(["setting", "model", "size", "images", "backbone s/epoch", "cached s/epoch", "per-epoch speed-up",
+                        "extract s (once)", "break-even epochs"], rows)
+    print("target: >= 10x per epoch")
+    common.write_json("probe", out)
+    return 0
+
+
+def fmt_epochs(value):
+    return "-" if value is None else f"{value:.2f}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

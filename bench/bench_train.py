@@ -1,0 +1,205 @@
+"""Training throughput of the suite vs a bare MindSpore train step (the ceiling) vs MindCV's own pipeline.
+
+    .venv/bin/python bench/bench_train.py [--settings demo aircraft] [--repeats 3]
+
+In one process and on the same data, after one warm-up (compilation) epoch each, it times whole
+training epochs, round-robin, ``--repeats`` times, and reports the median images/s of:
+
+* ``suite``: finetune.py's objects (open_split -> build_loader -> create_network -> apply_freezing ->
+  create_loss -> build_lr_schedule -> build_optimizer -> build_train_step) driven by
+  ``Trainer.train_epoch``, on the raw Aircraft layout (the suite's lazy reader); optionally
+  (``--pipelines suite-folder``, demo only) on the ImageNet-style tree made by tools/split_aircraft.py;
+* ``ceiling``: ``nn.TrainOneStepCell(nn.WithLossCell(net, loss), optimizer)`` over the same network,
+  loss and optimizer on one in-memory batch of the same shape (no data pipeline at all);
+* ``mindcv``: MindCV's fine-tuning example written with its public API (create_dataset on the tree,
+  create_transforms, create_loader, create_model, create_loss, create_scheduler, create_optimizer,
+  mindcv.utils.create_trainer -> Model.train) with ``dataset_sink_mode`` False and True.
+
+Settings: ``demo`` = configs/demo.yaml (mobilenet_v2_100, 96 px, batch 32, the committed 600 trainval
+images) and ``aircraft`` = configs/mobilenetv3/mobilenet_v3_small_aircraft.yaml (mobilenet_v3_small_100,
+600 px, batch 8, randaug-m7-mstd0.5) on synthetic 500x375 JPEGs in Aircraft layout (made from the demo
+images in a temporary folder). Random initialisation; ``tf_same_padding`` is off so that all rows run
+the same network as MindCV's ``create_model``.
+"""
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+
+def settings(tmp, aircraft_images, demo_images=None, image_resize=None):
+    demo_dir = common.make_demo_subset(os.path.join(tmp, "demo"), demo_images, 16) if demo_images else common.DEMO
+    extra = {"image_resize": image_resize} if image_resize else {}
+    air_dir = common.make_aircraft(os.path.join(tmp, "aircraft"), trainval=aircraft_images, test=8, num_classes=100,
+                                   distinct=aircraft_images)
+    return {
+        "demo": dict(config=common.DEMO_CONFIG, data_dir=demo_dir,
+                     overrides=dict(pretrained=False, ckpt_path="", tf_same_padding=False, log_interval=100000, **extra)),
+        "aircraft": dict(config=common.AIRCRAFT_CONFIG, data_dir=air_dir,
+                         overrides=dict(pretrained=False, ckpt_path="", log_interval=100000, **extra)),
+    }
+
+
+class Ceiling:
+    """A bare MindSpore train step over the suite's network/loss/optimizer on an in-memory batch."""
+
+    def __init__(self, cfg, num_classes, steps):
+        from mindcv.loss import create_loss
+        from mindspore import nn
+
+        from tools.model import create_network
+        from tools.optim import build_optimizer
+        from tools.schedule import build_lr_schedule
+
+        self.cfg, self.steps = cfg, steps
+        self.network = common.quiet(create_network, cfg, num_classes)
+        loss = create_loss(name=cfg.loss, reduction=cfg.reduction, label_smoothing=cfg.label_smoothing)
+        optimizer = build_optimizer(cfg, self.network, build_lr_schedule(cfg, steps), verbose=False)
+        self.step = nn.TrainOneStepCell(nn.WithLossCell(self.network, loss), optimizer).set_train()
+        self.batch = common.fake_batch(cfg, num_classes)
+
+    def epoch(self, epoch=1):
+        return common.time_steps(self.step, self.batch, self.steps), self.steps * self.cfg.batch_size
+
+
+class MindCVPipeline:
+    """MindCV 0.3.0's examples/finetune flow with its public API, trained by ``Model.train``."""
+
+    def __init__(self, cfg, tree_dir, num_classes, sink):
+        from mindcv.data import create_dataset, create_loader, create_transforms
+        from mindcv.loss import create_loss
+        from mindcv.models import create_model
+        from mindcv.optim import create_optimizer
+        from mindcv.scheduler import create_scheduler
+        from mindcv.utils import create_trainer
+        from mindspore.train.callback import Callback
+
+        self.cfg, self.sink = cfg, sink
+        dataset = create_dataset(name="", root=tree_dir, split=cfg.train_split, shuffle=True,
+                                 num_parallel_workers=cfg.num_parallel_workers)
+        transforms = create_transforms(dataset_name="", image_resize=cfg.image_resize, is_training=True,
+                                       auto_augment=cfg.auto_augment, scale=tuple(cfg.scale), ratio=tuple(cfg.ratio),
+                                       hflip=cfg.hflip, color_jitter=cfg.color_jitter, interpolation=cfg.interpolation,
+                                       mean=cfg.mean, std=cfg.std)
+        self.loader = create_loader(dataset=dataset, batch_size=cfg.batch_size, drop_remainder=True, is_training=True,
+                                    num_classes=num_classes, transform=transforms,
+                                    num_parallel_workers=cfg.num_parallel_workers)
+        self.steps = self.loader.get_dataset_size()
+        network = create_model(model_name=cfg.model, num_classes=num_classes, pretrained=False)
+        loss = create_loss(name=cfg.loss, reduction=cfg.reduction, label_smoothing=cfg.label_smoothing)
+        lrs = create_scheduler(self.steps, scheduler=cfg.scheduler, lr=cfg.lr, min_lr=cfg.min_lr,
+                               warmup_epochs=cfg.warmup_epochs, decay_epochs=max(cfg.epoch_size - cfg.warmup_epochs, 1),
+                               num_epochs=cfg.epoch_size)
+        optimizer = create_optimizer(network.trainable_params(), opt=cfg.opt, lr=lrs, weight_decay=cfg.weight_decay,
+                                     momentum=cfg.momentum, weight_decay_filter=cfg.weight_decay_filter)
+        self.model = create_trainer(network, loss, optimizer, {"acc"}, amp_level="O0", amp_cast_list=None,
+                                    loss_scale_type="fixed", loss_scale=1.0)
+        self.network = network
+        times = self.times = []
+
+        class EpochTimer(Callback):
+            def on_train_epoch_begin(self, run_context):
+                times.append(time.perf_counter())
+
+            def on_train_epoch_end(self, run_context):
+                times[-1] = time.perf_counter() - times[-1]
+
+        self.timer = EpochTimer()
+
+    def epoch(self, epoch=1):
+        begin = time.perf_counter()
+        self.model.train(1, self.loader, callbacks=[self.timer], dataset_sink_mode=self.sink)
+        total = time.perf_counter() - begin
+        return total, self.steps * self.cfg.batch_size
+
+
+def run_setting(name, spec, repeats, tmp, pipelines):
+    from tools import runtime
+
+    cfg = common.suite_config(spec["config"], data_dir=spec["data_dir"], **spec["overrides"])
+    common.quiet(runtime.setup, cfg)
+    tree = common.folder_tree(spec["data_dir"], os.path.join(tmp, f"{name}_tree"))
+    runners = {}
+    suite = common.SuiteRun(cfg)
+    num_classes, steps = suite.num_classes, suite.steps
+    runners["suite"] = suite
+    if "suite-folder" in pipelines:
+        runners["suite-folder"] = common.SuiteRun(common.suite_config(spec["config"], data_dir=tree, **spec["overrides"]))
+    runners["ceiling"] = Ceiling(cfg, num_classes, steps)
+    if "mindcv" in pipelines:
+        runners["mindcv"] = MindCVPipeline(cfg, tree, num_classes, sink=False)
+    if "mindcv-sink" in pipelines:
+        runners["mindcv-sink"] = MindCVPipeline(cfg, tree, num_classes, sink=True)
+    results = {key: {"epoch_seconds": [], "images_per_s": [], "error": None} for key in runners}
+    print(f"[{name}] {cfg.model} {cfg.image_resize}px batch {cfg.batch_size}, {steps} steps/epoch, "
+          f"workers {cfg.num_parallel_workers}, aug {cfg.auto_augment}; warm-up epoch each", flush=True)
+    for key, runner in list(runners.items()):
+        try:
+            seconds, _ = runner.epoch(1)
+            results[key]["warmup_seconds"] = seconds
+            print(f"  {key}: warm-up epoch {seconds:.1f}s", flush=True)
+        except Exception as err:  # a pipeline that fails (e.g. sink mode) is reported, not fatal
+            results[key]["error"] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            print(f"  {key}: failed: {results[key]['error']}", flush=True)
+            del runners[key]
+    for r in range(repeats):
+        for key, runner in runners.items():
+            seconds, images = runner.epoch(2 + r)
+            results[key]["epoch_seconds"].append(seconds)
+            results[key]["images_per_s"].append(images / seconds)
+            if isinstance(runner, MindCVPipeline) and runner.times:
+                results[key].setdefault("callback_epoch_seconds", []).append(runner.times[-1])
+        print(f"  repeat {r + 1}/{repeats}: " + ", ".join(
+            f"{k} {results[k]['images_per_s'][-1]:.1f}" for k in runners), flush=True)
+    for key, res in results.items():
+        res["median_images_per_s"] = common.median(res["images_per_s"])
+        res["min_max_images_per_s"] = common.spread(res["images_per_s"])
+    base = {"model": cfg.model, "image_resize": cfg.image_resize, "batch_size": cfg.batch_size, "steps_per_epoch": steps,
+            "num_parallel_workers": cfg.num_parallel_workers, "auto_augment": cfg.auto_augment,
+            "train_images": suite.data.size, "repeats": repeats}
+    return dict(base, pipelines=results)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--settings", nargs="+", default=["demo", "aircraft"], choices=["demo", "aircraft"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--aircraft_images", type=int, default=32, help="synthetic trainval images (batch 8)")
+    parser.add_argument("--pipelines", nargs="+", default=["mindcv", "mindcv-sink"],
+                        help="besides suite and ceiling: suite-folder mindcv mindcv-sink")
+    parser.add_argument("--demo_images", type=int, help="smoke test: the first N demo trainval images only")
+    parser.add_argument("--image_resize", type=int, help="smoke test: override the settings' resolution")
+    args = parser.parse_args()
+    info = common.machine()
+    print(common.machine_line(info))
+    out = {"machine": info, "command": "bench/bench_train.py " + " ".join(sys.argv[1:]), "settings": {}}
+    with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
+        specs = settings(tmp, args.aircraft_images, args.demo_images, args.image_resize)
+        for name in args.settings:
+            pipelines = args.pipelines if name == "demo" else [p for p in args.pipelines if p != "suite-folder"]
+            out["settings"][name] = run_setting(name, specs[name], args.repeats, tmp, pipelines)
+    rows = []
+    for name, res in out["settings"].items():
+        p = res["pipelines"]
+        ceiling = p["ceiling"]["median_images_per_s"]
+        mindcv = p.get("mindcv", {}).get("median_images_per_s")
+        for key, r in p.items():
+            med = r["median_images_per_s"]
+            rows.append([name, key, med, f"{r['min_max_images_per_s'][0] or 0:.1f}-{r['min_max_images_per_s'][1] or 0:.1f}",
+                         f"{med / ceiling:.2f}x" if med and ceiling else "-",
+                         f"{med / mindcv:.2f}x" if med and mindcv else "-", r["error"] or ""])
+        res["suite_vs_ceiling"] = p["suite"]["median_images_per_s"] / ceiling if ceiling else None
+        res["suite_vs_mindcv"] = p["suite"]["median_images_per_s"] / mindcv if mindcv else None
+    print()
+    common.print_table(["setting", "pipeline", "images/s (median)", "min-max", "vs ceiling", "vs mindcv", "error"], rows)
+    print("targets: suite >= 0.9x ceiling, >= 1.0x mindcv")
+    common.write_json("train", out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,286 @@
+"""Shared helpers of the benchmarks: machine description, timing statistics, JSON output, synthetic
+Aircraft-layout data made from the committed demo images, and the suite's objects built the way
+finetune.py builds them.
+
+Nothing here is imported by the suite; every benchmark is ``.venv/bin/python bench/<name>.py``.
+"""
+import gc
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+os.environ.setdefault("GLOG_v", "3")
+
+DEMO = os.path.join(ROOT, "data", "fashion_mnist")
+DEMO_CONFIG = os.path.join(ROOT, "configs", "demo.yaml")
+AIRCRAFT_CONFIG = os.path.join(ROOT, "configs", "mobilenetv3", "mobilenet_v3_small_aircraft.yaml")
+OUT_DIR = os.path.join(ROOT, "runs", "bench")
+
+
+# ----------------------------------------------------------------------------------------- machine
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine():
+    """nproc, CPU model, versions and the load average when the benchmark started."""
+    info = {"nproc": os.cpu_count(), "cpu": cpu_model(), "python": platform.python_version()}
+    try:
+        import mindspore
+        import mindcv
+        info["mindspore"] = mindspore.__version__
+        info["mindcv"] = mindcv.__version__
+    except ImportError:
+        pass
+    try:
+        info["loadavg_start"] = [round(x, 2) for x in os.getloadavg()]
+        with open("/proc/meminfo", encoding="utf-8") as f:
+            info["mem_total_gib"] = round(int(f.readline().split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    return info
+
+
+def machine_line(info):
+    return (f"machine: {info.get('nproc')} CPUs ({info.get('cpu')}), MindSpore {info.get('mindspore')}, "
+            f"MindCV {info.get('mindcv')}, Python {info.get('python')}, load average at start "
+            f"{info.get('loadavg_start')}")
+
+
+# ----------------------------------------------------------------------------------------- numbers
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def spread(values):
+    values = [v for v in values if v is not None]
+    return (min(values), max(values)) if values else (None, None)
+
+
+def fmt(value, digits=1):
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def print_table(headers, rows):
+    """A Markdown table (also readable on a terminal)."""
+    cells = [[fmt(c) if not isinstance(c, str) else c for c in row] for row in rows]
+    widths = [max(len(str(h)), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    print("| " + " | ".join(str(h).ljust(w) for h, w in zip(headers, widths)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in cells:
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |")
+
+
+def write_json(name, payload):
+    os.makedirs(OUT_DIR, exist_ok=True)
+    path = os.path.join(OUT_DIR, f"{name}.json")
+    payload = dict(payload)
+    payload.setdefault("finished_utc", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    try:
+        payload.setdefault("loadavg_end", [round(x, 2) for x in os.getloadavg()])
+    except OSError:
+        pass
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(payload, f, indent=2)
+    print(f"wrote {os.path.relpath(path, ROOT)}")
+    return path
+
+
+def vm_hwm_mb():
+    """Peak resident set size of this process in MB (VmHWM)."""
+    with open("/proc/self/status", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return None
+
+
+# ----------------------------------------------------------------------------------------- data
+def demo_entries(split):
+    with open(os.path.join(DEMO, f"images_variant_{split}.txt"), encoding="utf-8") as f:
+        return [tuple(line.rstrip("\n").split(" ", 1)) for line in f if line.strip()]
+
+
+def make_upscaled_jpegs(out_dir, count, size=(500, 375), noise=6.0, quality=90, seed=0):
+    """``count`` distinct JPEGs of ``size`` made from demo images (bilinear upscale + mild noise so that
+    they encode to a realistic ~30-60 KB); returns ``[(path, demo label), ...]``."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    os.makedirs(out_dir, exist_ok=True)
+    entries = demo_entries("trainval") + demo_entries("test")
+    made = []
+    for i in range(count):
+        image_id, label = entries[i % len(entries)]
+        img = Image.open(os.path.join(DEMO, "images", image_id + ".jpg")).convert("RGB").resize(size, Image.BILINEAR)
+        arr = np.asarray(img, dtype=np.float32) + rng.normal(0, noise, (size[1], size[0], 3))
+        path = os.path.join(out_dir, f"base{i:05d}.jpg")
+        Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(path, quality=quality)
+        made.append((path, label))
+    return made
+
+
+def make_aircraft(out, trainval, test, num_classes=100, distinct=200, size=(500, 375), link=True, seed=0):
+    """An FGVC-Aircraft raw layout in ``out`` (``images/<7-digit id>.jpg``, ``variants.txt``,
+    ``images_variant_{trainval,test}.txt``) with ``trainval + test`` images of ``size``.
+
+    ``distinct`` real JPEGs are made from demo images; the rest are hard links to them (``link``) or
+    copies, so 10,000 images cost little disk. Labels are ``num_classes`` Aircraft-like names with
+    spaces and '/' (``Variant 07/B``). Returns ``out``.
+    """
+    images = os.path.join(out, "images")
+    os.makedirs(images, exist_ok=True)
+    base_dir = os.path.join(out, ".base")
+    bases = make_upscaled_jpegs(base_dir, min(distinct, trainval + test), size=size, seed=seed)
+    names = [f"Variant {k:02d}" + ("/B" if k % 10 == 3 else "") for k in range(num_classes)]
+    lines = {"trainval": [], "test": []}
+    for n in range(trainval + test):
+        image_id = f"{1000000 + n:07d}"
+        src = bases[n % len(bases)][0]
+        dst = os.path.join(images, image_id + ".jpg")
+        if link:
+            os.link(src, dst)
+        else:
+            shutil.copyfile(src, dst)
+        split = "trainval" if n < trainval else "test"
+        lines[split].append(f"{image_id} {names[n % num_classes]}\n")
+    for split, rows in lines.items():
+        with open(os.path.join(out, f"images_variant_{split}.txt"), "w", encoding="utf-8") as f:
+            f.writelines(rows)
+    with open(os.path.join(out, "variants.txt"), "w", encoding="utf-8") as f:
+        f.write("\n".join(names) + "\n")
+    shutil.rmtree(base_dir)  # the links keep the files
+    return out
+
+
+def make_demo_subset(out, trainval=None, test=None):
+    """The demo data (28 px Fashion-MNIST JPEGs, 10 classes), optionally cut to the first N lines."""
+    os.makedirs(os.path.join(out, "images"), exist_ok=True)
+    for split, count in (("trainval", trainval), ("test", test)):
+        rows = demo_entries(split)[:count] if count else demo_entries(split)
+        with open(os.path.join(out, f"images_variant_{split}.txt"), "w", encoding="utf-8") as f:
+            for image_id, label in rows:
+                f.write(f"{image_id} {label}\n")
+                shutil.copyfile(os.path.join(DEMO, "images", image_id + ".jpg"),
+                                os.path.join(out, "images", image_id + ".jpg"))
+    shutil.copyfile(os.path.join(DEMO, "variants.txt"), os.path.join(out, "variants.txt"))
+    return out
+
+
+def folder_tree(data_dir, out_dir):
+    """The ImageNet-style tree of ``data_dir`` made with the suite's split tool (hardlinks), quietly."""
+    import contextlib
+    import io
+
+    from tools import split_aircraft
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        split_aircraft.main(["--data_dir", data_dir, "--out_dir", out_dir])
+    return out_dir
+
+
+# ----------------------------------------------------------------------------------------- suite
+def suite_config(config_file, **overrides):
+    """The configuration finetune.py would resolve for ``--config config_file --key value ...``."""
+    from tools.config import parse_config
+
+    argv = ["--config", config_file]
+    for key, value in overrides.items():
+        argv.append(f"--{key}")
+        if isinstance(value, (list, tuple)):
+            argv += [str(v) for v in value]
+        else:
+            argv.append(str(value))
+    return parse_config(argv, "bench")
+
+
+def quiet(fn, *args, **kwargs):
+    """Call ``fn`` with its stdout swallowed (the suite prints parameter tables)."""
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        return fn(*args, **kwargs)
+
+
+class SuiteRun:
+    """Exactly finetune.py's objects for ``cfg`` (data, loader, network, freezing, loss, lr, optimizer,
+    train step, Trainer), without the checkpoint/validation side of ``fit``."""
+
+    def __init__(self, cfg, training_data=True):
+        from mindcv.loss import create_loss
+
+        from tools.data import build_loader, open_split, resolve_num_classes
+        from tools.engine import Trainer, build_train_step
+        from tools.freeze import apply_freezing
+        from tools.model import create_network
+        from tools.optim import build_optimizer
+        from tools.schedule import build_lr_schedule
+
+        self.cfg = cfg
+        self.data = open_split(cfg, cfg.train_split, training=True)
+        self.num_classes = resolve_num_classes(cfg, self.data.class_names)
+        self.loader = build_loader(cfg, self.data, self.num_classes, training=True) if training_data else None
+        self.steps = self.loader.get_dataset_size() if self.loader else max(self.data.size // cfg.batch_size, 1)
+        self.network = quiet(create_network, cfg, self.num_classes)
+        self.frozen = apply_freezing(self.network, cfg.freeze_backbone, cfg.freeze_layers, cfg.freeze_patterns,
+                                     cfg.freeze_bn_stats)
+        self.loss_fn = create_loss(name=cfg.loss, reduction=cfg.reduction, label_smoothing=cfg.label_smoothing,
+                                   aux_factor=cfg.aux_factor)
+        self.lrs = build_lr_schedule(cfg, self.steps)
+        self.optimizer = build_optimizer(cfg, self.network, self.lrs, verbose=False)
+        self.train_step = build_train_step(cfg, self.network, self.loss_fn, self.optimizer)
+        self.trainer = Trainer(cfg, self.network, self.train_step, self.lrs, self.data.class_names)
+
+    def epoch(self, epoch=1):
+        """One timed training epoch through Trainer.train_epoch; returns (seconds, images)."""
+        begin = time.perf_counter()
+        self.trainer.train_epoch(self.loader, epoch, self.steps)
+        return time.perf_counter() - begin, self.steps * self.cfg.batch_size
+
+
+def release(*objects):
+    for obj in objects:
+        del obj
+    gc.collect()
+
+
+def fake_batch(cfg, num_classes, seed=0):
+    """An in-memory batch of the training shape (float32 NCHW images, int32 labels)."""
+    import mindspore as ms
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    images = rng.standard_normal((cfg.batch_size, 3, cfg.image_resize, cfg.image_resize)).astype(np.float32)
+    labels = rng.integers(0, num_classes, cfg.batch_size).astype(np.int32)
+    return ms.Tensor(images), ms.Tensor(labels)
+
+
+def time_steps(step, inputs, steps):
+    """Seconds for ``steps`` calls of ``step(*inputs)``, each synchronised by reading the loss."""
+    begin = time.perf_counter()
+    for _ in range(steps):
+        out = step(*inputs)
+        out = out[0] if isinstance(out, (tuple, list)) else out
+        float(out.asnumpy())
+    return time.perf_counter() - begin
