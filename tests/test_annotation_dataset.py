@@ -1,12 +1,14 @@
 """Tests of tools/annotation_dataset.py on tiny fake Aircraft-layout folders."""
+import io
 import os
+import shutil
 import tracemalloc
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tools.annotation_dataset import AnnotationDataset, create_annotation_dataset
+from tools.annotation_dataset import AnnotationDataset, image_dataset
 from tools.errors import DataError
 
 LABELS = ["F-16A/B", "Cessna 172", "707-320"]
@@ -31,6 +33,12 @@ def make_layout(root, count=6, split="train", names=None, start=0):
     if names is not None:
         (root / "variants.txt").write_text("".join(n + "\n" for n in names), encoding="utf-8")
     return root
+
+
+def create_annotation_dataset(data_dir, split, **options):
+    """``(GeneratorDataset, source)`` of an annotation split, as tools.data builds them."""
+    source = AnnotationDataset(data_dir, split)
+    return image_dataset(source, **options), source
 
 
 def collect(dataset):
@@ -122,15 +130,19 @@ def test_works_with_mindcv_transforms_and_loader(tmp_path, is_training):
     assert all(images.dtype == np.float32 and labels.dtype == np.int32 for images, labels in batches)
 
 
-def make_big_layout(root, count=300, size=200_000):
-    """``count`` files of ``size`` random (incompressible) bytes named .jpg; returns total bytes."""
+def make_big_layout(root, count=300, side=256):
+    """``count`` copies of one random-pixel (incompressible) PNG named .jpg; returns total bytes."""
     (root / "images").mkdir(parents=True)
+    first = root / "images" / "0000000.jpg"
+    pixels = np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(first, format="PNG", compress_level=1)
     lines = []
     for i in range(count):
-        (root / "images" / f"{i:07d}.jpg").write_bytes(os.urandom(size))
+        if i:
+            shutil.copy(first, root / "images" / f"{i:07d}.jpg")
         lines.append(f"{i:07d} {LABELS[i % 3]}\n")
     (root / "images_variant_train.txt").write_text("".join(lines), encoding="utf-8")
-    return count * size
+    return count * os.path.getsize(first)
 
 
 def peak_allocation(read):
@@ -151,7 +163,7 @@ def test_memory_is_bounded_by_one_item_not_the_dataset(tmp_path):
         last = None
         for i in range(len(source)):
             last = source[i]
-        assert last[0].size == 200_000
+        assert last[0].size == total // 300
 
     def read_eagerly():
         source = AnnotationDataset(tmp_path, "train")
@@ -183,3 +195,36 @@ def test_label_not_in_class_names(tmp_path):
     make_layout(tmp_path)
     with pytest.raises(DataError, match="707-320"):
         AnnotationDataset(tmp_path, "train", class_names=["F-16A/B", "Cessna 172"])
+
+
+def test_unreadable_images_are_skipped_with_a_warning(tmp_path, capsys):
+    make_layout(tmp_path)
+    (tmp_path / "images" / "0000002.jpg").write_text("not an image")
+    source = AnnotationDataset(tmp_path, "train")
+    assert len(source) == 5 and str(tmp_path / "images" / "0000002.jpg") not in source.paths
+    assert [source.class_names[label] for label in source.labels] == [LABELS[i % 3] for i in (0, 1, 3, 4, 5)]
+    assert source.skipped == [(str(tmp_path / "images" / "0000002.jpg"), "not an image")]
+    assert capsys.readouterr().err.splitlines() == [
+        f"warning: skipping {tmp_path / 'images' / '0000002.jpg'}: not an image",
+        "warning: skipped 1 unreadable images of split 'train'; using 5 of 6"]
+
+
+@pytest.mark.parametrize("options, needle", [({"skip_bad": False}, "skip_bad_images: True"),
+                                             ({"max_bad": 1}, "more than max_bad_images: 1"),
+                                             ({}, "none left")])
+def test_unreadable_images_that_may_not_be_skipped_are_an_error(tmp_path, options, needle):
+    make_layout(tmp_path, count=2)
+    for name in ("0000000.jpg", "0000001.jpg"):
+        (tmp_path / "images" / name).write_bytes(b"")
+    with pytest.raises(DataError, match=needle) as err:
+        AnnotationDataset(tmp_path, "train", **options)
+    assert str(tmp_path / "images" / "0000000.jpg") in str(err.value) and "2 of 2 images" in str(err.value)
+
+
+def test_formats_mindspore_cannot_decode_are_served_as_jpeg(tmp_path):
+    make_layout(tmp_path, count=2)
+    Image.open(tmp_path / "images" / "0000001.jpg").convert("RGB").save(tmp_path / "images" / "0000001.jpg", "GIF")
+    source = AnnotationDataset(tmp_path, "train")
+    assert source[0][0].tobytes() == (tmp_path / "images" / "0000000.jpg").read_bytes()
+    served = Image.open(io.BytesIO(source[1][0].tobytes()))
+    assert served.format == "JPEG" and served.mode == "RGB" and served.size == (30, 24)

@@ -1,41 +1,89 @@
-"""Online reading of an Aircraft-layout split: annotation file + image folder, read lazily.
+"""Lazy reading of a split, in either layout, as a list of image files.
 
-Unlike reading every image into RAM up front, :class:`AnnotationDataset` keeps only the image
-paths and int labels; ``__getitem__`` reads one file's encoded bytes (1-D ``uint8``, not decoded)
-at access time, so memory is bounded by what the pipeline holds (about a batch), not by the
-dataset. Decoding is left to the transforms (MindCV's ``create_transforms`` starts with a decode).
+:class:`ImageFiles` keeps only the image paths and int labels; ``__getitem__`` reads one file's
+encoded bytes (1-D ``uint8``, not decoded) at access time, so memory is bounded by what the
+pipeline holds (about a batch), not by the dataset. Decoding is left to the transforms (MindCV's
+``create_transforms`` starts with a decode). :class:`AnnotationDataset` takes the files of an
+Aircraft-layout split (annotation file + ``images/``), :func:`folder_images` those of a split tree.
+
+Every file is checked when the split is opened (:mod:`tools.image_check`): an unreadable one is
+skipped with a warning naming it (``skip_bad``, at most ``max_bad`` per split) or is an error,
+and one MindSpore cannot decode (GIF, WebP, ...) is served re-encoded as RGB JPEG.
 """
 import os
+import sys
 
 import mindspore.dataset as ds
 import numpy as np
 
 from tools import aircraft_layout
 from tools.errors import DataError
+from tools.image_check import check_image, to_rgb_jpeg_bytes
 
 COLUMN_NAMES = ["image", "label"]
+MAX_BAD = 100
 
 
-class AnnotationDataset:
-    """Random-access source of ``(encoded image bytes, int32 label)`` for one split."""
+class ImageFiles:
+    """Random-access source of ``(encoded image bytes, int32 label)`` over checked image files."""
 
-    def __init__(self, data_dir, split, level="variant", class_names=None):
+    def __init__(self, paths, labels, class_names, split, skip_bad=True, max_bad=MAX_BAD):
+        self.class_names = list(class_names)
+        checks = [check_image(path) for path in paths]
+        self.skipped = [(path, reason) for path, (ok, reason, _) in zip(paths, checks) if not ok]
+        _report_bad(self.skipped, len(paths), split, skip_bad, max_bad)
+        kept = [i for i, (ok, _, _) in enumerate(checks) if ok]
+        self.paths = [paths[i] for i in kept]
+        self.labels = np.array(labels, dtype=np.int32)[kept]
+        self.to_convert = {j for j, i in enumerate(kept) if checks[i][2]}
+
+    def __getitem__(self, index):
+        path = self.paths[index]
+        image = to_rgb_jpeg_bytes(path) if index in self.to_convert else np.fromfile(path, dtype=np.uint8)
+        return image, self.labels[index]
+
+    def __len__(self):
+        return len(self.paths)
+
+
+def _report_bad(bad, total, split, skip_bad, max_bad):
+    """A warning per unreadable file and their count, or a DataError when they may not be skipped."""
+    if not bad:
+        return
+    first = f"{bad[0][0]}: {bad[0][1]}"
+    count = f"{len(bad)} of {total} images of split '{split}' are unreadable"
+    if not skip_bad:
+        raise DataError(f"{first} ({count}; skip_bad_images: True skips them with a warning)")
+    if len(bad) > max_bad:
+        raise DataError(f"{first} ({count}, more than max_bad_images: {max_bad})")
+    if len(bad) == total:
+        raise DataError(f"{first} ({count}: none left)")
+    for path, reason in bad:
+        print(f"warning: skipping {path}: {reason}", file=sys.stderr)
+    print(f"warning: skipped {len(bad)} unreadable images of split '{split}'; "
+          f"using {total - len(bad)} of {total}", file=sys.stderr, flush=True)
+
+
+class AnnotationDataset(ImageFiles):
+    """The image files and labels of an Aircraft-layout split (annotation file + ``images/``)."""
+
+    def __init__(self, data_dir, split, level="variant", class_names=None, skip_bad=True, max_bad=MAX_BAD):
         self.annotation_path = aircraft_layout.annotation_file(data_dir, level, split)
         entries = aircraft_layout.read_annotation(self.annotation_path)
         labels = [label for _, label in entries]
         if class_names is None:
             class_names = aircraft_layout.class_names(data_dir, level, labels)
-        self.class_names = list(class_names)
-        self.labels = self._label_indices(labels)
-        self.paths = self._image_paths(data_dir, [image_id for image_id, _ in entries])
+        label_indices = self._label_indices(labels, class_names)
+        paths = self._image_paths(data_dir, [image_id for image_id, _ in entries])
+        super().__init__(paths, label_indices, class_names, split, skip_bad, max_bad)
 
-    def _label_indices(self, labels):
-        """Labels as an int32 array of indices into ``class_names``."""
-        index = {name: i for i, name in enumerate(self.class_names)}
+    def _label_indices(self, labels, class_names):
+        """Labels as indices into ``class_names``."""
+        index = {name: i for i, name in enumerate(class_names)}
         unknown = next((label for label in labels if label not in index), None)
         if unknown is not None:
             raise DataError(f"{self.annotation_path}: label '{unknown}' is not one of the class names")
-        return np.array([index[label] for label in labels], dtype=np.int32)
+        return [index[label] for label in labels]
 
     def _image_paths(self, data_dir, image_ids):
         """Image file paths of ``image_ids``; a missing file is an error (checked, not read)."""
@@ -45,37 +93,29 @@ class AnnotationDataset:
             raise DataError(f"{self.annotation_path}: image file not found: {missing}")
         return paths
 
-    def __getitem__(self, index):
-        return np.fromfile(self.paths[index], dtype=np.uint8), self.labels[index]
 
-    def __len__(self):
-        return len(self.paths)
+def folder_images(split_dir, folders):
+    """``(paths, labels)`` of a split tree: class ``folders[i]`` gets label i, its files sorted.
+
+    A class folder that is missing or empty gives no images; hidden files are ignored.
+    """
+    paths, labels = [], []
+    for label, folder in enumerate(folders):
+        folder_dir = os.path.join(split_dir, folder)
+        names = sorted(os.listdir(folder_dir)) if os.path.isdir(folder_dir) else []
+        files = [os.path.join(folder_dir, n) for n in names if not n.startswith(".")]
+        files = [path for path in files if os.path.isfile(path)]
+        paths += files
+        labels += [label] * len(files)
+    return paths, labels
 
 
-def create_annotation_dataset(
-    data_dir,
-    split,
-    level="variant",
-    class_names=None,
-    shuffle=True,
-    num_shards=None,
-    shard_id=None,
-    num_parallel_workers=1,
-    num_samples=None,
-):
-    """Return ``(GeneratorDataset, source)`` with columns ``image`` (bytes) and ``label``.
+def image_dataset(source, shuffle=True, num_shards=None, shard_id=None, num_parallel_workers=1, num_samples=None):
+    """A GeneratorDataset over ``source`` with columns ``image`` (bytes) and ``label``.
 
     Sharding (``num_shards``/``shard_id``) and ``num_samples`` are GeneratorDataset's own.
     """
-    source = AnnotationDataset(data_dir, split, level=level, class_names=class_names)
-    dataset = ds.GeneratorDataset(
-        source,
-        column_names=COLUMN_NAMES,
-        shuffle=shuffle,
-        num_shards=num_shards,
-        shard_id=shard_id,
-        num_parallel_workers=num_parallel_workers,
-        num_samples=num_samples,
-        python_multiprocessing=False,
-    )
-    return dataset, source
+    return ds.GeneratorDataset(source, column_names=COLUMN_NAMES, shuffle=shuffle, num_shards=num_shards,
+                               shard_id=shard_id, num_parallel_workers=num_parallel_workers,
+                               num_samples=num_samples, python_multiprocessing=False)
+

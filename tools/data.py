@@ -1,22 +1,23 @@
 """Datasets and loaders for both layouts of the design document.
 
-* folder ("offline" way): ``<data_dir>/<split>/<class folder>/<image>``, read with MindCV's
-  ``create_dataset``. Class order: ``<data_dir>/classes.txt`` (written by
-  ``tools/split_aircraft.py``, original names such as ``F-16A/B``) when present, else the sorted
-  folder names of the training split.
-* annotation ("online" way): FGVC-Aircraft's ``images/`` + ``images_<level>_<split>.txt``, read
-  lazily by ``tools.annotation_dataset``.
+* folder ("offline" way): ``<data_dir>/<split>/<class folder>/<image>``. Class order:
+  ``<data_dir>/classes.txt`` (written by ``tools/split_aircraft.py``, original names such as
+  ``F-16A/B``) when present, else the sorted folder names of the training split.
+* annotation ("online" way): FGVC-Aircraft's ``images/`` + ``images_<level>_<split>.txt``.
+
+Both are read lazily as a checked list of files by ``tools.annotation_dataset`` (unreadable images
+skipped with a warning, or an error: ``skip_bad_images``, ``max_bad_images``).
 
 ``dataset_format: auto`` picks folder when ``<data_dir>/<split>`` is a folder, else annotation.
 """
 import os
-from dataclasses import dataclass
-from typing import List, Optional
+from dataclasses import dataclass, field
+from typing import List
 
-from mindcv.data import create_dataset, create_loader, create_transforms
+from mindcv.data import create_loader, create_transforms
 
 from tools import aircraft_layout as layout
-from tools.annotation_dataset import create_annotation_dataset
+from tools.annotation_dataset import AnnotationDataset, ImageFiles, folder_images, image_dataset
 from tools.errors import DataError, UsageError
 
 _BUILTIN_DATASETS = ("mnist", "cifar10", "cifar100")
@@ -30,7 +31,8 @@ class SplitData:
     class_names: List[str]
     size: int
     layout: str
-    paths: Optional[List[str]] = None  # image files in dataset order (annotation layout only)
+    paths: List[str]  # image files in dataset order
+    skipped: List = field(default_factory=list)  # (path, reason) of the unreadable images left out
 
 
 def detect_layout(cfg, split):
@@ -72,7 +74,7 @@ def _folder_classes(data_dir, split):
     return folders, folders
 
 
-def _open_folder_split(cfg, split, class_names, shuffle, shard, num_samples):
+def _folder_source(cfg, split, class_names):
     names, folders = _folder_classes(cfg.data_dir, split)
     if class_names is not None and class_names != names:
         if set(class_names) >= set(names):
@@ -88,11 +90,8 @@ def _open_folder_split(cfg, split, class_names, shuffle, shard, num_samples):
                         f"({os.path.join(cfg.data_dir, layout.CLASSES_FILE)} or the training split)")
     if not folders:
         raise DataError(f"no class folders in {split_dir}")
-    dataset = create_dataset(name="", root=cfg.data_dir, split=split, shuffle=shuffle,
-                             num_samples=num_samples, num_shards=shard[0], shard_id=shard[1],
-                             num_parallel_workers=cfg.num_parallel_workers,
-                             class_indexing={folder: i for i, folder in enumerate(folders) if folder in present})
-    return SplitData(dataset, names, dataset.get_dataset_size(), "folder")
+    paths, labels = folder_images(split_dir, folders)
+    return ImageFiles(paths, labels, names, split, cfg.skip_bad_images, cfg.max_bad_images)
 
 
 def open_split(cfg, split, class_names=None, training=False, shard=(None, None)):
@@ -102,19 +101,17 @@ def open_split(cfg, split, class_names=None, training=False, shard=(None, None))
     ``shard`` is ``(num_shards, shard_id)`` for data-parallel training.
     """
     kind = detect_layout(cfg, split)
-    shuffle = cfg.shuffle if training else cfg.eval_shuffle
-    num_samples = cfg.num_samples if training else None
     if kind == "folder":
-        data = _open_folder_split(cfg, split, class_names, shuffle, shard, num_samples)
+        source = _folder_source(cfg, split, class_names)
     else:
-        dataset, source = create_annotation_dataset(
-            cfg.data_dir, split, level=cfg.label_level, class_names=class_names, shuffle=shuffle,
-            num_shards=shard[0], shard_id=shard[1], num_parallel_workers=cfg.num_parallel_workers,
-            num_samples=num_samples)
-        data = SplitData(dataset, source.class_names, dataset.get_dataset_size(), "annotation", source.paths)
-    if data.size == 0:
+        source = AnnotationDataset(cfg.data_dir, split, level=cfg.label_level, class_names=class_names,
+                                   skip_bad=cfg.skip_bad_images, max_bad=cfg.max_bad_images)
+    if len(source) == 0:
         raise DataError(f"split '{split}' of {cfg.data_dir} holds no images")
-    return data
+    dataset = image_dataset(source, shuffle=cfg.shuffle if training else cfg.eval_shuffle,
+                            num_shards=shard[0], shard_id=shard[1], num_parallel_workers=cfg.num_parallel_workers,
+                            num_samples=cfg.num_samples if training else None)
+    return SplitData(dataset, source.class_names, dataset.get_dataset_size(), kind, source.paths, source.skipped)
 
 
 def resolve_num_classes(cfg, class_names):
