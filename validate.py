@@ -1,4 +1,5 @@
-"""Evaluate a checkpoint on a dataset split: Top-1, Top-5 and loss over every image exactly once.
+"""Evaluate a checkpoint on a dataset split over every image exactly once: Top-1, Top-5, loss,
+per-class and mean per-class accuracy, and a confusion matrix (CSV + PNG).
 
     python validate.py --config configs/demo.yaml --ckpt_path runs/demo/mobilenet_v3_small_100_best.ckpt
 """
@@ -8,18 +9,28 @@ import sys
 
 os.environ.setdefault("GLOG_v", "3")  # MindSpore: errors only
 
-from tools import runtime  # noqa: E402
+from tools import reports, runtime  # noqa: E402
 from tools.checkpoints import write_json  # noqa: E402
 from tools.config import STR, parse_config  # noqa: E402
 from tools.data import build_loader, open_split, resolve_num_classes  # noqa: E402
-from tools.engine import evaluate  # noqa: E402
+from tools.engine import predict_logits  # noqa: E402
 from tools.errors import UsageError, run_cli  # noqa: E402
 from tools.model import class_names_of, create_network, load_weights, read_checkpoint  # noqa: E402
 
 EXTRA = {"Validation": [
-    ("split", "", STR, "split to evaluate (default: val_split)"),
+    ("split", "", STR, "split to evaluate; empty = val_split"),
     ("out", "", STR, "also write the metrics as JSON to this file"),
+    ("report_dir", "", STR, "folder for confusion_matrix.csv/.png and per_class.csv; empty = the checkpoint's folder"),
 ]}
+
+
+def write_reports(report_dir, matrix, class_names):
+    """confusion_matrix.csv, confusion_matrix.png and per_class.csv in ``report_dir``."""
+    os.makedirs(report_dir, exist_ok=True)
+    reports.write_confusion_csv(os.path.join(report_dir, "confusion_matrix.csv"), matrix, class_names)
+    reports.plot_confusion_matrix(matrix, class_names, os.path.join(report_dir, "confusion_matrix.png"))
+    reports.write_per_class_csv(os.path.join(report_dir, "per_class.csv"), matrix, class_names)
+    print(f"confusion matrix and per-class accuracy written to {report_dir}")
 
 
 def main(argv=None):
@@ -34,16 +45,19 @@ def main(argv=None):
     network = create_network(cfg, num_classes, init_from_ckpt=False)
     load_weights(network, cfg.ckpt_path, cfg.model, params=params, drop_head=False)
     loader = build_loader(cfg, data, num_classes, training=False)
-    result = evaluate(network, loader, cfg.batch_size)
+    logits, labels = predict_logits(network, loader, cfg.batch_size)
+    del network, loader
+    gc.collect()
+    result, matrix = reports.class_report(logits, labels, data.class_names)
     result.update(split=split, checkpoint=cfg.ckpt_path, model=cfg.model, num_classes=num_classes)
     top5 = "n/a (fewer than 5 classes)" if result["top5"] is None else f"{result['top5']:.4f}"
     print(f"{cfg.model} on {split} ({result['num_samples']} images): top1 {result['top1']:.4f}  top5 {top5}  "
-          f"loss {result['loss']:.4f}")
+          f"loss {result['loss']:.4f}  mean per-class acc {result['mean_per_class_acc']:.4f}")
+    write_reports(cfg.report_dir or os.path.dirname(os.path.abspath(cfg.ckpt_path)), matrix, data.class_names)
     if cfg.out:
+        os.makedirs(os.path.dirname(os.path.abspath(cfg.out)), exist_ok=True)
         write_json(cfg.out, result)
         print(f"metrics written to {cfg.out}")
-    del network
-    gc.collect()
     return 0
 
 

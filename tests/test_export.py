@@ -1,0 +1,61 @@
+"""export.py: MindIR + class names, ONNX where MindSpore can, and predict.py --mindir parity."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from conftest import TINY_CLASSES, assert_one_line_error
+from test_validate_predict import _parallel, read_predictions, trained_run
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, tiny_aircraft):
+    return trained_run(tmp_path_factory, tiny_aircraft)
+
+
+def test_mindir_and_class_names_are_written(run):
+    assert os.path.isfile(os.path.join(run["out"], "model.mindir")), run["export"].stderr
+    info = json.load(open(os.path.join(run["out"], "model.classes.json")))
+    assert info["class_names"] == TINY_CLASSES
+    assert info["input_shape"] == [1, 3, 32, 32]
+
+
+def test_onnx_is_written_or_refused_in_one_line(run):
+    proc, onnx = run["export"], os.path.join(run["out"], "model.onnx")
+    if proc.returncode == 0:
+        assert os.path.getsize(onnx) > 0
+    else:  # MobileNetV3's HSwish has no ONNX converter in MindSpore 2.7 (CPU)
+        assert_one_line_error(proc, "ONNX export is not available for mobilenet_v3_small_100", code=1)
+        assert not os.path.exists(onnx)
+
+
+def test_mindir_predictions_equal_checkpoint_predictions(run):
+    assert run["mindir"].returncode == 0, run["mindir"].stderr
+    _, ckpt_rows = read_predictions(os.path.join(run["dirs"]["split"], "predictions.csv"))
+    _, mindir_rows = read_predictions(os.path.join(run["dirs"]["mindir"], "predictions.csv"))
+    assert len(mindir_rows) == len(ckpt_rows) == 4 * len(TINY_CLASSES)
+    k = len(TINY_CLASSES)
+    for a, b in zip(ckpt_rows, mindir_rows):
+        assert (a["file"], a["true"]) == (b["file"], b["true"])
+        assert [a[f"top{i}"] for i in range(1, k + 1)] == [b[f"top{i}"] for i in range(1, k + 1)]
+        np.testing.assert_allclose([float(a[f"top{i}_prob"]) for i in range(1, k + 1)],
+                                   [float(b[f"top{i}_prob"]) for i in range(1, k + 1)], atol=1e-5)
+
+
+def test_output_base_strips_known_extensions():
+    from argparse import Namespace
+
+    from export import output_base
+
+    assert output_base(Namespace(out="", ckpt_path="runs/x_best.ckpt")) == "runs/x_best"
+    assert output_base(Namespace(out="out/model.mindir", ckpt_path="x.ckpt")) == "out/model"
+    assert output_base(Namespace(out="out/model.v2", ckpt_path="x.ckpt")) == "out/model.v2"
+
+
+def test_export_errors_are_one_line(run, tmp_path):
+    cfg = os.path.join(run["out"], "config.yaml")
+    bad_format, missing = _parallel(("export.py", "--config", cfg, "--format", "tflite"),
+                                    ("export.py", "--config", cfg, "--ckpt_path", tmp_path / "none.ckpt"))
+    assert_one_line_error(bad_format, "MINDIR, ONNX or both", code=2)
+    assert_one_line_error(missing, "checkpoint not found", code=1)

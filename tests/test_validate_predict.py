@@ -1,0 +1,276 @@
+"""validate.py and predict.py on one tiny trained model: metrics recomputed from the saved predictions,
+reports and figures, bad input files, both dataset layouts; plus unit tests of the report functions."""
+import csv
+import json
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import DEMO, TINY_CLASSES, TINY_TRAIN_ARGS, assert_one_line_error, make_tiny_aircraft, run_script
+from tools import reports
+
+CKPT_NAME = "mobilenet_v3_small_100_last.ckpt"
+FAST = ["--mode", "1"]  # PyNative: no graph compilation, faster for one pass over 20 images
+_RUN = {}
+
+
+def demo_image(index=0):
+    return os.path.join(DEMO, "images", sorted(os.listdir(os.path.join(DEMO, "images")))[index])
+
+
+def make_inputs(folder):
+    """Good images (jpg, png, gif in a subfolder) and bad ones; returns (good, bad) paths."""
+    os.makedirs(os.path.join(folder, "sub"))
+    good = [os.path.join(folder, "a.jpg"), os.path.join(folder, "b.JPEG"), os.path.join(folder, "sub", "c.png"),
+            os.path.join(folder, "sub", "d.gif")]
+    shutil.copy(demo_image(0), good[0])
+    shutil.copy(demo_image(1), good[1])
+    Image.open(demo_image(2)).save(good[2])
+    Image.open(demo_image(3)).save(good[3])
+    bad = [os.path.join(folder, name) for name in ("empty.jpg", "x.jpg", "truncated.jpg")]
+    open(bad[0], "wb").close()
+    with open(bad[1], "w") as f:
+        f.write("this is not an image\n")
+    data = open(demo_image(4), "rb").read()
+    with open(bad[2], "wb") as f:
+        f.write(data[: len(data) // 2])
+    with open(os.path.join(folder, "notes.txt"), "w") as f:
+        f.write("not an image name: not collected from a folder\n")
+    return good, bad
+
+
+def _parallel(*commands):
+    with ThreadPoolExecutor(len(commands)) as pool:
+        return list(pool.map(lambda args: run_script(*args), commands))
+
+
+def trained_run(tmp_path_factory, tiny_aircraft):
+    """Train once per session, then run validate, predict (split and files), export and predict --mindir."""
+    if _RUN:
+        return _RUN
+    out = str(tmp_path_factory.mktemp("vp_run"))
+    proc = run_script("finetune.py", "--data_dir", tiny_aircraft, *TINY_TRAIN_ARGS, "--ckpt_save_dir", out)
+    assert proc.returncode == 0, proc.stderr
+    cfg, ckpt = os.path.join(out, "config.yaml"), os.path.join(out, CKPT_NAME)
+    base = ["--config", cfg, "--ckpt_path", ckpt, *FAST]
+    inputs = str(tmp_path_factory.mktemp("inputs"))
+    good, bad = make_inputs(inputs)
+    dirs = {name: os.path.join(out, name) for name in ("split", "files", "mindir")}
+    validate, split, files, export = _parallel(
+        ("validate.py", *base, "--out", os.path.join(out, "metrics.json")),    # reports beside the checkpoint
+        ("predict.py", *base, "--split", "test", "--out_dir", dirs["split"], "--visualize"),
+        ("predict.py", *base, "--input", inputs, "--format", "json", "--topk", "3", "--out_dir", dirs["files"],
+         "--visualize", "--grid_size", "3"),
+        ("export.py", *base, "--format", "both", "--out", os.path.join(out, "model")))
+    mindir = run_script("predict.py", "--config", cfg, "--mindir", os.path.join(out, "model.mindir"), *FAST,
+                        "--split", "test", "--out_dir", dirs["mindir"])
+    _RUN.update(out=out, dirs=dirs, good=good, bad=bad, validate=validate, split=split, files=files,
+                export=export, mindir=mindir)
+    return _RUN
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, tiny_aircraft):
+    return trained_run(tmp_path_factory, tiny_aircraft)
+
+
+def read_csv(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.reader(f))
+
+
+def read_predictions(path):
+    """``(header, rows as dicts)`` of predictions.csv."""
+    table = read_csv(path)
+    return table[0], [dict(zip(table[0], row)) for row in table[1:]]
+
+
+def assert_png(path, width, height):
+    with Image.open(path) as image:
+        assert image.size == (width, height)
+        pixels = np.asarray(image.convert("L"), dtype=np.float32)
+    assert pixels.std() > 5, f"{path} looks blank"
+
+
+# ---- unit tests of tools/reports.py ----------------------------------------------------------------
+
+def test_mean_per_class_accuracy_differs_from_top1_on_imbalanced_data():
+    labels = np.array([0] * 90 + [1] * 10)
+    preds = np.zeros(100, dtype=int)                  # class 0 always right, class 1 always wrong
+    assert reports.mean_per_class_accuracy(labels, preds, 2) == pytest.approx(0.5)
+    result, matrix = reports.class_report(np.eye(2)[preds], labels, ["common", "rare"])
+    assert result["top1"] == pytest.approx(0.9)
+    assert result["mean_per_class_acc"] == pytest.approx(0.5)
+    assert result["per_class"] == {"common": 1.0, "rare": 0.0}
+    assert matrix.tolist() == [[90, 0], [10, 0]]
+
+
+def test_class_without_samples_is_left_out_of_the_mean():
+    labels, preds = np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1])
+    result, matrix = reports.class_report(np.eye(3)[preds], labels, ["a", "b", "c"])
+    assert result["per_class"] == {"a": 0.5, "b": 1.0, "c": None}
+    assert result["mean_per_class_acc"] == pytest.approx(0.75)
+    assert matrix.sum(axis=1).tolist() == [2, 2, 0]
+
+
+@pytest.mark.parametrize("num_classes", [10, 100])
+def test_confusion_matrix_png_scales_with_the_class_count(tmp_path, num_classes):
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, num_classes, 2000)
+    preds = np.where(rng.random(2000) < 0.7, labels, rng.integers(0, num_classes, 2000))
+    names = [f"Boeing 7{i:02d}-{i}00/ER" for i in range(num_classes)]
+    path = str(tmp_path / "cm.png")
+    reports.plot_confusion_matrix(reports.confusion_matrix(labels, preds, num_classes), names, path)
+    side = int(reports.matrix_inches(num_classes) * reports.DPI)
+    assert side == (900 if num_classes == 10 else 1800)
+    assert_png(path, side, side)
+
+
+def test_training_curves_png(tmp_path):
+    rows = [{"epoch": 1, "train_loss": 2.3},  # not validated (as the training loop writes it)
+            {"epoch": 2, "train_loss": 1.9, "val_loss": 2.0, "top1": 0.3},
+            {"epoch": 3, "train_loss": 1.5, "val_loss": None, "top1": None},
+            {"epoch": 4, "train_loss": 1.2, "val_loss": 1.4, "top1": 0.55}]
+    path = str(tmp_path / "curves.png")
+    reports.plot_training_curves(rows, path)
+    width, height = reports.CURVES_SIZE
+    assert_png(path, int(width * reports.DPI), int(height * reports.DPI))
+
+
+def test_pred_txt_is_numpy_savetxt_format(tmp_path):
+    path = str(tmp_path / "pred.txt")
+    reports.write_pred_txt(path, np.array([3, 1]), np.array([3, 0]))
+    assert open(path).read() == "# pred \t real\n3 3\n1 0\n"
+    assert np.loadtxt(path, dtype=int).tolist() == [[3, 3], [1, 0]]
+
+
+# ---- validate.py ---------------------------------------------------------------------------------
+
+def test_runs_succeed_without_noise(run):
+    for name in ("validate", "split", "mindir"):
+        assert run[name].returncode == 0, run[name].stderr
+        assert run[name].stderr == "", (name, run[name].stderr)  # no warnings, no 'Exception ignored'
+
+
+def test_validate_metrics_match_numpy_recomputation_from_predictions(run):
+    metrics = json.load(open(os.path.join(run["out"], "metrics.json")))
+    header, rows = read_predictions(os.path.join(run["dirs"]["split"], "predictions.csv"))
+    true = np.array([TINY_CLASSES.index(r["true"]) for r in rows])
+    pred = np.array([TINY_CLASSES.index(r["pred"]) for r in rows])
+    top5 = [[r[f"top{i}"] for i in range(1, 6)] for r in rows]
+    assert metrics["num_samples"] == len(rows) == 4 * len(TINY_CLASSES)   # every test image once
+    assert metrics["top1"] == pytest.approx(np.mean(pred == true), abs=1e-9)
+    assert metrics["top5"] == pytest.approx(np.mean([r["true"] in t for r, t in zip(rows, top5)]), abs=1e-9)
+    prob_true = [float(r[f"top{t.index(r['true']) + 1}_prob"]) for r, t in zip(rows, top5)]
+    assert metrics["loss"] == pytest.approx(-np.mean(np.log(prob_true)), rel=1e-4)
+    per_class = {name: float(np.mean(pred[true == i] == i)) for i, name in enumerate(TINY_CLASSES)}
+    assert metrics["per_class"] == pytest.approx(per_class)
+    assert metrics["mean_per_class_acc"] == pytest.approx(np.mean(list(per_class.values())))
+    pred_txt = np.loadtxt(os.path.join(run["dirs"]["split"], "pred.txt"), dtype=int)
+    assert pred_txt[:, 0].tolist() == pred.tolist() and pred_txt[:, 1].tolist() == true.tolist()
+
+
+def test_validate_writes_confusion_matrix_and_per_class_reports(run):
+    folder = run["out"]  # default report_dir: the checkpoint's folder
+    assert "mean per-class acc" in run["validate"].stdout
+    table = read_csv(os.path.join(folder, "confusion_matrix.csv"))
+    assert table[0] == ["true\\pred"] + TINY_CLASSES                        # 'T-shirt/top' kept as is
+    assert [row[0] for row in table[1:]] == TINY_CLASSES
+    counts = np.array([[int(v) for v in row[1:]] for row in table[1:]])
+    per_class = read_csv(os.path.join(folder, "per_class.csv"))
+    assert per_class[0] == ["class", "support", "correct", "accuracy"]
+    assert counts.sum(axis=1).tolist() == [int(r[1]) for r in per_class[1:]] == [4] * len(TINY_CLASSES)
+    assert np.diag(counts).tolist() == [int(r[2]) for r in per_class[1:]]
+    metrics = json.load(open(os.path.join(run["out"], "metrics.json")))
+    assert [float(r[3]) for r in per_class[1:]] == pytest.approx([metrics["per_class"][c] for c in TINY_CLASSES])
+    side = int(reports.matrix_inches(len(TINY_CLASSES)) * reports.DPI)
+    assert_png(os.path.join(folder, "confusion_matrix.png"), side, side)
+
+
+# ---- predict.py on a split -----------------------------------------------------------------------
+
+def test_predict_split_outputs(run, tiny_aircraft):
+    folder = run["dirs"]["split"]
+    header, rows = read_predictions(os.path.join(folder, "predictions.csv"))
+    assert header == ["file", "true", "pred"] + [c for i in range(1, 6) for c in (f"top{i}", f"top{i}_prob")]
+    lines = open(os.path.join(tiny_aircraft, "images_variant_test.txt")).read().splitlines()
+    expected = [(os.path.join(tiny_aircraft, "images", line.split(" ", 1)[0] + ".jpg"), line.split(" ", 1)[1])
+                for line in lines]
+    assert [(r["file"], r["true"]) for r in rows] == expected        # paths and labels in dataset order
+    for r in rows:
+        probs = [float(r[f"top{i}_prob"]) for i in range(1, 6)]
+        assert r["pred"] == r["top1"] and probs == sorted(probs, reverse=True)
+        assert sum(probs) == pytest.approx(1.0, abs=1e-4)           # 5 classes: top-5 is everything
+        assert sorted(r[f"top{i}"] for i in range(1, 6)) == sorted(TINY_CLASSES)
+    text = open(os.path.join(folder, "pred.txt")).read().splitlines()
+    assert text[0] == "# pred \t real" and len(text) == 1 + len(rows)
+    assert all(len(line.split()) == 2 for line in text[1:])
+    grid_rows, grid_cols = reports.grid_shape(16)
+    size = int(reports.GRID_CELL_INCHES * reports.DPI)
+    assert_png(os.path.join(folder, "prediction_grid.png"), grid_cols * size, grid_rows * size)
+
+
+# ---- predict.py on files -------------------------------------------------------------------------
+
+def test_predict_files_skips_bad_ones_with_a_warning_each(run):
+    proc = run["files"]
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(warnings) == len(run["bad"]), proc.stderr
+    for path in run["bad"]:
+        assert sum(line.startswith(f"warning: skipping {path}: ") for line in warnings) == 1, (path, warnings)
+    records = json.load(open(os.path.join(run["dirs"]["files"], "predictions.json")))
+    assert sorted(r["file"] for r in records) == sorted(run["good"])
+    for r in records:
+        assert r["true"] is None and r["pred"] == r["topk"][0]["class"] and len(r["topk"]) == 3
+        assert {t["class"] for t in r["topk"]} <= set(TINY_CLASSES)
+        assert all(0 <= t["prob"] <= 1 for t in r["topk"])
+    rows, cols = reports.grid_shape(3)
+    size = int(reports.GRID_CELL_INCHES * reports.DPI)
+    assert_png(os.path.join(run["dirs"]["files"], "prediction_grid.png"), cols * size, rows * size)
+
+
+def test_cli_errors_are_one_line(run, tmp_path):
+    cfg = os.path.join(run["out"], "config.yaml")
+    ckpt = os.path.join(run["out"], CKPT_NAME)
+    bad_only = tmp_path / "bad"
+    bad_only.mkdir()
+    (bad_only / "x.jpg").write_text("text")
+    no_model, missing, nothing, wrong_size = _parallel(
+        ("predict.py", "--config", cfg, "--format", "json"),
+        ("predict.py", "--config", cfg, "--ckpt_path", ckpt, *FAST, "--input", str(tmp_path / "nope.jpg")),
+        ("predict.py", "--config", cfg, "--ckpt_path", ckpt, *FAST, "--input", str(bad_only)),
+        ("predict.py", "--mindir", os.path.join(run["out"], "model.mindir"), "--image_resize", "64"))
+    assert_one_line_error(no_model, "--ckpt_path", "--mindir", code=2)
+    assert_one_line_error(missing, "input not found", "nope.jpg", code=1)
+    assert_one_line_error(wrong_size, "takes 32x32 images but image_resize is 64", "--config", code=2)
+    assert nothing.returncode == 1 and "Traceback" not in nothing.stderr
+    assert nothing.stderr.splitlines() == [f"warning: skipping {bad_only / 'x.jpg'}: not an image file",
+                                           "error: none of the 1 input files is a readable image"]
+
+
+# ---- tools/inputs.py: both layouts give the same images, labels and order -------------------------
+
+def test_split_files_folder_layout_matches_annotation_layout(tmp_path):
+    from tools.config import parse_config
+    from tools.inputs import file_list_split, split_files
+
+    data = make_tiny_aircraft(str(tmp_path / "data"), per_class={"test": 2})
+    cfg = parse_config(["--data_dir", data, "--dataset_format", "annotation"], "t")
+    ann_paths, ann_labels, names = split_files(cfg, "test")
+    proc = run_script("tools/split_aircraft.py", "--data_dir", data, "--splits", "test")
+    assert proc.returncode == 0, proc.stderr
+    cfg = parse_config(["--data_dir", data, "--dataset_format", "folder"], "t")
+    paths, labels, folder_names = split_files(cfg, "test", TINY_CLASSES)
+    assert folder_names == TINY_CLASSES and labels == sorted(labels)        # class-index order
+    for path, label in zip(paths, labels):
+        assert os.path.basename(os.path.dirname(path)) == TINY_CLASSES[label].replace("/", "_")
+    by_name = dict(zip(map(os.path.basename, ann_paths), (TINY_CLASSES[i] for i in ann_labels)))
+    assert {os.path.basename(p): TINY_CLASSES[i] for p, i in zip(paths, labels)} == by_name
+    dataset = file_list_split(paths, labels, TINY_CLASSES).dataset
+    read = [(bytes(image), int(label)) for image, label in dataset.create_tuple_iterator(output_numpy=True)]
+    assert read == [(open(p, "rb").read(), i) for p, i in zip(paths, labels)]   # dataset order == paths

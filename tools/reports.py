@@ -1,0 +1,202 @@
+"""Evaluation reports: per-class metrics, confusion matrix, prediction tables and figures.
+
+Every file is written atomically (temporary file, then rename); figures use matplotlib's Agg
+backend at ``DPI`` dots per inch, so a figure of ``w x h`` inches is ``w*DPI x h*DPI`` pixels.
+"""
+import csv
+import io
+import json
+import math
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from tools import metrics  # noqa: E402
+from tools.checkpoints import write_text  # noqa: E402
+
+DPI = 150  # 5-pt tick labels of a 100-class confusion matrix stay legible
+CELL_INCHES, MIN_MATRIX_INCHES = 0.12, 6.0  # confusion matrix: inches per class, smallest side
+GRID_CELL_INCHES = 2.5                       # prediction grid: inches per image
+CURVES_SIZE = (10.0, 4.0)                    # training curves: inches
+ANNOTATE_MAX_CLASSES = 20                    # write the counts in the cells up to this many classes
+RIGHT, WRONG, UNKNOWN = "green", "red", "black"
+
+
+# ---- metrics -------------------------------------------------------------------------------------
+
+def confusion_matrix(labels, preds, num_classes):
+    """``(C, C)`` counts: row = true class, column = predicted class."""
+    labels, preds = np.asarray(labels, np.int64), np.asarray(preds, np.int64)
+    return np.bincount(labels * num_classes + preds, minlength=num_classes ** 2).reshape(num_classes, num_classes)
+
+
+def per_class_accuracy(matrix):
+    """``(support, correct, accuracy)`` per class; accuracy is NaN for a class without samples."""
+    support, correct = matrix.sum(axis=1), np.diag(matrix)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        accuracy = np.where(support > 0, correct / support, np.nan)
+    return support, correct, accuracy
+
+
+def mean_per_class_accuracy(labels, preds, num_classes):
+    """Mean of the per-class accuracies over the classes that have samples (balanced accuracy)."""
+    _, _, accuracy = per_class_accuracy(confusion_matrix(labels, preds, num_classes))
+    return float(np.nanmean(accuracy))
+
+
+def class_report(logits, labels, class_names):
+    """``(metrics, matrix)``: top1/top5/loss/num_samples plus ``per_class`` ``{name: accuracy or None}``
+    and ``mean_per_class_acc``; ``matrix`` is the confusion matrix."""
+    result = metrics.summarize(logits, labels)
+    matrix = confusion_matrix(labels, logits.argmax(axis=1), len(class_names))
+    _, _, accuracy = per_class_accuracy(matrix)
+    result["per_class"] = {name: None if math.isnan(acc) else float(acc) for name, acc in zip(class_names, accuracy)}
+    result["mean_per_class_acc"] = float(np.nanmean(accuracy))
+    return result, matrix
+
+
+def topk_predictions(logits, k):
+    """``(indices, probabilities)`` of the ``k`` most probable classes per sample, best first."""
+    probs = metrics.softmax(logits.astype(np.float64))
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(probs, order, axis=1)
+
+
+# ---- tables --------------------------------------------------------------------------------------
+
+def write_csv(path, header, rows):
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
+
+
+def write_confusion_csv(path, matrix, class_names):
+    """Rows are true classes, columns predicted classes, both named."""
+    write_csv(path, ["true\\pred"] + list(class_names),
+              [[name] + [int(v) for v in row] for name, row in zip(class_names, matrix)])
+
+
+def write_per_class_csv(path, matrix, class_names):
+    """class, support, correct, accuracy (empty for a class without samples)."""
+    support, correct, accuracy = per_class_accuracy(matrix)
+    write_csv(path, ["class", "support", "correct", "accuracy"],
+              [[name, int(s), int(c), "" if math.isnan(a) else f"{a:.6f}"]
+               for name, s, c, a in zip(class_names, support, correct, accuracy)])
+
+
+def write_pred_txt(path, preds, labels):
+    """MindCV guide's ``pred.txt``: header ``# pred \\t real``, one ``pred real`` row of indices per image."""
+    buffer = io.BytesIO()
+    np.savetxt(buffer, np.stack([preds, labels], axis=1).astype(np.int64), fmt="%d", header="pred \t real")
+    write_text(path, buffer.getvalue().decode())
+
+
+def prediction_records(files, labels, top_idx, top_prob, class_names):
+    """One dict per image: file, true (None when unknown), pred, topk [{class, prob}]."""
+    return [{"file": path, "true": class_names[label] if label >= 0 else None, "pred": class_names[idx[0]],
+             "topk": [{"class": class_names[i], "prob": float(p)} for i, p in zip(idx, probs)]}
+            for path, label, idx, probs in zip(files, labels, top_idx, top_prob)]
+
+
+def write_predictions(path, records, fmt):
+    """``csv``: file, true, pred, top1, top1_prob, ... topk, topk_prob; ``json``: the records."""
+    if fmt == "json":
+        write_text(path, json.dumps(records, indent=2, ensure_ascii=False) + "\n")
+        return
+    k = len(records[0]["topk"])
+    header = ["file", "true", "pred"] + [col for i in range(1, k + 1) for col in (f"top{i}", f"top{i}_prob")]
+    write_csv(path, header, [[r["file"], r["true"] or "", r["pred"]]
+                             + [v for t in r["topk"] for v in (t["class"], f"{t['prob']:.6f}")] for r in records])
+
+
+# ---- figures -------------------------------------------------------------------------------------
+
+def _save(fig, path):
+    tmp = path + ".tmp"
+    fig.savefig(tmp, format="png", dpi=DPI)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def matrix_inches(num_classes):
+    """Side of the confusion-matrix figure: ``CELL_INCHES`` per class, at least ``MIN_MATRIX_INCHES``."""
+    return max(MIN_MATRIX_INCHES, CELL_INCHES * num_classes)
+
+
+def plot_confusion_matrix(matrix, class_names, png_path):
+    """Heatmap of the row-normalised matrix (recall per true class) with class names on both axes."""
+    n = len(class_names)
+    side = matrix_inches(n)
+    font = min(9.0, 0.6 * side * 72 / n)  # a tick label takes about 60% of a class's row height
+    fig, ax = plt.subplots(figsize=(side, side))
+    rows = matrix.sum(axis=1, keepdims=True)
+    image = ax.imshow(matrix / np.maximum(rows, 1), cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), class_names, rotation=90, fontsize=font)
+    ax.set_yticks(range(n), class_names, fontsize=font)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(f"Confusion matrix ({int(matrix.sum())} images)")
+    if n <= ANNOTATE_MAX_CLASSES:
+        for (i, j), count in np.ndenumerate(matrix):
+            if count:
+                ax.text(j, i, int(count), ha="center", va="center", fontsize=font,
+                        color="white" if count > 0.5 * rows[i, 0] else "black")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
+    fig.tight_layout()
+    _save(fig, png_path)
+
+
+def plot_training_curves(rows, png_path):
+    """Two panels per epoch: train and val loss, and val Top-1 (rows without validation are skipped).
+
+    ``rows``: dicts with ``epoch``, ``train_loss`` and, when validated, ``val_loss`` and ``top1``.
+    """
+    fig, (loss_ax, top1_ax) = plt.subplots(1, 2, figsize=CURVES_SIZE)
+    epochs = [r["epoch"] for r in rows]
+    loss_ax.plot(epochs, [r["train_loss"] for r in rows], "o-", label="train")
+    val = [r for r in rows if r.get("val_loss") is not None]
+    loss_ax.plot([r["epoch"] for r in val], [r["val_loss"] for r in val], "s-", label="val")
+    loss_ax.set(title="Loss", xlabel="epoch", ylabel="loss")
+    loss_ax.legend()
+    scored = [r for r in rows if r.get("top1") is not None]
+    top1_ax.plot([r["epoch"] for r in scored], [r["top1"] for r in scored], "s-", color="tab:green")
+    top1_ax.set(title="Validation Top-1", xlabel="epoch", ylabel="top-1 accuracy", ylim=(0, 1))
+    for ax in (loss_ax, top1_ax):
+        ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.tight_layout()
+    _save(fig, png_path)
+
+
+def grid_shape(count):
+    """``(rows, cols)`` of a near-square grid holding ``count`` images."""
+    cols = math.ceil(math.sqrt(count))
+    return math.ceil(count / cols), cols
+
+
+def plot_prediction_grid(records, png_path):
+    """Images with their predicted class (and true class when known): title green if right, red if wrong."""
+    nrows, ncols = grid_shape(len(records))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * GRID_CELL_INCHES, nrows * GRID_CELL_INCHES),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, record in zip(axes.flat, records):
+        with Image.open(record["file"]) as image:
+            ax.imshow(np.asarray(image.convert("RGB")))
+        top = record["topk"][0]
+        title = f"{top['class']} ({top['prob']:.2f})"
+        color = UNKNOWN
+        if record["true"] is not None:
+            title += f"\ntrue: {record['true']}"
+            color = RIGHT if record["true"] == record["pred"] else WRONG
+        ax.set_title(title, color=color, fontsize=9)
+    fig.tight_layout()
+    _save(fig, png_path)
