@@ -131,6 +131,10 @@ def main():
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--mode", type=int, default=0, help="0 GRAPH, 1 PYNATIVE")
     parser.add_argument("--check", action="store_true", help="verify the prototype's gradients first (64 px)")
+    parser.add_argument("--modes", nargs="+", type=int, help="indices of the modes to run (default: all), in order")
+    parser.add_argument("--back_to_back", action="store_true",
+                        help="time each mode right after its compilation (results arrive mode by mode on a slow "
+                             "machine) instead of round-robin after all are compiled")
     args = parser.parse_args()
     import mindspore as ms
 
@@ -145,7 +149,9 @@ def main():
         out["check"] = check_prototype()
     base = dict(pretrained=False, image_resize=args.image_resize, batch_size=args.batch_size)
     runs = {}
-    for name, overrides, cut in MODES:
+    modes = [MODES[i] for i in args.modes] if args.modes else MODES
+    out["order"] = "back-to-back" if args.back_to_back else "round-robin"
+    for name, overrides, cut in modes:
         cfg, network, forward, step, report = build_mode(base, overrides, cut)
         batch = common.fake_batch(cfg, 100)
         compile_s = common.time_steps(step, batch, 1)
@@ -154,12 +160,17 @@ def main():
         out["modes"][name] = {"first_step_seconds": compile_s, "step_seconds": [], "trainable_params": report.trainable_params,
                               "frozen_params": report.frozen_params, "frozen_bn_layers": report.frozen_bn_layers}
         print(f"{name}: compiled in {compile_s:.1f}s; {report.summary()}", flush=True)
-    for r in range(args.repeats):
+        if args.back_to_back:
+            for r in range(args.repeats):
+                out["modes"][name]["step_seconds"].append(common.time_steps(step, batch, args.steps) / args.steps)
+            print(f"  {name}: steps {', '.join(f'{t:.3f}s' for t in out['modes'][name]['step_seconds'])}", flush=True)
+            del runs[name]
+    for r in range(0 if args.back_to_back else args.repeats):
         for name, (step, batch) in runs.items():
             out["modes"][name]["step_seconds"].append(common.time_steps(step, batch, args.steps) / args.steps)
         print(f"repeat {r + 1}/{args.repeats}: " + ", ".join(
             f"{n} {m['step_seconds'][-1]:.3f}s" for n, m in out["modes"].items()), flush=True)
-    full = common.median(out["modes"]["full"]["step_seconds"])
+    full = common.median(out["modes"][modes[0][0]]["step_seconds"])
     rows = []
     for name, m in out["modes"].items():
         m["median_step_seconds"] = common.median(m["step_seconds"])
@@ -168,7 +179,7 @@ def main():
         rows.append([name, m["median_step_seconds"] * 1000, f"{lo * 1000:.0f}-{hi * 1000:.0f}", f"{m['vs_full']:.2f}x",
                      args.batch_size / m["median_step_seconds"], f"{m['trainable_params']:,}"])
     print()
-    common.print_table(["mode", "step ms (median)", "min-max", "vs full", "images/s", "trainable params"], rows)
+    common.print_table(["mode", "step ms (median)", "min-max", f"vs {modes[0][0]}", "images/s", "trainable params"], rows)
     print("target: freeze_backbone <= 0.4x full")
     common.write_json("freeze" if args.mode == 0 else "freeze_pynative", out)
     return 0
