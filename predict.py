@@ -15,10 +15,10 @@ import numpy as np  # noqa: E402
 
 from tools import reports, runtime  # noqa: E402
 from tools.config import BOOL, INT, STR, STRS, parse_config  # noqa: E402
-from tools.data import build_loader  # noqa: E402
+from tools.data import build_loader, open_split  # noqa: E402
 from tools.engine import predict_logits  # noqa: E402
 from tools.errors import DataError, UsageError, run_cli  # noqa: E402
-from tools.inputs import file_list_split, find_images, keep_readable, split_files  # noqa: E402
+from tools.inputs import find_images, input_split  # noqa: E402
 from tools.model import class_names_of, create_network, load_weights, read_checkpoint  # noqa: E402
 
 
@@ -87,15 +87,11 @@ def checkpoint_network(cfg, params, class_names):
     return network
 
 
-def gather_inputs(cfg, class_names):
-    """``(paths, labels, class_names, split)``: a split's images with labels, or the ``--input`` images."""
+def open_inputs(cfg, class_names):
+    """The ``--input`` images (labels unknown) or else the split, as :class:`tools.data.SplitData`."""
     if cfg.input:
-        paths, labels = keep_readable(find_images(cfg.input))
-        return paths, labels, class_names, None
-    split = cfg.split or cfg.val_split
-    paths, labels, class_names = split_files(cfg, split, class_names)
-    paths, labels = keep_readable(paths, labels)
-    return paths, labels, class_names, split
+        return input_split(cfg, find_images(cfg.input), class_names)
+    return open_split(cfg, cfg.split or cfg.val_split, class_names=class_names)
 
 
 def check_values(cfg):
@@ -107,42 +103,41 @@ def check_values(cfg):
 
 
 def predict(cfg):
-    """Run the model over the inputs; returns ``(records, labels, logits, split)``."""
+    """Run the model over the inputs; returns ``(records, logits, labels)`` (labels -1 when unknown)."""
     if cfg.mindir:
         class_names, shape = mindir_info(cfg)
-        paths, labels, class_names, split = gather_inputs(cfg, class_names)
+        data = open_inputs(cfg, class_names)
         network, batch_size = load_graph(cfg.mindir), shape[0]  # exported with a fixed batch of 1
     else:
         params = read_checkpoint(cfg.ckpt_path)
-        class_names = class_names_of(params) or (numbered_classes(cfg) if cfg.input else None)
-        paths, labels, class_names, split = gather_inputs(cfg, class_names)
-        network = checkpoint_network(cfg, params, class_names)
-        batch_size = cfg.batch_size
-    data = file_list_split(paths, labels, class_names, cfg.num_parallel_workers)
-    loader = build_loader(cfg, data, len(class_names), training=False, batch_size=batch_size)
+        data = open_inputs(cfg, class_names_of(params) or (numbered_classes(cfg) if cfg.input else None))
+        network, batch_size = checkpoint_network(cfg, params, data.class_names), cfg.batch_size
+    loader = build_loader(cfg, data, len(data.class_names), training=False, batch_size=batch_size)
     logits, labels = predict_logits(network, loader, batch_size)
     del network, loader
     gc.collect()
-    top_idx, top_prob = reports.topk_predictions(logits, min(cfg.topk, len(class_names)))
-    return reports.prediction_records(paths, labels, top_idx, top_prob, class_names), labels, logits, split
+    top_idx, top_prob = reports.topk_predictions(logits, min(cfg.topk, len(data.class_names)))
+    return reports.prediction_records(data.paths, labels, top_idx, top_prob, data.class_names), logits, labels
 
 
 def main(argv=None):
     cfg = parse_config(argv, "Predict classes of a dataset split or of image files with a checkpoint or MindIR.",
                        extra=EXTRA)
     check_values(cfg)
+    cfg.eval_shuffle = False  # predictions are matched to file names by order
     runtime.setup(cfg)
-    records, labels, logits, split = predict(cfg)
+    records, logits, labels = predict(cfg)
     out_dir = cfg.out_dir or os.path.dirname(os.path.abspath(cfg.mindir or cfg.ckpt_path))
     os.makedirs(out_dir, exist_ok=True)
     out = cfg.out or os.path.join(out_dir, f"predictions.{cfg.format}")
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     reports.write_predictions(out, records, cfg.format)
     print(f"{len(records)} images predicted; predictions written to {out}")
-    if split is not None:
+    if not cfg.input:
         preds = logits.argmax(axis=1)
         reports.write_pred_txt(os.path.join(out_dir, "pred.txt"), preds, labels)
-        print(f"top1 on {split}: {float(np.mean(preds == labels)):.4f}; pred.txt written to {out_dir}")
+        print(f"top1 on {cfg.split or cfg.val_split}: {float(np.mean(preds == labels)):.4f}; "
+              f"pred.txt written to {out_dir}")
     if cfg.visualize:
         grid = os.path.join(out_dir, "prediction_grid.png")
         reports.plot_prediction_grid(records[:cfg.grid_size], grid)
