@@ -1,4 +1,4 @@
-# Two commands for a fresh machine: `make demo` (fine-tune + validate on the bundled data) and `make test`.
+# Two commands for a fresh machine: `make demo` (fine-tune, validate, predict on the bundled data) and `make test`.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -19,6 +19,7 @@ $(VENV)/.installed: requirements.txt
 demo: venv $(CONVERTED)
 	$(PY) finetune.py --config configs/demo.yaml --overwrite True
 	$(PY) validate.py --config configs/demo.yaml --ckpt_path $(DEMO_CKPT)
+	$(PY) predict.py --config configs/demo.yaml --ckpt_path $(DEMO_CKPT) --visualize True
 
 test: venv
 	$(PY) -m pytest -q tests

@@ -15,12 +15,11 @@ os.environ.setdefault("GLOG_v", "3")  # MindSpore: errors only
 import mindspore as ms  # noqa: E402
 import numpy as np  # noqa: E402
 
-from predict import checkpoint_network, numbered_classes  # noqa: E402
 from tools import runtime  # noqa: E402
 from tools.checkpoints import write_json  # noqa: E402
 from tools.config import STR, parse_config  # noqa: E402
 from tools.errors import DataError, UsageError, run_cli  # noqa: E402
-from tools.model import class_names_of, read_checkpoint  # noqa: E402
+from tools.model import checkpoint_network, class_names_of, numbered_classes, read_checkpoint  # noqa: E402
 
 EXTENSIONS = {"MINDIR": ".mindir", "ONNX": ".onnx"}
 

@@ -19,7 +19,7 @@ from tools.data import build_loader, open_split  # noqa: E402
 from tools.engine import predict_logits  # noqa: E402
 from tools.errors import DataError, UsageError, run_cli  # noqa: E402
 from tools.inputs import find_images, input_split  # noqa: E402
-from tools.model import class_names_of, create_network, load_weights, read_checkpoint  # noqa: E402
+from tools.model import checkpoint_network, class_names_of, numbered_classes, read_checkpoint  # noqa: E402
 
 
 def output_format(value):
@@ -70,21 +70,6 @@ def load_graph(path):
         return ms.nn.GraphCell(ms.load(path))
     except (RuntimeError, ValueError, TypeError) as err:
         raise DataError(f"cannot load MindIR {path}: {str(err).strip().splitlines()[0]}") from None
-
-
-def numbered_classes(cfg):
-    """Class names ``0 .. num_classes-1`` for a checkpoint that holds none (MindCV's)."""
-    if not cfg.num_classes:
-        raise UsageError(f"{cfg.ckpt_path} holds no class names (not written by finetune.py): set num_classes")
-    return [str(i) for i in range(cfg.num_classes)]
-
-
-def checkpoint_network(cfg, params, class_names):
-    """The network of ``cfg.model`` with the checkpoint ``params`` loaded, in eval mode."""
-    network = create_network(cfg, len(class_names), init_from_ckpt=False)
-    load_weights(network, cfg.ckpt_path, cfg.model, params=params, drop_head=False)
-    network.set_train(False)
-    return network
 
 
 def open_inputs(cfg, class_names):

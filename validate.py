@@ -15,7 +15,7 @@ from tools.config import STR, parse_config  # noqa: E402
 from tools.data import build_loader, open_split, resolve_num_classes  # noqa: E402
 from tools.engine import predict_logits  # noqa: E402
 from tools.errors import UsageError, run_cli  # noqa: E402
-from tools.model import class_names_of, create_network, load_weights, read_checkpoint  # noqa: E402
+from tools.model import checkpoint_network, class_names_of, read_checkpoint  # noqa: E402
 
 EXTRA = {"Validation": [
     ("split", "", STR, "split to evaluate; empty = val_split"),
@@ -42,8 +42,7 @@ def main(argv=None):
     split = cfg.split or cfg.val_split
     data = open_split(cfg, split, class_names=class_names_of(params))
     num_classes = resolve_num_classes(cfg, data.class_names)
-    network = create_network(cfg, num_classes, init_from_ckpt=False)
-    load_weights(network, cfg.ckpt_path, cfg.model, params=params, drop_head=False)
+    network = checkpoint_network(cfg, params, data.class_names)
     loader = build_loader(cfg, data, num_classes, training=False)
     logits, labels = predict_logits(network, loader, cfg.batch_size)
     del network, loader

@@ -4,7 +4,9 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(ROOT, "data", "fashion_mnist")
@@ -63,3 +65,11 @@ def assert_one_line_error(proc, *needles, code=None):
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
     return lines[0]
+
+
+def assert_png(path, width, height):
+    """``path`` is a PNG of ``width`` x ``height`` pixels that is not blank."""
+    with Image.open(path) as image:
+        assert image.size == (width, height)
+        pixels = np.asarray(image.convert("L"), dtype=np.float32)
+    assert pixels.std() > 5, f"{path} looks blank"

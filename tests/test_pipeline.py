@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import TINY_CLASSES, TINY_TRAIN_ARGS, assert_one_line_error, make_tiny_aircraft, run_script
+from conftest import TINY_CLASSES, TINY_TRAIN_ARGS, assert_one_line_error, assert_png, make_tiny_aircraft, run_script
+from tools import reports
 from tools.config import parse_config
 from tools.data import build_loader, detect_layout, open_split
 from tools.engine import predict_logits
@@ -53,6 +54,8 @@ def test_outputs_are_written(trained):
     out = trained["out"]
     for name in (CKPT_NAME, "mobilenet_v3_small_100_last.ckpt", "results.txt", "results.csv", "config.yaml"):
         assert os.path.isfile(os.path.join(out, name)), name
+    width, height = reports.CURVES_SIZE
+    assert_png(os.path.join(out, "training_curves.png"), int(width * reports.DPI), int(height * reports.DPI))
     rows = read_results_csv(out)
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert set(rows[0]) == {"epoch", "train_loss", "val_loss", "top1", "top5", "lr", "seconds"}

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import DEMO, TINY_CLASSES, TINY_TRAIN_ARGS, assert_one_line_error, make_tiny_aircraft, run_script
+from conftest import (DEMO, TINY_CLASSES, TINY_TRAIN_ARGS, assert_one_line_error, assert_png, make_tiny_aircraft,
+                      run_script)
 from tools import reports
 
 CKPT_NAME = "mobilenet_v3_small_100_last.ckpt"
@@ -87,13 +88,6 @@ def read_predictions(path):
     """``(header, rows as dicts)`` of predictions.csv."""
     table = read_csv(path)
     return table[0], [dict(zip(table[0], row)) for row in table[1:]]
-
-
-def assert_png(path, width, height):
-    with Image.open(path) as image:
-        assert image.size == (width, height)
-        pixels = np.asarray(image.convert("L"), dtype=np.float32)
-    assert pixels.std() > 5, f"{path} looks blank"
 
 
 # ---- unit tests of tools/reports.py ----------------------------------------------------------------

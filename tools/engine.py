@@ -19,8 +19,10 @@ from tools import metrics
 from tools.checkpoints import save_weights, write_results
 from tools.errors import DataError
 from tools.model import read_checkpoint
+from tools.reports import plot_training_curves
 
 RESUME_FILE = "resume.ckpt"
+CURVES_FILE = "training_curves.png"
 PREVIOUS_RESUME_FILE = "resume_prev.ckpt"  # the state before, kept in case the newest is damaged
 STATE_KEY = "suite_train_state"
 
@@ -183,6 +185,7 @@ class Trainer:
         if epoch % self.cfg.ckpt_save_interval == 0:
             self._save_epoch_checkpoint(epoch, row)
         write_results(self.out_dir, self.rows)
+        plot_training_curves(self.rows, os.path.join(self.out_dir, CURVES_FILE))
 
     def _save_epoch_checkpoint(self, epoch, row):
         """``{model}-{epoch}.ckpt``, keeping the latest (or, with top_k, best) ``keep_checkpoint_max``."""

@@ -58,6 +58,21 @@ def create_network(cfg, num_classes, init_from_ckpt=True):
     return network
 
 
+def checkpoint_network(cfg, params, class_names):
+    """The network of ``cfg.model`` with the checkpoint ``params`` (read from ``cfg.ckpt_path``), in eval mode."""
+    network = create_network(cfg, len(class_names), init_from_ckpt=False)
+    load_weights(network, cfg.ckpt_path, cfg.model, params=params, drop_head=False)
+    network.set_train(False)
+    return network
+
+
+def numbered_classes(cfg):
+    """Class names ``0 .. num_classes-1`` for a checkpoint that holds none (MindCV's)."""
+    if not cfg.num_classes:
+        raise UsageError(f"{cfg.ckpt_path} holds no class names (not written by finetune.py): set num_classes")
+    return [str(i) for i in range(cfg.num_classes)]
+
+
 def fetch_pretrained(model_name):
     """Path of MindCV's ImageNet checkpoint for ``model_name``, downloading it when missing.
 
