@@ -15,7 +15,8 @@ from tools.config import CONFIG_FILE_NAME, parse_config, save_config  # noqa: E4
 from tools.data import build_loader, open_split, resolve_num_classes  # noqa: E402
 from tools.engine import RESUME_FILE, Trainer, build_train_step, weights_digest  # noqa: E402
 from tools.errors import UsageError, run_cli  # noqa: E402
-from tools.freeze import apply_freezing  # noqa: E402
+from tools.freeze import apply_freezing, cut_gradients  # noqa: E402
+from tools.linear_probe import cached_training  # noqa: E402
 from tools.model import create_network  # noqa: E402
 from tools.optim import build_optimizer  # noqa: E402
 from tools.schedule import build_lr_schedule  # noqa: E402
@@ -61,7 +62,11 @@ def main(argv=None):
                           aux_factor=cfg.aux_factor)
     lrs = build_lr_schedule(cfg, steps)
     optimizer = build_optimizer(cfg, network, lrs, verbose=rank == 0)
-    train_step = build_train_step(cfg, network, loss_fn, optimizer)
+    if cfg.cache_features:  # the head trains on features computed once; validation uses the whole network
+        train_loader, trained = cached_training(cfg, network, train_data.class_names, num_classes, shard)
+    else:
+        trained = cut_gradients(network, frozen.frozen_blocks)
+    train_step = build_train_step(cfg, trained, loss_fn, optimizer)
     trainer = Trainer(cfg, network, train_step, lrs, train_data.class_names, rank)
     start_epoch = trainer.resume(cfg.resume) if cfg.resume else 1
 
@@ -78,7 +83,7 @@ def main(argv=None):
     if rank == 0 and trainer.best_top1 is not None:
         print(f"best val top1 {trainer.best_top1:.4f}; checkpoints: {trainer.checkpoint_path('best')}, "
               f"{trainer.checkpoint_path('last')}")
-    del trainer, train_step, optimizer, network
+    del trainer, train_step, trained, optimizer, network
     gc.collect()
     return 0
 

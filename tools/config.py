@@ -190,6 +190,10 @@ OPTIONS = {
         ("freeze_layers", 0, INT, "(suite) freeze the first N feature blocks (features.0 .. features.N-1)"),
         ("freeze_patterns", [], STRS, "(suite) also freeze parameters matching these regexes"),
         ("freeze_bn_stats", True, BOOL, "(suite) frozen BatchNorm layers keep their running statistics"),
+        ("cache_features", False, BOOL,
+         "(suite) linear probe: run the frozen backbone once over the training images (evaluation transforms, "
+         "no augmentation) and train only the head on the cached features; needs freeze_backbone and "
+         "freeze_bn_stats, no mixup/cutmix"),
         ("lr_mult", {}, to_multipliers, "(suite) lr multipliers by name prefix, e.g. classifier=1.2 features.13=1.05"),
         ("wd_mult", {}, to_multipliers, "(suite) weight-decay multipliers by name prefix"),
         ("resume", "", STR, "(suite) continue a run: 'auto' (its ckpt_save_dir) or a resume.ckpt path"),
@@ -368,11 +372,25 @@ _RULES = {
 
 
 def check_values(cfg):
-    """Refuse values that can never work, naming the key."""
+    """Refuse values (and combinations) that can never work, naming the key."""
     for key, (test, requirement) in _RULES.items():
         value = getattr(cfg, key, None)
         if key in vars(cfg) and not test(value):
             raise UsageError(f"'{key}' must be {requirement}, got {value!r}")
+    if getattr(cfg, "cache_features", False):
+        _check_cache_features(cfg)
+
+
+def _check_cache_features(cfg):
+    """Cached features are what training would compute only with the whole backbone (and its
+    BatchNorm statistics) frozen and no mixing of images."""
+    for key in ("freeze_backbone", "freeze_bn_stats"):
+        if not getattr(cfg, key):
+            raise UsageError(f"'cache_features' needs '{key}: True'")
+    for key in ("mixup", "cutmix"):
+        if getattr(cfg, key) > 0:
+            raise UsageError(f"'cache_features' cannot be used with '{key}' > 0 (images are not mixed in "
+                             "cached features)")
 
 
 def save_config(cfg, path):

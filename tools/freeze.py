@@ -10,14 +10,18 @@
   ``use_batch_statistics = False``: its construct then always takes the inference branch. The
   attribute is a compile-time constant in GRAPH mode and read per call in PYNATIVE mode, so this
   works in both, whatever ``set_train`` the Trainer calls; apply it before the first compile.
+* ``requires_grad=False`` only keeps frozen parameters out of the optimizer: autodiff still runs the
+  backward pass through the frozen blocks. ``cut_gradients`` wraps the network for training so that
+  ``ops.stop_gradient`` ends the backward pass at the last frozen block (same loss and gradients).
 """
 import re
 from dataclasses import dataclass
 
-from mindspore import nn
+from mindspore import nn, ops
 
 from tools.blocks import block_index, feature_blocks
 from tools.errors import UsageError
+from tools.stages import split_forward
 
 try:  # the base of BatchNorm1d/2d and SyncBatchNorm; BatchNorm3d wraps a BatchNorm2d
     from mindspore.nn.layer.normalization import _BatchNorm
@@ -35,6 +39,7 @@ class FreezeReport:
     trainable_tensors: int
     frozen_tensors: int
     frozen_bn_layers: int
+    frozen_blocks: int  # leading feature blocks frozen whole (0 when only freeze_patterns froze something)
 
     def summary(self):
         return (f"trainable {self.trainable_params:,} params ({self.trainable_tensors} tensors), "
@@ -44,18 +49,18 @@ class FreezeReport:
 
 def apply_freezing(network, freeze_backbone=False, freeze_layers=0, freeze_patterns=(), freeze_bn_stats=True):
     """Freeze the chosen parameters of ``network`` in place; returns a FreezeReport."""
-    names = _names_to_freeze(network, freeze_backbone, freeze_layers, freeze_patterns)
+    blocks = feature_blocks(network)
+    count = _frozen_block_count(blocks, freeze_backbone, freeze_layers)
+    names = _names_to_freeze(network, blocks, count, freeze_patterns)
     for param in network.get_parameters():
         if param.name in names:
             param.requires_grad = False
     bn_layers = _freeze_bn_statistics(network, names) if freeze_bn_stats else 0
-    return _report(network, bn_layers)
+    return _report(network, bn_layers, count)
 
 
-def _names_to_freeze(network, freeze_backbone, freeze_layers, freeze_patterns):
-    """Names of the parameters in the frozen blocks or matching a pattern."""
-    blocks = feature_blocks(network)
-    count = _frozen_block_count(blocks, freeze_backbone, freeze_layers)
+def _names_to_freeze(network, blocks, count, freeze_patterns):
+    """Names of the parameters in the first ``count`` blocks or matching a pattern."""
     patterns = _compile_patterns(freeze_patterns)
     names = [p.name for p in network.get_parameters()]
     for pattern in patterns:
@@ -101,10 +106,37 @@ def _freeze_bn_statistics(network, names):
     return len(frozen)
 
 
-def _report(network, bn_layers):
+def _report(network, bn_layers, blocks):
     statistics = {id(p) for bn in _batch_norms(network) for p in (bn.moving_mean, bn.moving_variance)}
     params = [p for p in network.get_parameters() if id(p) not in statistics]
     trainable = [p for p in params if p.requires_grad]
     frozen = [p for p in params if not p.requires_grad]
     return FreezeReport(sum(p.size for p in trainable), sum(p.size for p in frozen), len(trainable), len(frozen),
-                        bn_layers)
+                        bn_layers, blocks)
+
+
+class _GradientCut(nn.Cell):
+    """``back(stop_gradient(front(x)))``: the backward pass ends where ``front`` (the frozen blocks) ends."""
+
+    def __init__(self, front, back):
+        super().__init__(auto_prefix=False)  # parameters keep their names: checkpoints and resume unchanged
+        self.front, self.back = front, back
+
+    def construct(self, x):
+        return self.back(ops.stop_gradient(self.front(x)))
+
+
+def cut_gradients(network, count):
+    """The cell to train when the first ``count`` feature blocks of ``network`` are frozen.
+
+    ``network`` itself when ``count`` is 0 or its family is not in ``tools.stages`` (with a note);
+    else a wrapper with the same loss and gradients and no backward pass through those blocks.
+    """
+    if count == 0:
+        return network
+    parts = split_forward(network, count)
+    if parts is None:
+        print(f"note: {type(network).__name__}: the backward pass still runs through the frozen blocks "
+              "(no gradient cut for this model family)")
+        return network
+    return _GradientCut(*parts)
