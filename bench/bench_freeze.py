@@ -10,12 +10,11 @@ compile + warm-up step each (median of ``--repeats`` timings of ``--steps`` step
 * ``full``: nothing frozen;
 * ``freeze_layers 7``: features.0-6 frozen (``requires_grad=False``, their BatchNorms in inference mode);
 * ``freeze_backbone``: every feature block frozen, the head trains;
-* ``... + stop_gradient``: the same freezing, and the forward pass wrapped by :class:`FrozenPrefix`, which
-  applies ``ops.stop_gradient`` to the output of the last frozen block -- the prototype of the change
-  proposed for tools/freeze.py / tools/engine.py. Parameter names are unchanged (the wrapper has
-  ``auto_prefix=False`` and holds the original network), so checkpoints stay compatible.
+* ``... + stop_gradient``: the same freezing, trained through ``tools.freeze.cut_gradients`` as finetune.py
+  does (``ops.stop_gradient`` after the last frozen block, parameter names unchanged); the modes without it
+  are the suite before that change (``requires_grad=False`` only).
 
-``--check`` first verifies at 64 px that the prototype gives the same loss and the same gradients for
+``--check`` first verifies at 64 px that the cut network gives the same loss and the same gradients for
 every trainable parameter as the plain frozen network (in inference mode, so dropout is off).
 """
 import argparse
@@ -24,36 +23,6 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
-
-
-def frozen_prefix_class():
-    from mindspore import nn, ops
-
-    class FrozenPrefix(nn.Cell):
-        """``network`` with the gradient cut after its first ``count`` feature blocks.
-
-        The frozen blocks still run forward, but nothing is back-propagated into them: MindSpore's
-        autodiff otherwise computes the input-gradients (and, for BatchNorm, the train-mode backward)
-        of every block down to the first one, even when no parameter there is trainable.
-        """
-
-        def __init__(self, network, count):
-            super().__init__(auto_prefix=False)
-            self.network = network
-            blocks = list(network.features)
-            # CellList without auto_prefix: the blocks keep their names (features.i....)
-            self.frozen = nn.CellList(blocks[:count], auto_prefix=False)
-            self.trained = nn.CellList(blocks[count:], auto_prefix=False)
-
-        def construct(self, x):
-            for block in self.frozen:
-                x = block(x)
-            x = ops.stop_gradient(x)
-            for block in self.trained:
-                x = block(x)
-            return self.network.forward_head(x)
-
-    return FrozenPrefix
 
 
 MODES = [
@@ -65,18 +34,11 @@ MODES = [
 ]
 
 
-def frozen_count(network, cfg):
-    """How many leading feature blocks apply_freezing froze (what tools/freeze.py computes)."""
-    from tools.blocks import feature_blocks
-
-    return len(feature_blocks(network)) if cfg.freeze_backbone else cfg.freeze_layers
-
-
 def build_mode(base_overrides, overrides, cut, num_classes=100):
     from mindcv.loss import create_loss
 
     from tools.engine import build_train_step
-    from tools.freeze import apply_freezing
+    from tools.freeze import apply_freezing, cut_gradients
     from tools.model import create_network
     from tools.optim import build_optimizer
     from tools.schedule import build_lr_schedule
@@ -86,13 +48,13 @@ def build_mode(base_overrides, overrides, cut, num_classes=100):
     report = apply_freezing(network, cfg.freeze_backbone, cfg.freeze_layers, cfg.freeze_patterns, cfg.freeze_bn_stats)
     loss = create_loss(name=cfg.loss, reduction=cfg.reduction, label_smoothing=cfg.label_smoothing)
     optimizer = build_optimizer(cfg, network, build_lr_schedule(cfg, 10), verbose=False)
-    forward = frozen_prefix_class()(network, frozen_count(network, cfg)) if cut else network
+    forward = cut_gradients(network, report.frozen_blocks) if cut else network
     step = build_train_step(cfg, forward, loss, optimizer)
     return cfg, network, forward, step, report
 
 
-def check_prototype():
-    """Same loss and gradients (trainable parameters) with and without the cut, at 64 px."""
+def check_cut():
+    """Same loss and gradients (trainable parameters) with and without the suite's cut, at 64 px."""
     import mindspore as ms
     import numpy as np
     from mindcv.loss import create_loss
@@ -130,7 +92,7 @@ def main():
     parser.add_argument("--image_resize", type=int, default=600)
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--mode", type=int, default=0, help="0 GRAPH, 1 PYNATIVE")
-    parser.add_argument("--check", action="store_true", help="verify the prototype's gradients first (64 px)")
+    parser.add_argument("--check", action="store_true", help="verify the cut's gradients first (64 px)")
     parser.add_argument("--modes", nargs="+", type=int, help="indices of the modes to run (default: all), in order")
     parser.add_argument("--back_to_back", action="store_true",
                         help="time each mode right after its compilation (results arrive mode by mode on a slow "
@@ -146,7 +108,7 @@ def main():
            "model": "mobilenet_v3_small_100", "image_resize": args.image_resize, "batch_size": args.batch_size,
            "graph_mode": args.mode == 0, "steps_per_timing": args.steps, "repeats": args.repeats, "modes": {}}
     if args.check:
-        out["check"] = check_prototype()
+        out["check"] = check_cut()
     base = dict(pretrained=False, image_resize=args.image_resize, batch_size=args.batch_size)
     runs = {}
     modes = [MODES[i] for i in args.modes] if args.modes else MODES

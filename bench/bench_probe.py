@@ -3,15 +3,16 @@ backbone features computed once.
 
     .venv/bin/python bench/bench_probe.py [--settings demo aircraft] [--repeats 3]
 
-In one process, on the same data:
+In one process, on the same data, both through finetune.py's own objects (``common.SuiteRun``) and
+``Trainer.train_epoch``:
 
-* ``backbone every epoch``: the suite as finetune.py runs it with ``freeze_backbone: True`` (training
-  loader with the config's augmentation, MindCV's TrainStep over the whole network, frozen BatchNorms
-  in inference mode), one epoch timed through ``Trainer.train_epoch``;
-* ``cached features`` (prototype): the frozen backbone (``forward_features`` + the model's global pool)
-  runs once over the training split with the evaluation transforms; then each epoch trains only
-  ``network.classifier`` (the same head, loss, suite optimizer and TrainStep) on the cached
-  pooled features, shuffled, in batches of ``batch_size``.
+* ``backbone every epoch``: ``freeze_backbone: True`` as finetune.py runs it (training loader with the
+  config's augmentation, MindCV's TrainStep over the network with the gradient cut of
+  ``tools.freeze.cut_gradients``, frozen BatchNorms in inference mode);
+* ``cached features``: the same plus ``cache_features: True`` (``tools.linear_probe.cached_training``):
+  the frozen backbone and global pool run once over the training split with the evaluation transforms
+  (the one-off cost, compilation included, is reported as extraction), then each epoch trains only the
+  head on the cached pooled features, shuffled, in batches of ``batch_size``.
 
 With every BatchNorm of the backbone frozen in inference mode the cached features are exactly what the
 frozen backbone computes during training, except for data augmentation (the cache holds one
@@ -21,83 +22,9 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
-
-
-def feature_cell(network):
-    from mindspore import nn
-
-    class Features(nn.Cell):
-        """The frozen part: feature blocks + global pool (what the head consumes)."""
-
-        def __init__(self, net):
-            super().__init__(auto_prefix=False)
-            self.net = net
-
-        def construct(self, x):
-            return self.net.pool(self.net.forward_features(x))
-
-    return Features(network)
-
-
-class CachedProbe:
-    """Extract pooled features once, then train only the head on them."""
-
-    def __init__(self, cfg, run):
-        from tools.engine import build_train_step
-
-        self.cfg, self.run = cfg, run
-        self.features_cell = feature_cell(run.network)
-        self.extract_seconds = self.extract()  # the first pass includes the compilation
-        self.step = build_train_step(cfg, run.network.classifier, run.loss_fn, run.optimizer)
-        import numpy as np
-
-        self.rng = np.random.default_rng(0)
-
-    def extract(self):
-        """Pooled features of every training image (evaluation transforms, in order); returns seconds."""
-        import mindspore as ms
-        import numpy as np
-
-        from tools.data import build_loader, open_split
-
-        cfg, run, network = self.cfg, self.run, self.run.network
-        begin = time.perf_counter()
-        # the training images once, with the evaluation transforms (a dataset node feeds one pipeline only)
-        data = open_split(cfg, cfg.train_split, class_names=run.data.class_names)
-        eval_loader = build_loader(cfg, data, run.num_classes, training=False)
-        network.set_train(False)
-        feats, labels = [], []
-        for images, target in common_batches(eval_loader):
-            count = len(images)
-            if count < cfg.batch_size:  # one compiled shape, as predict_logits does
-                images = np.concatenate([images, np.zeros((cfg.batch_size - count,) + images.shape[1:], images.dtype)])
-            feats.append(self.features_cell(ms.Tensor(images)).asnumpy()[:count])
-            labels.append(target.astype(np.int32))
-        network.set_train(True)
-        self.features, self.labels = np.concatenate(feats), np.concatenate(labels)
-        return time.perf_counter() - begin
-
-    def epoch(self, epoch=1):
-        import mindspore as ms
-
-        bs = self.cfg.batch_size
-        order = self.rng.permutation(len(self.labels))
-        steps = len(order) // bs
-        begin = time.perf_counter()
-        for i in range(steps):
-            idx = order[i * bs:(i + 1) * bs]
-            float(self.step(ms.Tensor(self.features[idx]), ms.Tensor(self.labels[idx])).asnumpy())
-        return time.perf_counter() - begin, steps * bs
-
-
-def common_batches(loader):
-    from tools.engine import batches
-
-    return batches(loader, output_numpy=True)
 
 
 def run_setting(name, config, data_dir, overrides, repeats):
@@ -106,23 +33,21 @@ def run_setting(name, config, data_dir, overrides, repeats):
     cfg = common.suite_config(config, data_dir=data_dir, freeze_backbone=True, **overrides)
     common.quiet(runtime.setup, cfg)
     full = common.SuiteRun(cfg)
-    probe_run = common.SuiteRun(cfg)  # its own network/optimizer: the head is trained on cached features
+    cached = common.SuiteRun(common.suite_config(config, data_dir=data_dir, freeze_backbone=True,
+                                                 cache_features=True, **overrides))
     print(f"[{name}] {cfg.model} {cfg.image_resize}px batch {cfg.batch_size}, {full.data.size} train images, "
           f"{full.steps} steps/epoch; {full.frozen.summary()}", flush=True)
     warm = full.epoch(1)[0]
-    cached = CachedProbe(cfg, probe_run)
     cached.epoch(1)
     res = {"model": cfg.model, "image_resize": cfg.image_resize, "batch_size": cfg.batch_size,
-           "train_images": full.data.size, "feature_dim": int(cached.features.shape[1]),
-           "backbone_warmup_epoch_seconds": warm, "extract_seconds_incl_compile": cached.extract_seconds,
+           "train_images": full.data.size, "feature_dim": int(cached.loader.output_shapes()[0][1]),
+           "backbone_warmup_epoch_seconds": warm, "extract_seconds": cached.extract_seconds,
            "backbone_epoch_seconds": [], "cached_epoch_seconds": [], "repeats": repeats}
     for r in range(repeats):
         res["backbone_epoch_seconds"].append(full.epoch(2 + r)[0])
         res["cached_epoch_seconds"].append(cached.epoch(2 + r)[0])
         print(f"  repeat {r + 1}/{repeats}: backbone {res['backbone_epoch_seconds'][-1]:.2f}s, "
               f"cached {res['cached_epoch_seconds'][-1]:.4f}s", flush=True)
-    # a second extraction pass, now compiled: the one-off cost of the cache
-    res["extract_seconds"] = cached.extract()
     b, c = common.median(res["backbone_epoch_seconds"]), common.median(res["cached_epoch_seconds"])
     res.update(median_backbone_epoch_seconds=b, median_cached_epoch_seconds=c, speedup_per_epoch=b / c)
     # epochs after which cache + head training beats the backbone every epoch

@@ -225,14 +225,17 @@ def quiet(fn, *args, **kwargs):
 
 class SuiteRun:
     """Exactly finetune.py's objects for ``cfg`` (data, loader, network, freezing, loss, lr, optimizer,
-    train step, Trainer), without the checkpoint/validation side of ``fit``."""
+    train step on the gradient-cut network or, with ``cache_features``, on the head over cached features,
+    Trainer), without the checkpoint/validation side of ``fit``. ``extract_seconds``: the feature cache's
+    one-off cost as finetune.py pays it (compilation included), else None."""
 
     def __init__(self, cfg, training_data=True):
         from mindcv.loss import create_loss
 
         from tools.data import build_loader, open_split, resolve_num_classes
         from tools.engine import Trainer, build_train_step
-        from tools.freeze import apply_freezing
+        from tools.freeze import apply_freezing, cut_gradients
+        from tools.linear_probe import cached_training
         from tools.model import create_network
         from tools.optim import build_optimizer
         from tools.schedule import build_lr_schedule
@@ -249,7 +252,14 @@ class SuiteRun:
                                    aux_factor=cfg.aux_factor)
         self.lrs = build_lr_schedule(cfg, self.steps)
         self.optimizer = build_optimizer(cfg, self.network, self.lrs, verbose=False)
-        self.train_step = build_train_step(cfg, self.network, self.loss_fn, self.optimizer)
+        self.extract_seconds = None
+        if cfg.cache_features:
+            begin = time.perf_counter()
+            self.loader, trained = cached_training(cfg, self.network, self.data.class_names, self.num_classes)
+            self.extract_seconds = time.perf_counter() - begin
+        else:
+            trained = cut_gradients(self.network, self.frozen.frozen_blocks)
+        self.train_step = build_train_step(cfg, trained, self.loss_fn, self.optimizer)
         self.trainer = Trainer(cfg, self.network, self.train_step, self.lrs, self.data.class_names)
 
     def epoch(self, epoch=1):
