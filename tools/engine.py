@@ -32,9 +32,13 @@ def build_train_step(cfg, network, loss_fn, optimizer):
     if cfg.amp_level != "O0":
         auto_mixed_precision(network, cfg.amp_level, cfg.amp_cast_list)
     net_with_loss = add_loss_network(network, loss_fn, cfg.amp_level)
-    return TrainStep(net_with_loss, optimizer, scale_sense=Tensor(cfg.loss_scale, ms.float32), ema=cfg.ema,
-                     ema_decay=cfg.ema_decay, clip_grad=cfg.clip_grad, clip_value=cfg.clip_value,
-                     gradient_accumulation_steps=cfg.gradient_accumulation_steps).set_train()
+    train_step = TrainStep(net_with_loss, optimizer, scale_sense=Tensor(cfg.loss_scale, ms.float32), ema=cfg.ema,
+                           ema_decay=cfg.ema_decay, clip_grad=cfg.clip_grad, clip_value=cfg.clip_value,
+                           gradient_accumulation_steps=cfg.gradient_accumulation_steps).set_train()
+    for param in train_step.get_parameters():  # MindSpore's GradientAccumulation cell renames what the
+        if param.name.startswith("optimizer."):  # optimizer holds (the weights too) to optimizer.<name>
+            param.name = param.name[len("optimizer."):]
+    return train_step
 
 
 def batches(loader, output_numpy=False):
@@ -241,7 +245,14 @@ class Trainer:
         state = json.loads(params.pop(STATE_KEY))
         if state["frozen"] != _frozen_names(self.network):
             raise DataError(f"{path}: the run was saved with other frozen layers; resume with its config")
+        params = {name: value for name, value in params.items() if not _from_config(name)}
+        own = {p.name: p for p in self.train_step.get_parameters()}
+        for name, value in params.items():
+            if name in own and tuple(value.shape) != tuple(own[name].shape):
+                raise DataError(f"{path}: '{name}' has shape {tuple(value.shape)}, this run's "
+                                f"{tuple(own[name].shape)}; resume with the run's own config")
         not_loaded, _ = ms.load_param_into_net(self.train_step, params, strict_load=True)
+        not_loaded = [name for name in not_loaded if not _from_config(name)]
         if not_loaded:
             raise DataError(f"{path}: {len(not_loaded)} training parameters missing (e.g. '{not_loaded[0]}'); "
                             "resume with the run's own config")
@@ -264,6 +275,12 @@ def ema_weights(train_step, enabled):
     finally:
         for param, value in live:
             param.set_data(value)
+
+
+def _from_config(name):
+    """Optimizer hyperparameters (lr schedule, momentum, loss scale): a resumed run takes them from its
+    config, so it may change lr or extend epoch_size."""
+    return name.startswith("learning_rate") or name in ("momentum", "scale_sense")
 
 
 def _frozen_names(network):
