@@ -43,6 +43,15 @@ def tiny_aircraft(tmp_path_factory):
     return make_tiny_aircraft(str(tmp_path_factory.mktemp("tiny") / "data"))
 
 
+@pytest.fixture(scope="session")
+def tiny_run(tiny_aircraft, tmp_path_factory):
+    """One tiny GRAPH-mode fine-tuning run (``TINY_TRAIN_ARGS``) whose outputs several test modules read."""
+    out = str(tmp_path_factory.mktemp("tiny_run"))
+    proc = run_script("finetune.py", "--data_dir", tiny_aircraft, *TINY_TRAIN_ARGS, "--ckpt_save_dir", out)
+    assert proc.returncode == 0, proc.stderr
+    return {"out": out, "stdout": proc.stdout}
+
+
 TINY_TRAIN_ARGS = ["--train_split", "trainval", "--val_split", "test", "--model", "mobilenet_v3_small_100",
                    "--image_resize", "32", "--batch_size", "8", "--epoch_size", "2", "--warmup_epochs", "0",
                    "--lr", "0.01", "--opt", "adamw", "--num_parallel_workers", "1", "--log_interval", "1",

@@ -10,8 +10,8 @@ from test_validate_predict import _parallel, read_predictions, trained_run
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, tiny_aircraft):
-    return trained_run(tmp_path_factory, tiny_aircraft)
+def run(tmp_path_factory, tiny_run):
+    return trained_run(tmp_path_factory, tiny_run)
 
 
 def test_mindir_and_class_names_are_written(run):

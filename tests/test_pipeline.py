@@ -21,17 +21,15 @@ CKPT_NAME = "mobilenet_v3_small_100_best.ckpt"
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_aircraft, tmp_path_factory):
-    """One tiny GRAPH-mode fine-tuning run on the annotation layout, then validate.py on its best checkpoint."""
-    out = str(tmp_path_factory.mktemp("run"))
-    proc = run_script("finetune.py", "--data_dir", tiny_aircraft, *TINY_TRAIN_ARGS, "--ckpt_save_dir", out)
-    assert proc.returncode == 0, proc.stderr
-    metrics_file = os.path.join(out, "metrics.json")
-    val = run_script("validate.py", "--config", os.path.join(out, "config.yaml"),
-                     "--ckpt_path", os.path.join(out, CKPT_NAME), "--out", metrics_file)
+def trained(tiny_run):
+    """The session's tiny GRAPH-mode run on the annotation layout, then validate.py on its best checkpoint."""
+    out = tiny_run["out"]
+    metrics_file = os.path.join(out, "best_reports", "metrics.json")
+    val = run_script("validate.py", "--config", os.path.join(out, "config.yaml"), "--ckpt_path",
+                     os.path.join(out, CKPT_NAME), "--out", metrics_file, "--report_dir", os.path.dirname(metrics_file))
     assert val.returncode == 0, val.stderr
     with open(metrics_file) as f:
-        return {"out": out, "stdout": proc.stdout, "metrics": json.load(f), "validate_stdout": val.stdout}
+        return {"out": out, "stdout": tiny_run["stdout"], "metrics": json.load(f), "validate_stdout": val.stdout}
 
 
 def read_results_csv(out):

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import (DEMO, TINY_CLASSES, TINY_TRAIN_ARGS, assert_one_line_error, assert_png, make_tiny_aircraft,
-                      run_script)
+from conftest import DEMO, TINY_CLASSES, assert_one_line_error, assert_png, make_tiny_aircraft, run_script
 from tools import reports
 
 CKPT_NAME = "mobilenet_v3_small_100_last.ckpt"
@@ -49,13 +48,11 @@ def _parallel(*commands):
         return list(pool.map(lambda args: run_script(*args), commands))
 
 
-def trained_run(tmp_path_factory, tiny_aircraft):
-    """Train once per session, then run validate, predict (split and files), export and predict --mindir."""
+def trained_run(tmp_path_factory, tiny_run):
+    """On the session's tiny run: validate, predict (split and files), export and predict --mindir, once."""
     if _RUN:
         return _RUN
-    out = str(tmp_path_factory.mktemp("vp_run"))
-    proc = run_script("finetune.py", "--data_dir", tiny_aircraft, *TINY_TRAIN_ARGS, "--ckpt_save_dir", out)
-    assert proc.returncode == 0, proc.stderr
+    out = tiny_run["out"]
     cfg, ckpt = os.path.join(out, "config.yaml"), os.path.join(out, CKPT_NAME)
     base = ["--config", cfg, "--ckpt_path", ckpt, *FAST]
     inputs = str(tmp_path_factory.mktemp("inputs"))
@@ -75,8 +72,8 @@ def trained_run(tmp_path_factory, tiny_aircraft):
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, tiny_aircraft):
-    return trained_run(tmp_path_factory, tiny_aircraft)
+def run(tmp_path_factory, tiny_run):
+    return trained_run(tmp_path_factory, tiny_run)
 
 
 def read_csv(path):
