@@ -37,6 +37,17 @@ def make_tiny_aircraft(out, classes=TINY_CLASSES, per_class=None, names_file=Tru
     return out
 
 
+@pytest.fixture
+def mode(request):
+    """Run the test in MindSpore mode ``request.param`` (0 GRAPH, 1 PYNATIVE), restoring the previous one."""
+    import mindspore as ms
+
+    previous = ms.get_context("mode")
+    ms.set_context(mode=request.param)
+    yield request.param
+    ms.set_context(mode=previous)
+
+
 @pytest.fixture(scope="session")
 def tiny_aircraft(tmp_path_factory):
     """A read-only-by-convention 5-class Aircraft-layout dataset (8 trainval + 4 test per class)."""

@@ -22,14 +22,6 @@ CASES = [  # (mode, model, freezing): one family each in PyNative, one in GRAPH
 ]
 
 
-@pytest.fixture
-def mode(request):
-    previous = ms.get_context("mode")
-    ms.set_context(mode=request.param)
-    yield request.param
-    ms.set_context(mode=previous)
-
-
 def frozen_network(name, freezing):
     """``name`` with 5 classes, frozen, trainable weights set at random (non-trivial gradients), in
     train mode with dropout off (the same forward pass twice)."""

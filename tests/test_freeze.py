@@ -19,15 +19,6 @@ FIRST_7 = re.compile(r"features\.[0-6]\.")
 
 
 @pytest.fixture
-def mode(request):
-    """Run the test in ``request.param`` (0 GRAPH, 1 PYNATIVE), restoring the previous mode."""
-    previous = ms.get_context("mode")
-    ms.set_context(mode=request.param)
-    yield request.param
-    ms.set_context(mode=previous)
-
-
-@pytest.fixture
 def net():
     return create_model(MODEL, num_classes=4)
 
