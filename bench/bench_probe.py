@@ -33,8 +33,9 @@ def run_setting(name, config, data_dir, overrides, repeats):
     cfg = common.suite_config(config, data_dir=data_dir, freeze_backbone=True, **overrides)
     common.quiet(runtime.setup, cfg)
     full = common.SuiteRun(cfg)
-    cached = common.SuiteRun(common.suite_config(config, data_dir=data_dir, freeze_backbone=True,
-                                                 cache_features=True, **overrides))
+    cached_cfg = common.suite_config(config, data_dir=data_dir, freeze_backbone=True, cache_features=True, **overrides)
+    common.quiet(runtime.setup, cached_cfg)  # caps num_parallel_workers to the cores, as finetune.py does
+    cached = common.SuiteRun(cached_cfg)
     print(f"[{name}] {cfg.model} {cfg.image_resize}px batch {cfg.batch_size}, {full.data.size} train images, "
           f"{full.steps} steps/epoch; {full.frozen.summary()}", flush=True)
     warm = full.epoch(1)[0]
