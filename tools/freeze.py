@@ -10,8 +10,9 @@
   ``use_batch_statistics = False``: its construct then always takes the inference branch. The
   attribute is a compile-time constant in GRAPH mode and read per call in PYNATIVE mode, so this
   works in both, whatever ``set_train`` the Trainer calls; apply it before the first compile.
-* ``requires_grad=False`` only keeps frozen parameters out of the optimizer: autodiff still runs the
-  backward pass through the frozen blocks. ``cut_gradients`` wraps the network for training so that
+* ``requires_grad=False`` keeps frozen parameters out of the optimizer; whether the backward pass
+  through the frozen blocks is skipped is left to MindSpore's autodiff (on 2.7.2 it is: bench/README,
+  section 2). ``cut_gradients`` makes it explicit: the network trains through a wrapper whose
   ``ops.stop_gradient`` ends the backward pass at the last frozen block (same loss and gradients).
 """
 import re
@@ -136,7 +137,7 @@ def cut_gradients(network, count):
         return network
     parts = split_forward(network, count)
     if parts is None:
-        print(f"note: {type(network).__name__}: the backward pass still runs through the frozen blocks "
-              "(no gradient cut for this model family)")
+        print(f"note: {type(network).__name__}: no explicit gradient cut at the frozen blocks for this model "
+              "family (MindSpore's autodiff may still skip them)")
         return network
     return _GradientCut(*parts)
