@@ -19,6 +19,7 @@ from tools import runtime  # noqa: E402
 from tools.checkpoints import write_json  # noqa: E402
 from tools.config import STR, parse_config  # noqa: E402
 from tools.errors import DataError, UsageError, run_cli  # noqa: E402
+from tools.fileio import first_line  # noqa: E402
 from tools.model import checkpoint_network, class_names_of, numbered_classes, read_checkpoint  # noqa: E402
 
 EXTENSIONS = {"MINDIR": ".mindir", "ONNX": ".onnx"}
@@ -54,7 +55,7 @@ def export_one(network, sample, base, file_format, cfg):
     except (RuntimeError, TypeError, ValueError) as err:
         if os.path.exists(path):
             os.remove(path)
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else err.__class__.__name__
+        reason = first_line(err)
         raise DataError(f"{file_format} export is not available for {cfg.model} on {cfg.device_target}: "
                         f"{reason}") from None
     print(f"exported {path}")

@@ -18,6 +18,7 @@ from tools.config import BOOL, INT, STR, STRS, parse_config  # noqa: E402
 from tools.data import build_loader, open_split  # noqa: E402
 from tools.engine import predict_logits  # noqa: E402
 from tools.errors import DataError, UsageError, run_cli  # noqa: E402
+from tools.fileio import first_line  # noqa: E402
 from tools.inputs import find_images, input_split  # noqa: E402
 from tools.model import checkpoint_network, class_names_of, numbered_classes, read_checkpoint  # noqa: E402
 
@@ -69,7 +70,7 @@ def load_graph(path):
     try:
         return ms.nn.GraphCell(ms.load(path))
     except (RuntimeError, ValueError, TypeError) as err:
-        raise DataError(f"cannot load MindIR {path}: {str(err).strip().splitlines()[0]}") from None
+        raise DataError(f"cannot load MindIR {path}: {first_line(err)}") from None
 
 
 def open_inputs(cfg, class_names):

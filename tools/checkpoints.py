@@ -5,6 +5,7 @@ import os
 
 import mindspore as ms
 
+from tools.fileio import atomic_path, atomic_write_text
 from tools.model import CLASS_NAMES_KEY
 
 
@@ -12,16 +13,11 @@ def save_weights(network, path, class_names, extra=None):
     """Save model weights with the class names inside; atomic."""
     append = {CLASS_NAMES_KEY: json.dumps(list(class_names), ensure_ascii=False)}
     append.update(extra or {})
-    tmp = path + ".tmp.ckpt"
-    ms.save_checkpoint(network, tmp, append_dict=append)
-    os.replace(tmp, path)
+    with atomic_path(path, ".tmp.ckpt") as tmp:
+        ms.save_checkpoint(network, tmp, append_dict=append)
 
 
-def write_text(path, text):
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+write_text = atomic_write_text
 
 
 RESULT_COLUMNS = ["epoch", "train_loss", "val_loss", "top1", "top5", "lr", "seconds"]
@@ -41,13 +37,11 @@ def write_results(directory, rows):
     widths = [max(len(r[i]) for r in table) for i in range(len(RESULT_COLUMNS))]
     text = "\n".join("  ".join(cell.rjust(w) for cell, w in zip(r, widths)) for r in table) + "\n"
     write_text(os.path.join(directory, "results.txt"), text)
-    tmp = os.path.join(directory, "results.csv.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with atomic_path(os.path.join(directory, "results.csv")) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=RESULT_COLUMNS)
         writer.writeheader()
         for row in rows:
             writer.writerow({c: "" if row.get(c) is None else row.get(c) for c in RESULT_COLUMNS})
-    os.replace(tmp, os.path.join(directory, "results.csv"))
 
 
 def write_json(path, data):

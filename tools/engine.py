@@ -18,6 +18,7 @@ from mindcv.utils.trainer_factory import add_loss_network
 from tools import metrics
 from tools.checkpoints import save_weights, write_results
 from tools.errors import DataError
+from tools.fileio import atomic_path
 from tools.model import read_checkpoint
 from tools.reports import plot_training_curves
 
@@ -210,11 +211,10 @@ class Trainer:
         counter, EMA) and the loop's own state; written atomically."""
         state = {"epoch": epoch, "rows": self.rows, "best_top1": self.best_top1, "stale": self.stale,
                  "saved_epochs": self.saved_epochs, "frozen": _frozen_names(self.network)}
-        tmp = self.state_path + ".tmp.ckpt"
-        ms.save_checkpoint(self.train_step, tmp, append_dict={STATE_KEY: json.dumps(state)})
-        if os.path.exists(self.state_path):
-            os.replace(self.state_path, os.path.join(self.out_dir, PREVIOUS_RESUME_FILE))
-        os.replace(tmp, self.state_path)
+        with atomic_path(self.state_path, ".tmp.ckpt") as tmp:
+            ms.save_checkpoint(self.train_step, tmp, append_dict={STATE_KEY: json.dumps(state)})
+            if os.path.exists(self.state_path):
+                os.replace(self.state_path, os.path.join(self.out_dir, PREVIOUS_RESUME_FILE))
 
     def resume(self, resume):
         """Restore from ``resume`` ('auto' or a path); returns the epoch to start from (1 = afresh).

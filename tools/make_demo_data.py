@@ -36,6 +36,7 @@ from PIL import Image
 
 from tools.aircraft_layout import IMAGE_EXT, IMAGES_DIR, NAMES_FILES, annotation_file, read_names
 from tools.errors import CliParser, DataError, UsageError, run_cli
+from tools.fileio import first_line
 
 DEFAULT_SOURCE = "/usr/share/datasets/fashion-mnist"
 INSTALL_HINT = "apt-get update && apt-get install -y dataset-fashion-mnist"
@@ -76,7 +77,7 @@ def read_idx(path, ndim):
         with gzip.open(path, "rb") as f:
             raw = f.read()
     except (OSError, EOFError, zlib.error) as err:
-        raise DataError(f"{path}: corrupt gzip data ({str(err).splitlines()[0] if str(err) else type(err).__name__})")
+        raise DataError(f"{path}: corrupt gzip data ({first_line(err)})")
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise DataError(f"{path}: corrupt IDX file (only {len(raw)} bytes, shorter than its header)")

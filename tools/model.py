@@ -18,6 +18,7 @@ from mindcv.models.helpers import get_checkpoint_download_root
 from mindcv.utils.download import DownLoad
 
 from tools.errors import DataError, UsageError
+from tools.fileio import first_line
 from tools.tf_padding import apply_tf_same_padding
 
 CLASS_NAMES_KEY = "suite_class_names"
@@ -106,8 +107,7 @@ def read_checkpoint(path):
     try:
         return ms.load_checkpoint(path)
     except (ValueError, RuntimeError, OSError, TypeError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else err.__class__.__name__
-        raise DataError(f"cannot read checkpoint {path}: {first}") from None
+        raise DataError(f"cannot read checkpoint {path}: {first_line(err)}") from None
 
 
 def load_weights(network, path, model_name, params=None, drop_head=True):

@@ -18,6 +18,7 @@ from PIL import Image  # noqa: E402
 
 from tools import metrics  # noqa: E402
 from tools.checkpoints import write_text  # noqa: E402
+from tools.fileio import atomic_path  # noqa: E402
 
 DPI = 150  # 5-pt tick labels of a 100-class confusion matrix stay legible
 CELL_INCHES, MIN_MATRIX_INCHES = 0.12, 6.0  # confusion matrix: inches per class, smallest side
@@ -119,10 +120,11 @@ def write_predictions(path, records, fmt):
 # ---- figures -------------------------------------------------------------------------------------
 
 def _save(fig, path):
-    tmp = path + ".tmp"
-    fig.savefig(tmp, format="png", dpi=DPI)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=DPI)
+    finally:
+        plt.close(fig)
 
 
 def matrix_inches(num_classes):

@@ -22,6 +22,7 @@ if __package__ in (None, ""):
 
 from tools import aircraft_layout as layout
 from tools.errors import CliParser, DataError, UsageError, run_cli
+from tools.fileio import atomic_write_text
 
 MODES = ("hardlink", "symlink", "copy", "move")
 INFO_FILE = "split_info.json"
@@ -150,13 +151,6 @@ def check_jobs(jobs, data_dir, level):
         raise DataError(f"{dst} already exists and is not {src}; remove it or use another --out_dir{more}")
 
 
-def write_atomic(path, text):
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def copy_atomic(src, dst, tmp):
     """Copy through ``tmp`` so an interrupted copy never leaves a partial ``dst``."""
     shutil.copy2(src, tmp)
@@ -194,7 +188,7 @@ def build(out_dir, splits, names, folders, jobs, mode):
     for split in splits:
         for folder in folders:
             os.makedirs(os.path.join(out_dir, split, folder), exist_ok=True)
-    write_atomic(os.path.join(out_dir, layout.CLASSES_FILE), "".join(n + "\n" for n in names))
+    atomic_write_text(os.path.join(out_dir, layout.CLASSES_FILE), "".join(n + "\n" for n in names))
     tmp = os.path.join(out_dir, TMP_NAME)
     for _, _, src, dst, state in jobs:
         if state == "drop":
@@ -238,7 +232,7 @@ def main(argv=None):
         mode = build(out_dir, list(entries), names, folders, jobs, args.mode)
         counts = {**old_counts, **{split: len(rows) for split, rows in entries.items()}}
         info = {"level": args.level, "classes": names, "folders": folders, "splits": counts}
-        write_atomic(os.path.join(out_dir, INFO_FILE), json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+        atomic_write_text(os.path.join(out_dir, INFO_FILE), json.dumps(info, indent=2, ensure_ascii=False) + "\n")
     except OSError as err:
         raise DataError(f"cannot write the tree in {out_dir}: {err}") from None
 
