@@ -8,6 +8,7 @@ import difflib
 import os
 
 import yaml
+from mindspore.dataset.vision import Inter
 
 from tools.errors import CliParser, UsageError
 from tools.fileio import atomic_write_text, first_line
@@ -99,6 +100,31 @@ def _choice(*choices, optional=False):
     return choice
 
 
+def _name(*names):
+    """A name compared case-insensitively, as MindCV's factories do (``name.lower()``); stored lowercase."""
+    def name(value):
+        text = str(value).strip().lower()
+        if text not in names:
+            raise ValueError(f"expected one of {', '.join(names)} (any case)")
+        return text
+
+    return name
+
+
+def to_color_jitter(value):
+    """MindCV's ``color_jitter``: None, one strength for brightness/contrast/saturation, or a list of
+    3 (brightness, contrast, saturation) or 4 (+ hue) values."""
+    if isinstance(value, str):
+        value = value.replace(",", " ").split() or [""]
+    if isinstance(value, (list, tuple)):
+        if len(value) == 1:
+            return _optional(FLOAT)(value[0])
+        if len(value) not in (3, 4):
+            raise ValueError(f"expected one number or a list of 3 or 4, got {len(value)} values")
+        return [FLOAT(v) for v in value]
+    return _optional(FLOAT)(value)
+
+
 def int_or_str(value):
     """A number where one is given (``0``), else the text (``random``)."""
     text = str(value).strip()
@@ -109,7 +135,16 @@ STR, INT, FLOAT, BOOL = str, _number(int), _number(float), to_bool
 OPT_STR, OPT_INT, OPT_FLOAT = _optional(str), _optional(INT), _optional(FLOAT)
 FLOATS, INTS, STRS = _sequence(FLOAT), _sequence(INT), _sequence(str)
 PAIR = _sequence(FLOAT, length=2)
-LIST_TYPES = (FLOATS, INTS, STRS, PAIR, to_multipliers)
+LIST_TYPES = (FLOATS, INTS, STRS, PAIR, to_multipliers, to_color_jitter)
+
+# The names MindCV 0.3.0's factories accept (create_optimizer, create_loss, create_scheduler compare
+# against these after lowercasing); tests/test_mindcv_configs.py reads them back out of the factories'
+# source, so this list cannot drift from an upgraded MindCV unnoticed.
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "lion", "nadam", "adan", "rmsprop", "adagrad", "lamb")
+LOSSES = ("ce", "bce", "asl_single_label", "asl_multi_label", "jsd")
+SCHEDULERS = ("constant", "cosine_decay", "warmup_cosine_decay", "exponential_decay", "polynomial_decay",
+              "step_decay", "multi_step_decay", "one_cycle", "cyclic")
+INTERPOLATIONS = tuple(name.lower() for name in Inter.__members__)  # MindCV silently maps others to bilinear
 
 # (key, default, converter, help); "(suite)" marks keys this project adds to MindCV's.
 OPTIONS = {
@@ -147,8 +182,9 @@ OPTIONS = {
         ("ratio", [0.75, 1.333], PAIR, "random-resized-crop aspect range"),
         ("hflip", 0.5, FLOAT, "horizontal flip probability"),
         ("vflip", 0.0, FLOAT, "vertical flip probability"),
-        ("color_jitter", 0.4, OPT_FLOAT, "colour jitter strength"),
-        ("interpolation", "bilinear", STR, "resize interpolation"),
+        ("color_jitter", 0.4, to_color_jitter,
+         "colour jitter: one strength, or 3 (brightness contrast saturation) or 4 (+ hue) values"),
+        ("interpolation", "bilinear", _name(*INTERPOLATIONS), "resize interpolation: " + ", ".join(INTERPOLATIONS)),
         ("auto_augment", None, OPT_STR, "e.g. randaug-m7-mstd0.5, autoaug-mstd0.5, trivialaugwide"),
         ("aug_splits", 0, INT, "augmentation splits (0 or 3)"),
         ("re_prob", 0.0, FLOAT, "random erasing probability"),
@@ -202,8 +238,7 @@ OPTIONS = {
         ("early_stop_patience", 0, INT, "(suite) stop after N validations without a better top1 (0 = off)"),
     ],
     "Optimizer": [
-        ("opt", "adam", _choice("sgd", "momentum", "adam", "adamw", "lion", "rmsprop", "adagrad", "lamb", "nadam"),
-         "optimizer"),
+        ("opt", "adam", _name(*OPTIMIZERS), "optimizer: " + ", ".join(OPTIMIZERS)),
         ("momentum", 0.9, FLOAT, "momentum"),
         ("weight_decay", 1e-6, FLOAT, "weight decay"),
         ("use_nesterov", False, BOOL, "Nesterov momentum"),
@@ -213,8 +248,8 @@ OPTIONS = {
         ("eps", 1e-10, FLOAT, "optimizer epsilon"),
     ],
     "Scheduler": [
-        ("scheduler", "cosine_decay", _choice("constant", "cosine_decay", "exponential_decay", "step_decay",
-                                              "multi_step_decay", "one_cycle", "cyclic"), "lr schedule"),
+        ("scheduler", "cosine_decay", _name(*SCHEDULERS),
+         "lr schedule: " + ", ".join(SCHEDULERS) + " (warmup_cosine_decay = cosine_decay, as in MindCV)"),
         ("lr", 0.001, FLOAT, "peak learning rate"),
         ("min_lr", 1e-6, FLOAT, "final learning rate of cosine decay"),
         ("warmup_epochs", 3, INT, "linear warmup epochs"),
@@ -228,16 +263,17 @@ OPTIONS = {
         ("cycle_decay", 1.0, FLOAT, "peak decay per cosine cycle"),
     ],
     "Loss": [
-        ("loss", "CE", _choice("CE", "BCE"), "CE or BCE"),
+        ("loss", "ce", _name(*LOSSES), "loss: " + ", ".join(LOSSES) + " (any case)"),
         ("label_smoothing", 0.0, FLOAT, "label smoothing"),
         ("aux_factor", 0.0, FLOAT, "auxiliary loss factor"),
-        ("reduction", "mean", STR, "loss reduction"),
+        ("reduction", "mean", _name("mean", "sum", "none"), "loss reduction: mean, sum or none"),
     ],
     "Mixed precision": [
         ("amp_level", "O0", _choice("O0", "O1", "O2", "O3"), "training AMP level (O0 on CPU)"),
         ("val_amp_level", "O0", _choice("O0", "O1", "O2", "O3"), "validation AMP level"),
         ("amp_cast_list", None, OPT_STR, "cells to cast"),
-        ("loss_scale_type", "fixed", _choice("fixed", "dynamic", "auto"), "loss scale type"),
+        ("loss_scale_type", "fixed", _name("fixed", "dynamic", "auto"),
+         "fixed, dynamic (halve on overflow and skip the step, double after 2000 good steps) or auto (= fixed)"),
         ("loss_scale", 1.0, FLOAT, "loss scale"),
         ("dynamic_loss_scale", False, BOOL, "older MindCV key; accepted"),
         ("drop_overflow_update", False, BOOL, "skip updates on overflow"),
@@ -280,31 +316,57 @@ def _convert(key, value, table, where):
 BASE_KEY = "_base_"
 
 
-def load_yaml(path, table, _seen=()):
-    """Read a YAML config file into converted ``{key: value}``; unknown keys are errors.
-
-    ``_base_: other.yaml`` (relative to the file) loads that file first and overrides it.
-    """
+def _read_mapping(path):
+    """``[(key, value, line)]`` of a YAML file's top-level mapping, in file order; a key given twice
+    is an error (PyYAML silently keeps the last one)."""
     if not os.path.isfile(path):
         raise UsageError(f"config file not found: {path}")
-    if os.path.realpath(path) in _seen:
-        raise UsageError(f"{path}: _base_ files include each other")
     try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f) or {}
+        with open(path, encoding="utf-8-sig") as f:
+            text = f.read()
+    except UnicodeDecodeError as err:
+        raise UsageError(f"{path}: not a UTF-8 YAML text file (byte {err.start}); is it a config file?") from None
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return []
+        if not isinstance(node, yaml.MappingNode):
+            raise UsageError(f"{path}: expected a mapping of keys to values")
+        items, first_line_of = [], {}
+        for key_node, value_node in node.value:
+            key, line = loader.construct_object(key_node, deep=True), key_node.start_mark.line + 1
+            if key in first_line_of:
+                raise UsageError(f"{path}:{line}: key '{key}' is given twice (first on line {first_line_of[key]})")
+            first_line_of[key] = line
+            items.append((key, loader.construct_object(value_node, deep=True), line))
+        return items
     except yaml.YAMLError as err:
         raise UsageError(f"{path}: not valid YAML: {first_line(err)}") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"{path}: expected a mapping of keys to values")
+    finally:
+        loader.dispose()
+
+
+def load_yaml(path, table, _seen=()):
+    """Raw ``{key: (value, "file:line")}`` of a YAML config file; unknown keys are errors.
+
+    ``_base_: other.yaml`` (relative to the file) loads that file first and overrides it. Values are
+    converted later, once, on the merged result, so that a file or a flag can override a bad value.
+    """
+    if os.path.realpath(path) in _seen:
+        raise UsageError(f"{path}: _base_ files include each other")
+    items = _read_mapping(path)
     values = {}
-    base = data.pop(BASE_KEY, None)
-    if base:
-        base_path = os.path.join(os.path.dirname(os.path.abspath(path)), str(base))
-        values.update(load_yaml(base_path, table, _seen + (os.path.realpath(path),)))
-    for key, value in data.items():
+    for key, value, line in items:
+        if key == BASE_KEY and value:
+            base_path = os.path.join(os.path.dirname(os.path.abspath(path)), str(value))
+            values.update(load_yaml(base_path, table, _seen + (os.path.realpath(path),)))
+    for key, value, line in items:
+        if key == BASE_KEY:
+            continue
         if key not in table:
-            raise UsageError(f"{path}: unknown key '{key}'{_closest(str(key), table)}")
-        values[key] = _convert(key, value, table, path)
+            raise UsageError(f"{path}:{line}: unknown key '{key}'{_closest(str(key), table)}")
+        values[key] = (value, f"{path}:{line}")
     return values
 
 
@@ -325,7 +387,9 @@ def build_parser(description, table):
 
 
 def parse_config(argv, description, extra=None):
-    """Resolve the configuration of a script: defaults < YAML < CLI. Returns a Namespace."""
+    """Resolve the configuration of a script: defaults < ``_base_`` < YAML < CLI, then convert and
+    check the merged values once (an error names the key, the value and the file:line or flag it
+    came from). Returns a Namespace."""
     table = option_table(extra)
     parser = build_parser(description, table)
     cli, unknown = parser.parse_known_args(argv)
@@ -334,16 +398,14 @@ def parse_config(argv, description, extra=None):
             key = item.lstrip("-").split("=", 1)[0]
             raise UsageError(f"unknown option '--{key}'{_closest(key, table)}")
         raise UsageError(f"unexpected argument '{item}'")
+    given = load_yaml(cli.config, table) if cli.config else {}
+    given.update({key: (value, f"flag --{key}") for key, value in vars(cli).items() if key != "config"})
     values = {key: spec[0] for key, spec in table.items()}
-    if cli.config:
-        values.update(load_yaml(cli.config, table))
-    for key, value in vars(cli).items():
-        if key != "config":
-            values[key] = _convert(key, value, table, "command line")
+    for key, (value, where) in given.items():
+        values[key] = _convert(key, value, table, where)
     values["config"] = cli.config
-    cfg = argparse.Namespace(**values)
-    check_values(cfg)
-    return cfg
+    check_values(values, {key: where for key, (_, where) in given.items()})
+    return argparse.Namespace(**values)
 
 
 # key -> (test, requirement) for values that can never work
@@ -367,29 +429,38 @@ _RULES = {
     "early_stop_patience": (lambda v: v >= 0, ">= 0"),
     "gradient_accumulation_steps": (lambda v: v > 0, "> 0"),
     "label_smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"),
-    "crop_pct": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "crop_pct": (lambda v: v > 0, "> 0 (above 1 the centre crop is padded, as in MindCV)"),
     "mode": (lambda v: v in (0, 1), "0 (GRAPH) or 1 (PYNATIVE)"),
+    "seed": (lambda v: 0 <= v < 2 ** 32, "in [0, 2**32 - 1] (MindSpore's range)"),
+    "momentum": (lambda v: v >= 0, ">= 0"),
+    "ema_decay": (lambda v: 0 < v < 1, "in (0, 1)"),
+    "loss_scale": (lambda v: v >= 1, ">= 1 (as in MindCV)"),
+    "aug_repeats": (lambda v: v >= 0, ">= 0"),
 }
 
 
-def check_values(cfg):
-    """Refuse values (and combinations) that can never work, naming the key."""
+def check_values(values, sources=None):
+    """Refuse values (and combinations) that can never work, naming the key and where it was set."""
+    sources = sources or {}
     for key, (test, requirement) in _RULES.items():
-        value = getattr(cfg, key, None)
-        if key in vars(cfg) and not test(value):
-            raise UsageError(f"'{key}' must be {requirement}, got {value!r}")
-    if getattr(cfg, "cache_features", False):
-        _check_cache_features(cfg)
+        if key in values and not test(values[key]):
+            where = f" ({sources[key]})" if key in sources else ""
+            raise UsageError(f"'{key}' must be {requirement}, got {values[key]!r}{where}")
+    if values.get("seed", 0) + values.get("epoch_size", 0) >= 2 ** 32:
+        raise UsageError(f"'seed' + 'epoch_size' must stay below 2**32 (epoch e's data is seeded with seed + e), "
+                         f"got {values['seed']}")
+    if values.get("cache_features"):
+        _check_cache_features(values)
 
 
-def _check_cache_features(cfg):
+def _check_cache_features(values):
     """Cached features are what training would compute only with the whole backbone (and its
     BatchNorm statistics) frozen and no mixing of images."""
     for key in ("freeze_backbone", "freeze_bn_stats"):
-        if not getattr(cfg, key):
+        if not values[key]:
             raise UsageError(f"'cache_features' needs '{key}: True'")
     for key in ("mixup", "cutmix"):
-        if getattr(cfg, key) > 0:
+        if values[key] > 0:
             raise UsageError(f"'cache_features' cannot be used with '{key}' > 0 (images are not mixed in "
                              "cached features)")
 
