@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_freeze.py [--repeats 3] [--steps 3] [--image_resize 600] [--batch_size 8]
 
 mobilenet_v3_small_100 with the Aircraft config (600 px, batch 8, momentum, random init), the suite's
-own objects (create_network, apply_freezing, build_optimizer, build_train_step = MindCV's TrainStep) on
+own objects (tools.training.build_model, tools.train_step.build_train_step = MindCV's TrainStep) on
 one in-memory batch, so only the train step is timed. Modes, timed round-robin in one process after a
 compile + warm-up step each (median of ``--repeats`` timings of ``--steps`` steps):
 
@@ -35,40 +35,32 @@ MODES = [
 
 
 def build_mode(base_overrides, overrides, cut, num_classes=100):
-    from mindcv.loss import create_loss
-
-    from tools.engine import build_train_step
-    from tools.freeze import apply_freezing, cut_gradients
-    from tools.model import create_network
-    from tools.optim import build_optimizer
-    from tools.schedule import build_lr_schedule
+    from tools.freeze import cut_gradients
+    from tools.train_step import build_train_step
+    from tools.training import build_model
 
     cfg = common.suite_config(common.AIRCRAFT_CONFIG, **base_overrides, **overrides)
-    network = common.quiet(create_network, cfg, num_classes)
-    report = apply_freezing(network, cfg.freeze_backbone, cfg.freeze_layers, cfg.freeze_patterns, cfg.freeze_bn_stats)
-    loss = create_loss(name=cfg.loss, reduction=cfg.reduction, label_smoothing=cfg.label_smoothing)
-    optimizer = build_optimizer(cfg, network, build_lr_schedule(cfg, 10), verbose=False)
+    network, report, loss, _, optimizer = common.quiet(build_model, cfg, num_classes, 10, verbose=False)
     forward = cut_gradients(network, report.frozen_blocks) if cut else network
     step = build_train_step(cfg, forward, loss, optimizer)
-    return cfg, network, forward, step, report
+    return cfg, network, forward, step, report, loss
 
 
 def check_cut():
     """Same loss and gradients (trainable parameters) with and without the suite's cut, at 64 px."""
     import mindspore as ms
     import numpy as np
-    from mindcv.loss import create_loss
     from mindspore import nn, ops
 
     results = {}
     for name, overrides in (("freeze_layers 7", dict(freeze_layers=7)), ("freeze_backbone", dict(freeze_backbone=True))):
-        cfg, network, forward, _, _ = build_mode(dict(pretrained=False, image_resize=64, batch_size=4), overrides, True)
+        cfg, network, forward, _, _, loss = build_mode(dict(pretrained=False, image_resize=64, batch_size=4), overrides,
+                                                      True)
         network.set_train(False)
         rng = np.random.default_rng(1)
         for param in network.trainable_params():  # MindCV's head starts near zero: make the gradients non-trivial
             if param.name.startswith("classifier"):
                 param.set_data(ms.Tensor(rng.normal(0, 0.05, param.shape).astype(np.float32)))
-        loss = create_loss(name=cfg.loss, reduction=cfg.reduction, label_smoothing=cfg.label_smoothing)
         weights = ms.ParameterTuple(network.trainable_params())
         images, labels = common.fake_batch(cfg, 100)
         grads = {}
@@ -114,7 +106,7 @@ def main():
     modes = [MODES[i] for i in args.modes] if args.modes else MODES
     out["order"] = "back-to-back" if args.back_to_back else "round-robin"
     for name, overrides, cut in modes:
-        cfg, network, forward, step, report = build_mode(base, overrides, cut)
+        cfg, network, forward, step, report, _ = build_mode(base, overrides, cut)
         batch = common.fake_batch(cfg, 100)
         compile_s = common.time_steps(step, batch, 1)
         common.time_steps(step, batch, 1)

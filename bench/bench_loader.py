@@ -49,7 +49,7 @@ def run_setting(name, config, data_dir, overrides, workers, repeats, train_steps
         loader_epoch(loaders[w], cfg.batch_size)  # warm-up (thread pools, file cache)
         res["loader"][w] = {"images_per_s": []}
     # training consumption rate: the suite's train step, compute only
-    run = common.SuiteRun(cfg, training_data=False)
+    run = common.SuiteRun(cfg)
     batch = common.fake_batch(cfg, run.num_classes)
     res["train_compile_seconds"] = common.time_steps(run.train_step, batch, 1)
     common.time_steps(run.train_step, batch, 1)

@@ -4,7 +4,6 @@ finetune.py builds them.
 
 Nothing here is imported by the suite; every benchmark is ``.venv/bin/python bench/<name>.py``.
 """
-import gc
 import json
 import os
 import platform
@@ -224,55 +223,27 @@ def quiet(fn, *args, **kwargs):
 
 
 class SuiteRun:
-    """Exactly finetune.py's objects for ``cfg`` (data, loader, network, freezing, loss, lr, optimizer,
-    train step on the gradient-cut network or, with ``cache_features``, on the head over cached features,
-    Trainer), without the checkpoint/validation side of ``fit``. ``extract_seconds``: the feature cache's
-    one-off cost as finetune.py pays it (compilation included), else None."""
+    """Exactly finetune.py's objects for ``cfg`` (``tools.training.build_training``: data, loaders, network,
+    freezing, loss, lr, optimizer, train step on the gradient-cut network or, with ``cache_features``, on
+    the head over cached features) and its Trainer, without the checkpoint/validation side of ``fit``.
+    ``extract_seconds``: the feature cache's one-off cost as finetune.py pays it, else None."""
 
-    def __init__(self, cfg, training_data=True):
-        from mindcv.loss import create_loss
-
-        from tools.data import build_loader, open_split, resolve_num_classes
-        from tools.engine import Trainer, build_train_step
-        from tools.freeze import apply_freezing, cut_gradients
-        from tools.linear_probe import cached_training
-        from tools.model import create_network
-        from tools.optim import build_optimizer
-        from tools.schedule import build_lr_schedule
+    def __init__(self, cfg):
+        from tools.engine import Trainer
+        from tools.training import build_training
 
         self.cfg = cfg
-        self.data = open_split(cfg, cfg.train_split, training=True)
-        self.num_classes = resolve_num_classes(cfg, self.data.class_names)
-        self.loader = build_loader(cfg, self.data, self.num_classes, training=True) if training_data else None
-        self.steps = self.loader.get_dataset_size() if self.loader else max(self.data.size // cfg.batch_size, 1)
-        self.network = quiet(create_network, cfg, self.num_classes)
-        self.frozen = apply_freezing(self.network, cfg.freeze_backbone, cfg.freeze_layers, cfg.freeze_patterns,
-                                     cfg.freeze_bn_stats)
-        self.loss_fn = create_loss(name=cfg.loss, reduction=cfg.reduction, label_smoothing=cfg.label_smoothing,
-                                   aux_factor=cfg.aux_factor)
-        self.lrs = build_lr_schedule(cfg, self.steps)
-        self.optimizer = build_optimizer(cfg, self.network, self.lrs, verbose=False)
-        self.extract_seconds = None
-        if cfg.cache_features:
-            begin = time.perf_counter()
-            self.loader, trained = cached_training(cfg, self.network, self.data.class_names, self.num_classes)
-            self.extract_seconds = time.perf_counter() - begin
-        else:
-            trained = cut_gradients(self.network, self.frozen.frozen_blocks)
-        self.train_step = build_train_step(cfg, trained, self.loss_fn, self.optimizer)
-        self.trainer = Trainer(cfg, self.network, self.train_step, self.lrs, self.data.class_names)
+        run = quiet(build_training, cfg, verbose=False)
+        self.data, self.num_classes, self.loader, self.steps = run.train_data, run.num_classes, run.train_loader, run.steps
+        self.network, self.frozen, self.train_step = run.network, run.frozen, run.train_step
+        self.extract_seconds = run.extract_seconds
+        self.trainer = Trainer(cfg, self.network, self.train_step, run.lrs, self.data.class_names)
 
     def epoch(self, epoch=1):
         """One timed training epoch through Trainer.train_epoch; returns (seconds, images)."""
         begin = time.perf_counter()
         self.trainer.train_epoch(self.loader, epoch, self.steps)
         return time.perf_counter() - begin, self.steps * self.cfg.batch_size
-
-
-def release(*objects):
-    for obj in objects:
-        del obj
-    gc.collect()
 
 
 def fake_batch(cfg, num_classes, seed=0):

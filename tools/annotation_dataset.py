@@ -110,12 +110,16 @@ def folder_images(split_dir, folders):
     return paths, labels
 
 
-def image_dataset(source, shuffle=True, num_shards=None, shard_id=None, num_parallel_workers=1, num_samples=None):
+def image_dataset(source, shuffle=True, num_shards=None, shard_id=None, num_parallel_workers=1, num_samples=None,
+                  sampler=None):
     """A GeneratorDataset over ``source`` with columns ``image`` (bytes) and ``label``.
 
-    Sharding (``num_shards``/``shard_id``) and ``num_samples`` are GeneratorDataset's own.
+    Sharding (``num_shards``/``shard_id``) and ``num_samples`` are GeneratorDataset's own; a ``sampler``
+    does its own shuffling and sharding.
     """
+    if sampler is not None:
+        shuffle = num_shards = shard_id = None
     return ds.GeneratorDataset(source, column_names=COLUMN_NAMES, shuffle=shuffle, num_shards=num_shards,
                                shard_id=shard_id, num_parallel_workers=num_parallel_workers,
-                               num_samples=num_samples, python_multiprocessing=False)
+                               num_samples=num_samples, python_multiprocessing=False, sampler=sampler)
 

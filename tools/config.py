@@ -174,7 +174,8 @@ OPTIONS = {
         ("max_bad_images", 100, INT, "(suite) more unreadable images than this in a split is an error"),
         ("batch_size", 128, INT, "batch size per device"),
         ("drop_remainder", True, BOOL, "drop the last incomplete training batch"),
-        ("aug_repeats", 0, INT, "repeated augmentation factor (0/1 = off)"),
+        ("aug_repeats", 0, INT, "repeated augmentation: each image appears N times per epoch, differently "
+                                "augmented (MindCV's RepeatAugSampler); 0 = off"),
     ],
     "Augmentation": [
         ("image_resize", 224, INT, "input size in pixels"),
@@ -270,7 +271,8 @@ OPTIONS = {
     ],
     "Mixed precision": [
         ("amp_level", "O0", _choice("O0", "O1", "O2", "O3"), "training AMP level (O0 on CPU)"),
-        ("val_amp_level", "O0", _choice("O0", "O1", "O2", "O3"), "validation AMP level"),
+        ("val_amp_level", "O0", _choice("O0", "O1", "O2", "O3"),
+         "AMP level of validate.py/predict.py/export.py (O0 on CPU; validation during training runs at amp_level)"),
         ("amp_cast_list", None, OPT_STR, "cells to cast"),
         ("loss_scale_type", "fixed", _name("fixed", "dynamic", "auto"),
          "fixed, dynamic (halve on overflow and skip the step, double after 2000 good steps) or auto (= fixed)"),
@@ -289,6 +291,29 @@ OPTIONS = {
 }
 
 CONFIG_FILE_NAME = "config.yaml"
+
+# Keys accepted so that MindCV's config files (and older ones) run, but that cannot act here, with the
+# reason; a run that sets one away from its default prints one note naming it. Every other key of the
+# table is read by the code (tests/test_mindcv_configs.py checks both).
+NO_EFFECT = {
+    "dataset_download": "it downloads MindCV's built-in datasets (MNIST, CIFAR), which the suite does not read",
+    "dataset_sink_mode": "the suite feeds batches step by step, which gives the same results",
+    "resume_opt": "resume restores the optimizer state with the weights",
+    "filter_bias_and_bn": "an older MindCV key, replaced by weight_decay_filter",
+    "dynamic_loss_scale": "an older MindCV key, replaced by loss_scale_type: dynamic",
+    "enable_modelarts": "it is for Huawei ModelArts jobs only",
+    "multi_data_url": "it is for Huawei ModelArts jobs only",
+    "data_url": "it is for Huawei ModelArts jobs only",
+    "ckpt_url": "it is for Huawei ModelArts jobs only",
+    "train_url": "it is for Huawei ModelArts jobs only",
+}
+
+
+def no_effect_notes(cfg):
+    """One note per key of ``NO_EFFECT`` that ``cfg`` sets away from its default."""
+    table = option_table()
+    return [f"{key}: {getattr(cfg, key)!r} has no effect here: {why}" for key, why in NO_EFFECT.items()
+            if getattr(cfg, key) != table[key][0]]
 
 
 def option_table(extra=None):
@@ -449,6 +474,8 @@ def check_values(values, sources=None):
     if values.get("seed", 0) + values.get("epoch_size", 0) >= 2 ** 32:
         raise UsageError(f"'seed' + 'epoch_size' must stay below 2**32 (epoch e's data is seeded with seed + e), "
                          f"got {values['seed']}")
+    if values.get("aug_repeats") and values.get("num_samples"):
+        raise UsageError("'aug_repeats' and 'num_samples' cannot be set together (as in MindCV)")
     if values.get("cache_features"):
         _check_cache_features(values)
 
@@ -467,6 +494,7 @@ def _check_cache_features(values):
 
 def save_config(cfg, path):
     """Write the resolved configuration as YAML (readable back with ``--config``)."""
-    data = {k: v for k, v in vars(cfg).items() if k != "config"}
+    table = option_table()  # a script's own flags (e.g. finetune.py's dry_run) are not config keys
+    data = {k: v for k, v in vars(cfg).items() if k in table}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))

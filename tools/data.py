@@ -14,7 +14,9 @@ import os
 from dataclasses import dataclass, field
 from typing import List
 
+import mindspore.dataset as ds
 from mindcv.data import create_loader, create_transforms
+from mindcv.data.distributed_sampler import RepeatAugSampler
 
 from tools import aircraft_layout as layout
 from tools.annotation_dataset import AnnotationDataset, ImageFiles, folder_images, image_dataset
@@ -94,6 +96,16 @@ def _folder_source(cfg, split, class_names):
     return ImageFiles(paths, labels, names, split, cfg.skip_bad_images, cfg.max_bad_images)
 
 
+class _RepeatAugSampler(RepeatAugSampler):
+    """MindCV's repeated-augmentation sampler (``aug_repeats``), drawing each epoch's order from the data
+    engine's seed, which the trainer sets to ``seed + epoch``: MindCV's counts epochs from 0 in every
+    process, so a resumed run would replay epoch 1's order."""
+
+    def __iter__(self):
+        self.set_epoch(ds.config.get_seed())
+        return super().__iter__()
+
+
 def open_split(cfg, split, class_names=None, training=False, shard=(None, None)):
     """Open ``split`` of ``cfg.data_dir`` in whichever layout it has.
 
@@ -108,9 +120,11 @@ def open_split(cfg, split, class_names=None, training=False, shard=(None, None))
                                    skip_bad=cfg.skip_bad_images, max_bad=cfg.max_bad_images)
     if len(source) == 0:
         raise DataError(f"split '{split}' of {cfg.data_dir} holds no images")
+    sampler = _RepeatAugSampler(len(source), shard[0] or 1, shard[1] or 0, shuffle=cfg.shuffle, num_repeats=cfg.aug_repeats,
+                                selected_round=0) if training and cfg.aug_repeats > 0 else None
     dataset = image_dataset(source, shuffle=cfg.shuffle if training else cfg.eval_shuffle,
                             num_shards=shard[0], shard_id=shard[1], num_parallel_workers=cfg.num_parallel_workers,
-                            num_samples=cfg.num_samples if training else None)
+                            num_samples=cfg.num_samples if training else None, sampler=sampler)
     return SplitData(dataset, source.class_names, dataset.get_dataset_size(), kind, source.paths, source.skipped)
 
 

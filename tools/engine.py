@@ -11,9 +11,6 @@ from contextlib import contextmanager
 import mindspore as ms
 import numpy as np
 from mindspore import Tensor
-from mindcv.utils.amp import auto_mixed_precision
-from mindcv.utils.train_step import TrainStep
-from mindcv.utils.trainer_factory import add_loss_network
 
 from tools import metrics
 from tools.checkpoints import save_weights, write_results
@@ -26,20 +23,6 @@ RESUME_FILE = "resume.ckpt"
 CURVES_FILE = "training_curves.png"
 PREVIOUS_RESUME_FILE = "resume_prev.ckpt"  # the state before, kept in case the newest is damaged
 STATE_KEY = "suite_train_state"
-
-
-def build_train_step(cfg, network, loss_fn, optimizer):
-    """MindCV's TrainStep (loss scale, EMA, gradient clipping and accumulation) around the network."""
-    if cfg.amp_level != "O0":
-        auto_mixed_precision(network, cfg.amp_level, cfg.amp_cast_list)
-    net_with_loss = add_loss_network(network, loss_fn, cfg.amp_level)
-    train_step = TrainStep(net_with_loss, optimizer, scale_sense=Tensor(cfg.loss_scale, ms.float32), ema=cfg.ema,
-                           ema_decay=cfg.ema_decay, clip_grad=cfg.clip_grad, clip_value=cfg.clip_value,
-                           gradient_accumulation_steps=cfg.gradient_accumulation_steps).set_train()
-    for param in train_step.get_parameters():  # MindSpore's GradientAccumulation cell renames what the
-        if param.name.startswith("optimizer."):  # optimizer holds (the weights too) to optimizer.<name>
-            param.name = param.name[len("optimizer."):]
-    return train_step
 
 
 def batches(loader, output_numpy=False):

@@ -1,5 +1,6 @@
 """User-facing errors: one clear line and a documented exit code, never a traceback."""
 import argparse
+import gc
 import sys
 
 
@@ -36,4 +37,7 @@ def run_cli(main, argv=None):
         code = err.exit_code
     except KeyboardInterrupt:
         code = 130
+    # MindSpore Cells left to the interpreter's exit (reference cycles of main()'s networks) make
+    # MindSpore print ~175 lines "Exception ignored in Cell.__del__": collect them while it still can.
+    gc.collect()
     sys.exit(code or 0)

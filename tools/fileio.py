@@ -26,3 +26,4 @@ def first_line(err):
     """The first non-empty line of an exception's message, or its class name: for one-line errors."""
     text = str(err).strip()
     return text.splitlines()[0] if text else err.__class__.__name__
+

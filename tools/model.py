@@ -10,9 +10,13 @@
 import json
 import os
 import urllib.error
+from contextlib import contextmanager
 
 import mindspore as ms
+import numpy as np
+from mindspore.common import initializer as ms_init
 from mindcv.models import create_model
+from mindcv.utils.amp import auto_mixed_precision
 from mindcv.models.registry import _model_pretrained_cfgs, list_models
 from mindcv.models.helpers import get_checkpoint_download_root
 from mindcv.utils.download import DownLoad
@@ -42,13 +46,7 @@ def create_network(cfg, num_classes, init_from_ckpt=True):
     for key in ("drop_rate", "drop_path_rate"):
         if getattr(cfg, key) is not None:
             kwargs[key] = getattr(cfg, key)
-    try:
-        network = create_model(pretrained=False, **kwargs)
-    except TypeError as err:
-        unsupported = [k for k in ("drop_rate", "drop_path_rate") if k in kwargs and k in str(err)]
-        if not unsupported:
-            raise
-        raise UsageError(f"model {cfg.model} does not accept {unsupported[0]}; leave it unset") from None
+    network = _build(cfg.model, kwargs)
     if cfg.tf_same_padding:
         print(f"tf_same_padding: {apply_tf_same_padding(network)} strided convolutions use TensorFlow 'same' padding")
     if cfg.pretrained and init_from_ckpt:
@@ -59,10 +57,59 @@ def create_network(cfg, num_classes, init_from_ckpt=True):
     return network
 
 
+@contextmanager
+def _initialised_initializer():
+    """MindCV's rexnet reshapes a lazy ``initializer(...)`` tensor, which MindSpore 2.7.2 refuses
+    ("Tensor ... is uninitialized"); while a model is built, initializers return initialised tensors."""
+    lazy = ms_init.initializer
+    ms_init.initializer = lambda *args, **kwargs: lazy(*args, **kwargs).init_data()
+    try:
+        yield
+    finally:
+        ms_init.initializer = lazy
+
+
+def _build(model_name, kwargs):
+    """``create_model`` with MindCV's construction failures as one line naming the model."""
+    try:
+        with _initialised_initializer():
+            return create_model(pretrained=False, **kwargs)
+    except TypeError as err:
+        unsupported = [k for k in ("drop_rate", "drop_path_rate") if k in kwargs and k in str(err)]
+        if unsupported:
+            raise UsageError(f"model {model_name} does not accept {unsupported[0]}; leave it unset") from None
+        raise DataError(f"model {model_name} cannot be built here: {first_line(err)}") from None
+    except (ValueError, RuntimeError, AssertionError, KeyError, AttributeError) as err:
+        raise DataError(f"model {model_name} cannot be built here: {first_line(err)}") from None
+
+
+def check_input_size(network, cfg):
+    """Run the network once, in PyNative mode and inference, on one blank image of the configured size,
+    so that a model that cannot take it (a transformer's fixed patch grid, a too-small image for the
+    downsampling) stops before training in one line instead of a traceback at the first step."""
+    mode, was_training = ms.get_context("mode"), network.training
+    size = cfg.image_resize
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    network.set_train(False)
+    try:
+        network(ms.Tensor(np.zeros((1, cfg.in_channels, size, size), np.float32)))
+    except (ValueError, RuntimeError, TypeError, IndexError) as err:
+        trained_at = _model_pretrained_cfgs.get(cfg.model, {}).get("input_size")
+        hint = f"it was trained at {trained_at[-1]} px" if trained_at else "models with a fixed patch grid need their training size, often 224"
+        raise DataError(f"model {cfg.model} cannot take {size}x{size} images (image_resize {size}; {hint}): "
+                        f"{first_line(err)}") from None
+    finally:
+        network.set_train(was_training)
+        ms.set_context(mode=mode)
+
+
 def checkpoint_network(cfg, params, class_names):
-    """The network of ``cfg.model`` with the checkpoint ``params`` (read from ``cfg.ckpt_path``), in eval mode."""
+    """The network of ``cfg.model`` with the checkpoint ``params`` (read from ``cfg.ckpt_path``), in eval mode
+    and at ``val_amp_level``."""
     network = create_network(cfg, len(class_names), init_from_ckpt=False)
     load_weights(network, cfg.ckpt_path, cfg.model, params=params, drop_head=False)
+    if cfg.val_amp_level != "O0":  # runtime.setup leaves it O0 on CPU
+        auto_mixed_precision(network, cfg.val_amp_level)
     network.set_train(False)
     return network
 

@@ -32,9 +32,10 @@ def setup(cfg):
         print("note: MindCV's gradient accumulation only runs in GRAPH mode; using mode 0")
         cfg.mode = 0
     ms.set_context(mode=cfg.mode, device_target=target)
-    if target == "CPU" and cfg.amp_level != "O0":
-        print(f"note: amp_level {cfg.amp_level} needs a GPU or Ascend; training in float32 (O0) on CPU")
-        cfg.amp_level = "O0"
+    for key in ("amp_level", "val_amp_level"):
+        if target == "CPU" and getattr(cfg, key) != "O0":
+            print(f"note: {key} {getattr(cfg, key)} needs Ascend; running in float32 (O0) on CPU")
+            setattr(cfg, key, "O0")
     seed_everything(cfg.seed)
     cores = os.cpu_count() or 1
     if cfg.num_parallel_workers > cores:

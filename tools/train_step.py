@@ -1,0 +1,81 @@
+"""The train step: MindCV's ``TrainStep`` (loss scale, EMA, clipping, accumulation) with two of its
+gaps closed here, in one place.
+
+* Gradient clipping acts on the gradient that updates the weights: after the mean over data-parallel
+  workers (and over accumulated micro-batches), as one process on the global batch would clip it.
+  MindCV 0.3.0 clips each worker's own gradient before the mean (MindCV issues #603, #728).
+* Loss scaling that checks for overflow (``loss_scale_type: dynamic``, ``drop_overflow_update``)
+  also runs on CPU: MindSpore reads Ascend overflow registers there, which CPU kernels lack, so the
+  check counts non-finite gradients instead.
+"""
+import mindspore as ms
+from mindspore import Tensor, nn, ops
+from mindcv.utils.amp import auto_mixed_precision
+from mindcv.utils.train_step import TrainStep
+from mindcv.utils.trainer_factory import add_loss_network
+
+DYNAMIC_SCALE_FACTOR, DYNAMIC_SCALE_WINDOW = 2, 2000  # MindCV's values for loss_scale_type: dynamic
+
+_count_nonfinite = ops.MultitypeFuncGraph("count_nonfinite")
+
+
+@_count_nonfinite.register("Tensor")
+def _count_nonfinite_tensor(grad):
+    return ops.cast(ops.logical_not(ops.isfinite(grad)), ms.float32).sum()
+
+
+class _ReduceThenClip(nn.Cell):
+    """The data-parallel gradient mean, then clipping by global norm."""
+
+    def __init__(self, reducer, clip_value):
+        super().__init__()
+        self.reducer, self.clip_value = reducer, clip_value
+
+    def construct(self, grads):
+        return ops.clip_by_global_norm(self.reducer(grads), self.clip_value)
+
+
+class SuiteTrainStep(TrainStep):
+    """``TrainStep`` whose clipping follows the gradient mean and whose overflow check runs on CPU."""
+
+    def __init__(self, network, optimizer, scale_sense, clip_grad=False, clip_value=15.0, **kwargs):
+        super().__init__(network, optimizer, scale_sense, clip_grad=False, **kwargs)
+        if clip_grad:  # TrainStep reduces through grad_reducer (GradientAccumulation keeps its own reference)
+            self.grad_reducer = _ReduceThenClip(self.grad_reducer, clip_value)
+            if self.accumulate_grad:
+                self.gradient_accumulation.grad_reducer = self.grad_reducer
+        self.count_overflow = ms.get_context("device_target") == "CPU"
+
+    def get_overflow_status(self, status, compute_output):
+        if self.count_overflow:
+            count = ops.addn(self.hyper_map(_count_nonfinite, compute_output))
+            if self.is_distributed:
+                count = self.allreduce(count)
+            return count > 0
+        return super().get_overflow_status(status, compute_output)
+
+
+def scale_sense(cfg):
+    """The loss scale as MindCV's trainer factory builds it: a fixed Tensor, or an update cell that
+    skips overflowed steps (fixed with ``drop_overflow_update``; dynamic, which always skips them).
+    ``auto`` is fixed: MindSpore's automatic choice adds a manager only with mixed precision."""
+    if cfg.loss_scale_type == "dynamic":
+        return nn.DynamicLossScaleUpdateCell(loss_scale_value=cfg.loss_scale, scale_factor=DYNAMIC_SCALE_FACTOR,
+                                             scale_window=DYNAMIC_SCALE_WINDOW)
+    if cfg.drop_overflow_update:
+        return nn.FixedLossScaleUpdateCell(loss_scale_value=cfg.loss_scale)
+    return Tensor(cfg.loss_scale, ms.float32)
+
+
+def build_train_step(cfg, network, loss_fn, optimizer):
+    """The train step around ``network``: mixed precision, loss, loss scale, EMA, clipping, accumulation."""
+    if cfg.amp_level != "O0":
+        auto_mixed_precision(network, cfg.amp_level, cfg.amp_cast_list)
+    net_with_loss = add_loss_network(network, loss_fn, cfg.amp_level)
+    train_step = SuiteTrainStep(net_with_loss, optimizer, scale_sense(cfg), ema=cfg.ema, ema_decay=cfg.ema_decay,
+                                clip_grad=cfg.clip_grad, clip_value=cfg.clip_value,
+                                gradient_accumulation_steps=cfg.gradient_accumulation_steps).set_train()
+    for param in train_step.get_parameters():  # MindSpore's GradientAccumulation cell renames what the
+        if param.name.startswith("optimizer."):  # optimizer holds (the weights too) to optimizer.<name>
+            param.name = param.name[len("optimizer."):]
+    return train_step

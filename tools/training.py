@@ -1,0 +1,113 @@
+"""One wiring of a training run, in the order it must happen, for finetune.py and the benchmarks.
+
+data -> classes -> loaders -> model (checked on the image size) -> freezing -> loss -> lr schedule ->
+optimizer -> gradient cut (or cached features) -> train step. Freezing must precede the optimizer
+(it takes the trainable parameters) and the gradient cut; the schedule needs the loader's steps.
+"""
+import time
+from dataclasses import dataclass
+from typing import Any, List
+
+from mindcv.loss import create_loss
+
+from tools.data import SplitData, build_loader, open_split, resolve_num_classes
+from tools.errors import UsageError
+from tools.freeze import FreezeReport, apply_freezing, cut_gradients
+from tools.linear_probe import cached_training
+from tools.model import check_input_size, create_network
+from tools.optim import build_optimizer
+from tools.schedule import build_lr_schedule
+from tools.train_step import build_train_step
+
+
+@dataclass
+class Training:
+    """Everything a training run is made of; ``train_step`` trains ``network`` (or its head)."""
+
+    train_data: SplitData
+    val_data: Any  # SplitData, or None without validation
+    num_classes: int
+    train_loader: Any
+    val_loader: Any
+    steps: int
+    network: Any
+    frozen: FreezeReport
+    loss_fn: Any
+    lrs: List[float]
+    optimizer: Any
+    train_step: Any
+    extract_seconds: Any = None  # cache_features: seconds of the one pass over the data, else None
+
+    @property
+    def class_names(self):
+        return self.train_data.class_names
+
+
+def build_model(cfg, num_classes, steps, verbose=True):
+    """``(network, frozen, loss_fn, lrs, optimizer)`` for ``steps`` batches per epoch: the model checked on
+    the image size, frozen as configured, and the optimizer over what stays trainable."""
+    network = create_network(cfg, num_classes)
+    check_input_size(network, cfg)
+    frozen = apply_freezing(network, cfg.freeze_backbone, cfg.freeze_layers, cfg.freeze_patterns, cfg.freeze_bn_stats)
+    loss_fn = create_loss(name=cfg.loss, reduction=cfg.reduction, label_smoothing=cfg.label_smoothing,
+                          aux_factor=cfg.aux_factor)
+    lrs = build_lr_schedule(cfg, steps)
+    return network, frozen, loss_fn, lrs, build_optimizer(cfg, network, lrs, verbose=verbose)
+
+
+def build_training(cfg, shard=(None, None), verbose=True, extract_features=True):
+    """Build the run described by ``cfg`` on data shard ``shard`` = (num_shards, shard_id).
+
+    ``extract_features=False`` (dry run) skips the one pass over the data that ``cache_features``
+    costs and builds the train step on the whole network instead.
+    """
+    train_data = open_split(cfg, cfg.train_split, training=True, shard=shard)
+    num_classes = resolve_num_classes(cfg, train_data.class_names)
+    val_data = open_split(cfg, cfg.val_split, class_names=train_data.class_names) if cfg.val_while_train else None
+    train_loader = build_loader(cfg, train_data, num_classes, training=True)
+    val_loader = build_loader(cfg, val_data, num_classes, training=False) if val_data else None
+    steps = train_loader.get_dataset_size()
+    if steps == 0:
+        raise UsageError(f"{train_data.size} training images make no full batch of {cfg.batch_size}; "
+                         "lower batch_size or set drop_remainder: False")
+    network, frozen, loss_fn, lrs, optimizer = build_model(cfg, num_classes, steps, verbose)
+    extract_seconds = None
+    if cfg.cache_features and extract_features:  # the head trains on features computed once
+        begin = time.perf_counter()
+        train_loader, trained = cached_training(cfg, network, train_data.class_names, num_classes, shard)
+        extract_seconds = time.perf_counter() - begin
+    else:
+        trained = cut_gradients(network, frozen.frozen_blocks)
+    train_step = build_train_step(cfg, trained, loss_fn, optimizer)
+    return Training(train_data, val_data, num_classes, train_loader, val_loader, steps, network, frozen, loss_fn,
+                    lrs, optimizer, train_step, extract_seconds)
+
+
+def describe(cfg, run):
+    """The plan of a run, as ``--dry_run`` prints it (data, classes, schedule, optimizer, train step)."""
+    names = run.class_names
+    shown = ", ".join(names[:5]) + (f", ... ({len(names) - 5} more)" if len(names) > 5 else "")
+    val = (f"{run.val_data.size} images in '{cfg.val_split}'" if run.val_data else "none (val_while_train: False)")
+    step = [f"loss scale {cfg.loss_scale:g} ({cfg.loss_scale_type}"
+            + (", overflowed steps skipped" if cfg.loss_scale_type == "dynamic" or cfg.drop_overflow_update else "")
+            + ")"]
+    if cfg.clip_grad:
+        step.append(f"gradients clipped to norm {cfg.clip_value:g} after the mean")
+    if cfg.ema:
+        step.append(f"EMA {cfg.ema_decay:g}")
+    if cfg.gradient_accumulation_steps > 1:
+        step.append(f"accumulation over {cfg.gradient_accumulation_steps} batches")
+    if cfg.cache_features:
+        step.append("cache_features: the head trains on features extracted once (not done in a dry run)")
+    return "\n".join([
+        f"data: {cfg.data_dir} ({run.train_data.layout}); train: {run.train_data.size} images in "
+        f"'{cfg.train_split}'" + (f" ({len(run.train_data.skipped)} unreadable skipped)" if run.train_data.skipped
+                                  else "") + f"; val: {val}",
+        f"classes: {run.num_classes} ({shown})",
+        f"model: {cfg.model}, {cfg.image_resize} px; {run.frozen.summary()}",
+        f"loss: {cfg.loss} (label_smoothing {cfg.label_smoothing:g}); optimizer: {cfg.opt}, weight_decay "
+        f"{cfg.weight_decay:g}",
+        f"schedule: {cfg.scheduler}, {run.steps} steps/epoch x {cfg.epoch_size} epochs = {len(run.lrs)} steps; "
+        f"lr {run.lrs[0]:.3g} -> max {max(run.lrs):.3g} -> {run.lrs[-1]:.3g}",
+        "train step: " + "; ".join(step),
+    ])
