@@ -1,0 +1,260 @@
+"""MindCV's own config files run unchanged; every accepted key acts or is declared without effect;
+--dry_run; model failures in one line; loss scaling and clipping as MindCV means them, done right."""
+import ast
+import contextlib
+import glob
+import io
+import inspect
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
+import mindspore as ms
+import numpy as np
+import pytest
+import yaml
+from mindspore import Tensor, nn
+from PIL import Image
+
+from conftest import ROOT, TINY_TRAIN_ARGS, assert_one_line_error, run_script
+from tools.config import (LOSSES, NO_EFFECT, OPTIMIZERS, SCHEDULERS, no_effect_notes, option_table,
+                          parse_config)
+from tools.errors import UsageError
+
+CONFIGS = sorted(glob.glob(os.path.join(ROOT, "tests", "mindcv_configs", "*.yaml")))
+# the dry run builds each model: the light ones here (they cover 'ce', rexnet's weight init and MindCV's
+# batch sizes); bench/walk_mindcv_configs.py walks all 179 files of MindCV's folder
+DRY_RUN_CONFIGS = [p for p in CONFIGS if os.path.basename(p).startswith(("efficientnet", "mobilenet", "rexnet",
+                                                                          "resnet_18"))]
+SCRIPTS = ["finetune.py", "validate.py", "predict.py", "export.py"]
+
+
+def write_yaml(path, text):
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+# ---- names and values as MindCV accepts them ---------------------------------------------------
+
+def _names_compared_with(func, variable):
+    """String constants that ``func``'s source compares ``variable`` against (``==`` / ``in [...]``)."""
+    names = set()
+    for node in ast.walk(ast.parse(textwrap.dedent(inspect.getsource(func)))):
+        if isinstance(node, ast.Compare) and isinstance(node.left, ast.Name) and node.left.id == variable:
+            names |= {c.value for comp in node.comparators for c in ast.walk(comp)
+                      if isinstance(c, ast.Constant) and isinstance(c.value, str)}
+    return names
+
+
+def test_accepted_names_are_exactly_mindcvs_factories():
+    from mindcv.loss import create_loss
+    from mindcv.optim import create_optimizer
+    from mindcv.scheduler import create_scheduler
+
+    assert set(OPTIMIZERS) == _names_compared_with(create_optimizer, "opt")
+    assert set(LOSSES) == _names_compared_with(create_loss, "name")
+    assert set(SCHEDULERS) == _names_compared_with(create_scheduler, "scheduler")
+
+
+@pytest.mark.parametrize("key,given,stored", [
+    ("loss", "ce", "ce"), ("loss", "CE", "ce"), ("opt", "SGD", "sgd"), ("opt", "AdamW", "adamw"),
+    ("scheduler", "warmup_cosine_decay", "warmup_cosine_decay"), ("interpolation", "BICUBIC", "bicubic"),
+    ("loss_scale_type", "Dynamic", "dynamic")])
+def test_mindcv_names_in_any_case(tmp_path, key, given, stored):
+    assert getattr(parse_config(["--config", write_yaml(tmp_path / "c.yaml", f"{key}: '{given}'\n")], "t"),
+                   key) == stored
+
+
+def test_color_jitter_one_three_or_four_values(tmp_path):
+    assert parse_config(["--color_jitter", "0.3"], "t").color_jitter == 0.3
+    assert parse_config(["--color_jitter", "0.4", "0.4", "0.4"], "t").color_jitter == [0.4, 0.4, 0.4]
+    cfg = parse_config(["--config", write_yaml(tmp_path / "c.yaml", "color_jitter: [0.4, 0.3, 0.2, 0.1]\n")], "t")
+    assert cfg.color_jitter == [0.4, 0.3, 0.2, 0.1]
+    with pytest.raises(UsageError, match=r"c2.yaml:1: bad value \[0.4, 0.4\] for 'color_jitter'.*3 or 4"):
+        parse_config(["--config", write_yaml(tmp_path / "c2.yaml", "color_jitter: [0.4, 0.4]\n")], "t")
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
+def test_mindcv_config_files_are_accepted_unchanged(path):
+    with open(path, encoding="utf-8") as f:
+        raw = yaml.safe_load(f)
+    cfg = parse_config(["--config", path, "--num_classes", "100"], "t")
+    assert cfg.model == raw["model"] and cfg.lr == raw["lr"] and cfg.batch_size == raw["batch_size"]
+    assert cfg.scheduler == raw["scheduler"].lower() and cfg.opt == raw["opt"].lower()
+
+
+# ---- precedence holds for values: validate the merged result once --------------------------------
+
+def test_flag_rescues_a_bad_yaml_value_and_errors_name_where(tmp_path):
+    bad = write_yaml(tmp_path / "bad.yaml", "lr: 0.1\nloss: 'focal'\n")
+    with pytest.raises(UsageError, match=r"bad.yaml:2: bad value 'focal' for 'loss'"):
+        parse_config(["--config", bad], "t")
+    assert parse_config(["--config", bad, "--loss", "CE"], "t").loss == "ce"
+    with pytest.raises(UsageError, match=r"flag --opt: bad value 'adamm' for 'opt'"):
+        parse_config(["--opt", "adamm"], "t")
+    with pytest.raises(UsageError, match=r"'lr' must be >= 0, got -1.0 \(.*neg.yaml:1\)"):
+        parse_config(["--config", write_yaml(tmp_path / "neg.yaml", "lr: -1\n")], "t")
+    assert parse_config(["--config", str(tmp_path / "neg.yaml"), "--lr", "0.5"], "t").lr == 0.5
+
+
+def test_base_wrapper_rescues_a_bad_value(tmp_path):
+    write_yaml(tmp_path / "base.yaml", "batch_size: 0\nscheduler: 'cosine'\nmodel: resnet18\n")
+    wrapper = write_yaml(tmp_path / "wrap.yaml", "_base_: base.yaml\nbatch_size: 4\nscheduler: cosine_decay\n")
+    cfg = parse_config(["--config", wrapper], "t")
+    assert (cfg.batch_size, cfg.scheduler, cfg.model) == (4, "cosine_decay", "resnet18")
+    with pytest.raises(UsageError, match=r"base.yaml:2: bad value 'cosine' for 'scheduler'"):
+        parse_config(["--config", str(tmp_path / "base.yaml")], "t")
+
+
+def test_duplicate_key_and_non_text_config_are_one_line_errors(tmp_path):
+    with pytest.raises(UsageError, match=r"dup.yaml:3: key 'lr' is given twice \(first on line 1\)"):
+        parse_config(["--config", write_yaml(tmp_path / "dup.yaml", "lr: 0.1\nseed: 1\nlr: 0.2\n")], "t")
+    binary = tmp_path / "weights.ckpt"
+    binary.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(UsageError, match=r"weights.ckpt: not a UTF-8 YAML text file"):
+        parse_config(["--config", str(binary)], "t")
+
+
+# ---- no key accepted and ignored in silence ------------------------------------------------------
+
+def _code():
+    paths = [os.path.join(ROOT, s) for s in SCRIPTS] + glob.glob(os.path.join(ROOT, "tools", "*.py"))
+    return "\n".join(open(p, encoding="utf-8").read() for p in paths if not p.endswith(os.path.join("tools", "config.py")))
+
+
+def test_every_key_is_read_by_the_code_or_declared_without_effect():
+    code = _code()
+
+    def read(key):
+        return re.search(rf"\bcfg\.{key}\b|getattr\(cfg, \"{key}\"", code) or re.search(rf"[\"']{key}[\"']", code)
+
+    assert [k for k in option_table() if k not in NO_EFFECT and not read(k)] == []
+    assert [k for k in NO_EFFECT if k not in option_table() or re.search(rf"\bcfg\.{k}\b", code)] == []
+
+
+def test_a_no_effect_key_set_away_from_its_default_gets_one_note():
+    assert no_effect_notes(parse_config([], "t")) == []
+    notes = no_effect_notes(parse_config(["--dataset_download", "True", "--data_url", "/x"], "t"))
+    assert len(notes) == 2 and notes[0].startswith("dataset_download: True has no effect here")
+
+
+# ---- --dry_run -----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def hundred_classes(tmp_path_factory):
+    """An Aircraft-layout folder with 100 classes, 6 train + 1 val images each (16 px), enough for
+    MindCV's batch sizes up to 512."""
+    out = tmp_path_factory.mktemp("hundred")
+    os.makedirs(out / "images")
+    rng = np.random.default_rng(0)
+    names = [f"Variant {k:02d}" + ("/B" if k % 10 == 3 else "") for k in range(100)]
+    lines = {"train": [], "val": []}
+    for n in range(700):
+        image_id = f"{1000000 + n:07d}"
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(out / "images" / f"{image_id}.jpg")
+        lines["train" if n < 600 else "val"].append(f"{image_id} {names[n % 100]}\n")
+    for split, rows in lines.items():
+        (out / f"images_variant_{split}.txt").write_text("".join(rows), encoding="utf-8")
+    (out / "variants.txt").write_text("\n".join(names) + "\n", encoding="utf-8")
+    return str(out)
+
+
+@pytest.mark.parametrize("path", DRY_RUN_CONFIGS, ids=os.path.basename)
+def test_dry_run_of_mindcv_configs(hundred_classes, tmp_path, path):
+    """The issue's command, in-process: resolves, checks the data, builds everything, prints the plan,
+    writes nothing. rexnet (MindSpore 2.7.2 refuses MindCV's weight init) builds too."""
+    import finetune
+
+    out = tmp_path / "never"
+    with open(path, encoding="utf-8") as f:
+        raw = yaml.safe_load(f)
+    buffer, mode = io.StringIO(), ms.get_context("mode")
+    try:
+        with contextlib.redirect_stdout(buffer):
+            code = finetune.main(["--config", path, "--data_dir", hundred_classes, "--num_classes", "100",
+                                  "--pretrained", "False", "--dry_run", "True", "--ckpt_save_dir", str(out)])
+    finally:
+        ms.set_context(mode=mode)
+    lines = buffer.getvalue()
+    assert code == 0
+    assert "classes: 100 (Variant 00, Variant 01" in lines
+    steps = 600 // raw["batch_size"]
+    assert f"{steps} steps/epoch x {raw['epoch_size']} epochs = {steps * raw['epoch_size']} steps" in lines
+    assert "dry run: nothing trained or written" in lines and not out.exists()
+
+
+def test_dry_run_as_a_user_types_it(tiny_aircraft, tmp_path):
+    proc = run_script("finetune.py", "--data_dir", tiny_aircraft, *TINY_TRAIN_ARGS, "--dry_run", "True",
+                      "--ckpt_save_dir", tmp_path / "out", "--dataset_download", "True", "--freeze_layers", "7")
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stdout.count("note: dataset_download: True has no effect here") == 1
+    assert "parameter groups:" in proc.stdout and "frozen " in proc.stdout and "5 steps/epoch" in proc.stdout
+    assert not (tmp_path / "out").exists()
+
+
+# ---- every model builds or fails in one line -----------------------------------------------------
+
+def test_model_limits_are_one_line_errors(tiny_aircraft, tmp_path):
+    proc = run_script("finetune.py", "--data_dir", tiny_aircraft, *TINY_TRAIN_ARGS, "--model", "swin_tiny",
+                      "--image_resize", "64", "--dry_run", "True")
+    assert_one_line_error(proc, "model swin_tiny cannot take 64x64 images", code=1)
+    proc = run_script("finetune.py", "--data_dir", tiny_aircraft, *TINY_TRAIN_ARGS, "--model", "resnet18",
+                      "--in_channels", "0", "--dry_run", "True")
+    assert_one_line_error(proc, "model resnet18 cannot be built here", code=1)
+
+
+# ---- loss scaling as MindCV means it, on CPU too -------------------------------------------------
+
+def _step(mode, **cfg):
+    import argparse
+
+    from tools.train_step import build_train_step
+
+    ms.set_context(mode=mode)
+    defaults = dict(amp_level="O0", amp_cast_list=None, loss_scale=1024.0, ema=False, ema_decay=0.9, clip_grad=False,
+                    clip_value=15.0, gradient_accumulation_steps=1, drop_overflow_update=False,
+                    loss_scale_type="fixed")
+    net = nn.Dense(4, 3)
+    step = build_train_step(argparse.Namespace(**{**defaults, **cfg}), net,
+                            nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean"),
+                            nn.SGD(net.trainable_params(), 0.1))
+    return net, step
+
+
+@pytest.mark.parametrize("mode", [0, 1], indirect=True)
+@pytest.mark.parametrize("kind,drop,skips", [("dynamic", True, True), ("fixed", True, True), ("fixed", False, False)])
+def test_overflowed_steps_are_skipped_and_dynamic_scale_halves(mode, kind, drop, skips):
+    net, step = _step(mode, loss_scale_type=kind, drop_overflow_update=drop)
+    labels = Tensor(np.array([0, 1, 2, 0], np.int32))
+    initial = net.weight.asnumpy().copy()
+    step(Tensor(np.ones((4, 4), np.float32)), labels)
+    before = net.weight.asnumpy().copy()
+    assert not np.array_equal(initial, before)  # a finite step trains
+    step(Tensor(np.full((4, 4), 3e38, np.float32)), labels)  # gradients overflow
+    after = net.weight.asnumpy()
+    assert np.array_equal(before, after) == skips
+    assert float(step.scale_sense.asnumpy()) == (512.0 if kind == "dynamic" else 1024.0)
+
+
+# ---- data parallel with clipping: clip after the mean ----------------------------------------------
+
+def test_msrun_clipping_equals_one_process_on_the_global_batch(tmp_path):
+    worker = os.path.join(ROOT, "tests", "clip_worker.py")
+    env = dict(os.environ, GLOG_v="3", PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    one = subprocess.run([sys.executable, worker, str(tmp_path)], env=env, capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr
+    (tmp_path / "dp").mkdir()
+    cmd = ["msrun", "--worker_num=2", "--local_worker_num=2", "--master_port=8131", f"--log_dir={tmp_path / 'logs'}",
+           "--join=True", worker, str(tmp_path / "dp")]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    single = np.load(tmp_path / "suite_0.npy")
+    ranks = [np.load(tmp_path / "dp" / f"suite_{r}.npy") for r in (0, 1)]
+    assert np.array_equal(ranks[0], ranks[1])
+    np.testing.assert_allclose(ranks[0], single, rtol=1e-5, atol=1e-6)
+    # MindCV's TrainStep clips each worker's gradient before the mean: not what one process does
+    mindcv = np.load(tmp_path / "dp" / "mindcv_0.npy")
+    assert np.abs(mindcv - np.load(tmp_path / "mindcv_0.npy")).max() > 1e-4
