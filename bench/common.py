@@ -139,9 +139,10 @@ def make_upscaled_jpegs(out_dir, count, size=(500, 375), noise=6.0, quality=90, 
     return made
 
 
-def make_aircraft(out, trainval, test, num_classes=100, distinct=200, size=(500, 375), link=True, seed=0):
+def make_aircraft(out, trainval, test, num_classes=100, distinct=200, size=(500, 375), link=True, seed=0,
+                  split_names=("trainval", "test")):
     """An FGVC-Aircraft raw layout in ``out`` (``images/<7-digit id>.jpg``, ``variants.txt``,
-    ``images_variant_{trainval,test}.txt``) with ``trainval + test`` images of ``size``.
+    ``images_variant_{trainval,test}.txt``, or the two ``split_names``) with ``trainval + test`` images of ``size``.
 
     ``distinct`` real JPEGs are made from demo images; the rest are hard links to them (``link``) or
     copies, so 10,000 images cost little disk. Labels are ``num_classes`` Aircraft-like names with
@@ -152,7 +153,7 @@ def make_aircraft(out, trainval, test, num_classes=100, distinct=200, size=(500,
     base_dir = os.path.join(out, ".base")
     bases = make_upscaled_jpegs(base_dir, min(distinct, trainval + test), size=size, seed=seed)
     names = [f"Variant {k:02d}" + ("/B" if k % 10 == 3 else "") for k in range(num_classes)]
-    lines = {"trainval": [], "test": []}
+    lines = {name: [] for name in split_names}
     for n in range(trainval + test):
         image_id = f"{1000000 + n:07d}"
         src = bases[n % len(bases)][0]
@@ -161,7 +162,7 @@ def make_aircraft(out, trainval, test, num_classes=100, distinct=200, size=(500,
             os.link(src, dst)
         else:
             shutil.copyfile(src, dst)
-        split = "trainval" if n < trainval else "test"
+        split = split_names[0] if n < trainval else split_names[1]
         lines[split].append(f"{image_id} {names[n % num_classes]}\n")
     for split, rows in lines.items():
         with open(os.path.join(out, f"images_variant_{split}.txt"), "w", encoding="utf-8") as f:

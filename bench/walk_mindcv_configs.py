@@ -1,0 +1,136 @@
+"""Walk MindCV's own config files through finetune.py unchanged: a dry run of each, then optionally one
+tiny training epoch, and report which pass and, for the others, the one-line error.
+
+    .venv/bin/python bench/walk_mindcv_configs.py [--configs DIR] [--train] [--timeout 900]
+
+``--configs`` defaults to the 12 files in tests/mindcv_configs; MindCV's whole folder (179 files) comes
+from a clone of mindspore-lab/mindcv: ``git -C mindcv archive v0.3.0 configs | tar -x -C /tmp/mindcv``,
+then ``--configs /tmp/mindcv/configs``. The dry run is the issue's command on a 100-class Aircraft-layout
+folder (600 train + 100 val images of 32 px, so MindCV's batch sizes up to 512 make a step):
+
+    finetune.py --config FILE --data_dir D --num_classes 100 --pretrained False --dry_run True
+
+``--train`` then trains each config that passed for one epoch of 8 images (``--batch_size 4 --epoch_size 1
+--val_while_train False``; everything else as the file says, at its own image size), which is where models
+that do not fit the machine stop. Results: a Markdown table and runs/bench/walk_mindcv_configs.json.
+"""
+import argparse
+import glob
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+TRAIN_FLAGS = ["--batch_size", "4", "--epoch_size", "1", "--val_while_train", "False", "--warmup_epochs", "0"]
+
+
+def finetune_argv(config, data_dir, out_dir, flags):
+    return ["--config", config, "--data_dir", data_dir, "--num_classes", "100", "--pretrained", "False",
+            "--ckpt_save_dir", out_dir, *flags]
+
+
+def run(config, data_dir, flags, timeout, out_dir):
+    """finetune.py as a user runs it, in its own process."""
+    cmd = [sys.executable, os.path.join(common.ROOT, "finetune.py"), *finetune_argv(config, data_dir, out_dir, flags)]
+    begin = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=dict(os.environ, GLOG_v="3"))
+    except subprocess.TimeoutExpired:
+        return {"code": None, "seconds": timeout, "message": f"timeout after {timeout} s", "traceback": False}
+    errors = [line for line in proc.stderr.splitlines() if line.strip()]
+    return {"code": proc.returncode, "seconds": round(time.perf_counter() - begin, 1),
+            "message": errors[-1] if proc.returncode else "", "traceback": "Traceback" in proc.stderr}
+
+
+def child(data_dir, out_dir, configs):
+    """Dry runs of ``configs`` in this one process (MindSpore imported once), one JSON line each."""
+    import contextlib
+    import io
+
+    sys.path.insert(0, common.ROOT)
+    import finetune
+    from tools.errors import DataError, UsageError
+
+    for config in configs:
+        begin = time.perf_counter()
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                code, message = finetune.main(finetune_argv(config, data_dir, out_dir, ["--dry_run", "True"])), ""
+        except (UsageError, DataError) as err:
+            code, message = err.exit_code, f"error: {err}"
+        except Exception as err:  # noqa: BLE001 -- a traceback is a finding to report, not to stop on
+            code, message = "traceback", f"{type(err).__name__}: {err}".splitlines()[0]
+        print(json.dumps({"config": config, "code": code, "message": message,
+                          "seconds": round(time.perf_counter() - begin, 1)}), flush=True)
+
+
+def dry_runs(paths, data_dir, out_dir, timeout, chunk=12):
+    """``{path: result}``: chunks of configs in child processes; a config whose child died runs alone."""
+    results = {}
+    for start in range(0, len(paths), chunk):
+        part = paths[start:start + chunk]
+        try:
+            proc = subprocess.run([sys.executable, __file__, "--child", data_dir, out_dir, *part], capture_output=True,
+                                  text=True, env=dict(os.environ, GLOG_v="3"), timeout=timeout * len(part))
+            output = proc.stdout
+        except subprocess.TimeoutExpired as err:
+            output = err.stdout.decode() if isinstance(err.stdout, bytes) else (err.stdout or "")
+        for line in output.splitlines():
+            if line.startswith("{"):
+                row = json.loads(line)
+                results[row.pop("config")] = dict(row, traceback=row["code"] == "traceback")
+        for path in part:
+            if path not in results:  # its child process died on it (or before it): alone, as a user runs it
+                results[path] = run(path, data_dir, ["--dry_run", "True"], timeout, out_dir)
+            print(f"{path}: dry run {_status(results[path])}", flush=True)
+    return results
+
+
+def _status(res):
+    return "ok" if res["code"] == 0 else f"exit {res['code']}: {res['message'][:160]}"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configs", default=os.path.join(common.ROOT, "tests", "mindcv_configs"))
+    parser.add_argument("--train", action="store_true", help="also train one tiny epoch per config")
+    parser.add_argument("--timeout", type=int, default=900, help="seconds per command")
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child(args.child[0], args.child[1], args.child[2:])
+    info = common.machine()
+    print(common.machine_line(info), flush=True)
+    paths = sorted(glob.glob(os.path.join(args.configs, "**", "*.yaml"), recursive=True))
+    with tempfile.TemporaryDirectory() as scratch:
+        data = common.make_aircraft(os.path.join(scratch, "data"), 600, 100, size=(32, 32), split_names=("train", "val"))
+        tiny = common.make_aircraft(os.path.join(scratch, "tiny"), 8, 4, size=(32, 32), split_names=("train", "val"))
+        dry = dry_runs(paths, data, os.path.join(scratch, "never"), args.timeout)
+        results = []
+        for path in paths:
+            result = {"config": os.path.relpath(path, args.configs), "dry_run": dry[path]}
+            if args.train and dry[path]["code"] == 0:
+                result["train"] = run(path, tiny, TRAIN_FLAGS, args.timeout,
+                                      os.path.join(scratch, result["config"].replace("/", "_")))
+                print(f"{result['config']}: train {_status(result['train'])}", flush=True)
+            results.append(result)
+    rows = [[r["config"], _status(r["dry_run"]), _status(r["train"]) if "train" in r else "-"] for r in results]
+    common.print_table(["config", "dry run", "one tiny epoch"], rows)
+    passed = sum(r["dry_run"]["code"] == 0 for r in results)
+    trained = sum(r.get("train", {}).get("code") == 0 for r in results)
+    tracebacks = sum(r["dry_run"].get("traceback", False) or r.get("train", {}).get("traceback", False)
+                     for r in results)
+    print(f"{passed}/{len(results)} dry runs pass" + (f", {trained} trained one epoch" if args.train else "")
+          + f"; {tracebacks} ended in a traceback")
+    common.write_json("walk_mindcv_configs", {"machine": info, "configs": args.configs, "train": args.train,
+                                              "results": results})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
