@@ -39,22 +39,26 @@ def batches(loader, output_numpy=False):
 
 
 def predict_logits(network, loader, batch_size):
-    """Logits and labels for every sample of ``loader``, in loader order.
+    """Logits and labels for every sample of ``loader``, in loader order, in inference mode (the
+    network's mode is restored after).
 
-    The last, smaller batch is padded to ``batch_size`` so that GRAPH mode compiles one graph.
+    A last, smaller batch is padded to the first batch's size so that GRAPH mode compiles one graph;
+    never beyond it (a ``batch_size`` larger than the split would otherwise allocate for nothing).
     """
+    was_training = network.training
     network.set_train(False)
-    all_logits, all_labels = [], []
+    all_logits, all_labels, full = [], [], None
     for images, labels in batches(loader, output_numpy=True):
         count = len(images)
-        if count < batch_size:
-            pad = np.zeros((batch_size - count,) + images.shape[1:], images.dtype)
+        full = full or min(count, batch_size)
+        if count < full:
+            pad = np.zeros((full - count,) + images.shape[1:], images.dtype)
             images = np.concatenate([images, pad])
         out = network(Tensor(images))
         out = out[0] if isinstance(out, (tuple, list)) else out
         all_logits.append(out.asnumpy()[:count].astype(np.float32))
         all_labels.append(labels.astype(np.int64))
-    network.set_train(True)
+    network.set_train(was_training)
     return np.concatenate(all_logits), np.concatenate(all_labels)
 
 
