@@ -52,7 +52,7 @@ def main(argv=None):
             print(describe(cfg, run))
             print("dry run: nothing trained or written")
         return 0
-    trainer = Trainer(cfg, run.network, run.train_step, run.lrs, run.class_names, rank)
+    trainer = Trainer(cfg, run.network, run.train_step, run.lrs, run.class_names, rank, run.callbacks)
     start_epoch = trainer.resume(cfg.resume) if cfg.resume else 1
 
     if rank == 0:

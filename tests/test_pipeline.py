@@ -56,9 +56,9 @@ def test_outputs_are_written(trained):
     assert_png(os.path.join(out, "training_curves.png"), int(width * reports.DPI), int(height * reports.DPI))
     rows = read_results_csv(out)
     assert [r["epoch"] for r in rows] == ["1", "2"]
-    assert set(rows[0]) == {"epoch", "train_loss", "val_loss", "top1", "top5", "lr", "seconds"}
+    assert set(rows[0]) == {"epoch", "train_loss", "val_loss", "top1", "top5", "mean_per_class_acc", "lr", "seconds"}
     text = open(os.path.join(out, "results.txt")).read().splitlines()
-    assert text[0].split() == ["epoch", "train_loss", "val_loss", "top1", "top5", "lr", "seconds"]
+    assert text[0].split() == ["epoch", "train_loss", "val_loss", "top1", "top5", "mean_per_class_acc", "lr", "seconds"]
     assert len(text) == 3
     saved = yaml.safe_load(open(os.path.join(out, "config.yaml")))
     assert saved["image_resize"] == 32 and saved["train_split"] == "trainval"

@@ -20,7 +20,7 @@ def save_weights(network, path, class_names, extra=None):
 write_text = atomic_write_text
 
 
-RESULT_COLUMNS = ["epoch", "train_loss", "val_loss", "top1", "top5", "lr", "seconds"]
+RESULT_COLUMNS = ["epoch", "train_loss", "val_loss", "top1", "top5", "mean_per_class_acc", "lr", "seconds"]
 
 
 def _fmt(value):

@@ -125,6 +125,20 @@ def to_color_jitter(value):
     return _optional(FLOAT)(value)
 
 
+def to_class_weights(value):
+    """``class_weights``: None (``none``), ``balanced``, or one weight >= 0 per class."""
+    if isinstance(value, (list, tuple)) and len(value) == 1 and isinstance(value[0], str):
+        value = value[0]  # one word from the command line
+    if value is None or (isinstance(value, str) and value.strip().lower() in _NONE):
+        return None
+    if isinstance(value, str) and value.strip().lower() == "balanced":
+        return "balanced"
+    weights = FLOATS(value)
+    if not weights or any(not w >= 0 for w in weights) or not any(weights):
+        raise ValueError("expected none, balanced or a list of weights >= 0 (not all 0), one per class")
+    return weights
+
+
 def int_or_str(value):
     """A number where one is given (``0``), else the text (``random``)."""
     text = str(value).strip()
@@ -135,7 +149,7 @@ STR, INT, FLOAT, BOOL = str, _number(int), _number(float), to_bool
 OPT_STR, OPT_INT, OPT_FLOAT = _optional(str), _optional(INT), _optional(FLOAT)
 FLOATS, INTS, STRS = _sequence(FLOAT), _sequence(INT), _sequence(str)
 PAIR = _sequence(FLOAT, length=2)
-LIST_TYPES = (FLOATS, INTS, STRS, PAIR, to_multipliers, to_color_jitter)
+LIST_TYPES = (FLOATS, INTS, STRS, PAIR, to_multipliers, to_color_jitter, to_class_weights)
 
 # The names MindCV 0.3.0's factories accept (create_optimizer, create_loss, create_scheduler compare
 # against these after lowercasing); tests/test_mindcv_configs.py reads them back out of the factories'
@@ -237,6 +251,19 @@ OPTIONS = {
         ("resume", "", STR, "(suite) continue a run: 'auto' (its ckpt_save_dir) or a resume.ckpt path"),
         ("overwrite", False, BOOL, "(suite) reuse a ckpt_save_dir holding a previous run (else a new <dir>_N)"),
         ("early_stop_patience", 0, INT, "(suite) stop after N validations without a better top1 (0 = off)"),
+    ],
+    "Imbalance and schedule (suite)": [
+        ("class_weights", None, to_class_weights,
+         "(suite) weighted cross-entropy: none, balanced (n / (classes * count of the class) over the training "
+         "split) or one weight per class"),
+        ("sampler", "none", _choice("none", "balanced"),
+         "(suite) balanced: each epoch draws the training split with replacement, every class equally likely"),
+        ("best_metric", "top1", _choice("top1", "mean_per_class_acc", "val_loss"),
+         "(suite) the validation metric that picks the best checkpoint and drives early stopping"),
+        ("early_stop_min_delta", 0.0, FLOAT, "(suite) a validation counts as better only by more than this"),
+        ("freeze_epochs", 0, INT, "(suite) train the first N epochs with the backbone frozen (as freeze_backbone), "
+                                  "then unfreeze what freeze_layers/freeze_patterns leave trainable"),
+        ("tensorboard", False, BOOL, "(suite) write TensorBoard scalars to <ckpt_save_dir>/tensorboard/"),
     ],
     "Optimizer": [
         ("opt", "adam", _name(*OPTIMIZERS), "optimizer: " + ", ".join(OPTIMIZERS)),
@@ -461,6 +488,8 @@ _RULES = {
     "ema_decay": (lambda v: 0 < v < 1, "in (0, 1)"),
     "loss_scale": (lambda v: v >= 1, ">= 1 (as in MindCV)"),
     "aug_repeats": (lambda v: v >= 0, ">= 0"),
+    "early_stop_min_delta": (lambda v: v >= 0, ">= 0"),
+    "freeze_epochs": (lambda v: v >= 0, ">= 0"),
 }
 
 
@@ -478,6 +507,7 @@ def check_values(values, sources=None):
         raise UsageError("'aug_repeats' and 'num_samples' cannot be set together (as in MindCV)")
     if values.get("cache_features"):
         _check_cache_features(values)
+    _check_imbalance_and_schedule(values)
 
 
 def _check_cache_features(values):
@@ -490,6 +520,19 @@ def _check_cache_features(values):
         if values[key] > 0:
             raise UsageError(f"'cache_features' cannot be used with '{key}' > 0 (images are not mixed in "
                              "cached features)")
+
+
+def _check_imbalance_and_schedule(values):
+    """freeze_epochs needs something to unfreeze; the balanced sampler draws the whole split itself."""
+    if values.get("freeze_epochs"):
+        if values.get("freeze_backbone"):
+            raise UsageError("'freeze_epochs' cannot be used with 'freeze_backbone: True' (nothing would unfreeze)")
+        if values.get("cache_features"):
+            raise UsageError("'freeze_epochs' cannot be used with 'cache_features: True' (not supported)")
+    if values.get("sampler") == "balanced" and (values.get("aug_repeats") or values.get("num_samples")):
+        raise UsageError("'sampler: balanced' cannot be set with 'aug_repeats' or 'num_samples'")
+    if values.get("class_weights") is not None and values.get("loss", "ce") != "ce":
+        raise UsageError(f"'class_weights' needs 'loss: ce', got '{values['loss']}'")
 
 
 def save_config(cfg, path):

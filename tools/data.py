@@ -21,6 +21,7 @@ from mindcv.data.distributed_sampler import RepeatAugSampler
 from tools import aircraft_layout as layout
 from tools.annotation_dataset import AnnotationDataset, ImageFiles, folder_images, image_dataset
 from tools.errors import DataError, UsageError
+from tools.imbalance import BalancedSampler
 
 _BUILTIN_DATASETS = ("mnist", "cifar10", "cifar100")
 
@@ -35,6 +36,7 @@ class SplitData:
     layout: str
     paths: List[str]  # image files in dataset order
     skipped: List = field(default_factory=list)  # (path, reason) of the unreadable images left out
+    labels: object = None  # class index of every image of the whole split (not only this worker's shard)
 
 
 def detect_layout(cfg, split):
@@ -120,12 +122,23 @@ def open_split(cfg, split, class_names=None, training=False, shard=(None, None))
                                    skip_bad=cfg.skip_bad_images, max_bad=cfg.max_bad_images)
     if len(source) == 0:
         raise DataError(f"split '{split}' of {cfg.data_dir} holds no images")
-    sampler = _RepeatAugSampler(len(source), shard[0] or 1, shard[1] or 0, shuffle=cfg.shuffle, num_repeats=cfg.aug_repeats,
-                                selected_round=0) if training and cfg.aug_repeats > 0 else None
+    sampler = _training_sampler(cfg, source, shard) if training else None
     dataset = image_dataset(source, shuffle=cfg.shuffle if training else cfg.eval_shuffle,
                             num_shards=shard[0], shard_id=shard[1], num_parallel_workers=cfg.num_parallel_workers,
                             num_samples=cfg.num_samples if training else None, sampler=sampler)
-    return SplitData(dataset, source.class_names, dataset.get_dataset_size(), kind, source.paths, source.skipped)
+    return SplitData(dataset, source.class_names, dataset.get_dataset_size(), kind, source.paths, source.skipped,
+                     source.labels)
+
+
+def _training_sampler(cfg, source, shard):
+    """The class-balanced sampler (``sampler: balanced``) or aug_repeats' sampler, both sharded; None
+    otherwise (GeneratorDataset then shuffles and shards)."""
+    if cfg.sampler == "balanced":
+        return BalancedSampler(source.labels, shard[0] or 1, shard[1] or 0)
+    if cfg.aug_repeats > 0:
+        return _RepeatAugSampler(len(source), shard[0] or 1, shard[1] or 0, shuffle=cfg.shuffle,
+                                 num_repeats=cfg.aug_repeats, selected_round=0)
+    return None
 
 
 def resolve_num_classes(cfg, class_names):

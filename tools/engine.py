@@ -12,7 +12,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import Tensor
 
-from tools import metrics
+from tools import metrics, reports
 from tools.checkpoints import save_weights, write_results
 from tools.errors import DataError
 from tools.fileio import atomic_path
@@ -63,9 +63,11 @@ def predict_logits(network, loader, batch_size):
 
 
 def evaluate(network, loader, batch_size):
-    """Top-1, Top-5, loss and sample count over the whole loader (each image once)."""
+    """Top-1, Top-5, loss, mean per-class accuracy and sample count over the whole loader (each image once)."""
     logits, labels = predict_logits(network, loader, batch_size)
-    return metrics.summarize(logits, labels)
+    result = metrics.summarize(logits, labels)
+    result["mean_per_class_acc"] = reports.mean_per_class_accuracy(labels, logits.argmax(axis=1), logits.shape[1])
+    return result
 
 
 class Progress:
@@ -96,12 +98,20 @@ class Progress:
 class Trainer:
     """Runs the epochs, validates, writes checkpoints, the results table and the resume state."""
 
-    def __init__(self, cfg, network, train_step, lrs, class_names, rank=0):
+    def __init__(self, cfg, network, train_step, lrs, class_names, rank=0, callbacks=()):
         self.cfg, self.network, self.train_step, self.lrs = cfg, network, train_step, lrs
         self.class_names = class_names
         self.is_main = rank == 0
         self.rows, self.best_top1, self.saved_epochs, self.stale, self.improved = [], None, [], 0, False
+        self.best_metric = getattr(cfg, "best_metric", "top1")
+        self.best_value = None  # best_metric's value at the best epoch (best_top1: that epoch's top1)
+        self.callbacks = list(callbacks)  # tools.callbacks.Callback: hooks at epoch and step boundaries
         self.out_dir = cfg.ckpt_save_dir
+
+    def notify(self, event, *args):
+        """Call ``event`` (on_epoch_begin, on_step_end, on_epoch_end, on_fit_end) of every callback."""
+        for callback in self.callbacks:
+            getattr(callback, event)(self, *args)
 
     def checkpoint_path(self, tag):
         return os.path.join(self.out_dir, f"{self.cfg.model}_{tag}.ckpt")
@@ -124,6 +134,7 @@ class Trainer:
                                 f"so far is kept): lower lr or check the data")
             total += value
             progress.update(count, total / count)
+            self.notify("on_step_end", epoch, count, value)
         progress.close()
         return total / max(count, 1)
 
@@ -140,6 +151,7 @@ class Trainer:
     def _fit(self, train_loader, val_loader, start_epoch):
         steps = train_loader.get_dataset_size()
         for epoch in range(start_epoch, self.cfg.epoch_size + 1):
+            self.notify("on_epoch_begin", epoch)
             begin = time.time()
             train_loss = self.train_epoch(train_loader, epoch, steps)
             row = {"epoch": epoch, "train_loss": train_loss, "lr": self.lrs[min(epoch * steps, len(self.lrs)) - 1]}
@@ -147,8 +159,9 @@ class Trainer:
             with ema_weights(self.train_step, self.cfg.ema):
                 if validate:
                     result = evaluate(self.network, val_loader, self.cfg.batch_size)
-                    row.update(val_loss=result["loss"], top1=result["top1"], top5=result["top5"])
-                    self._track_best(row["top1"])
+                    row.update(val_loss=result["loss"], top1=result["top1"], top5=result["top5"],
+                               mean_per_class_acc=result["mean_per_class_acc"])
+                    self._track_best(row)
                 row["seconds"] = time.time() - begin
                 self.rows.append(row)
                 if self.is_main:
@@ -156,16 +169,23 @@ class Trainer:
             if self.is_main:
                 self._save_state(epoch)
                 print(_epoch_line(self.cfg.epoch_size, row), flush=True)
+            self.notify("on_epoch_end", epoch, row)
             if self.cfg.early_stop_patience and self.stale >= self.cfg.early_stop_patience:
                 if self.is_main:
-                    print(f"early stop: no better val top1 in {self.stale} validations "
-                          f"(early_stop_patience {self.cfg.early_stop_patience})")
+                    print(f"early stop: no better val {self.best_metric} in {self.stale} validations "
+                          f"(early_stop_patience {self.cfg.early_stop_patience}, early_stop_min_delta "
+                          f"{getattr(self.cfg, 'early_stop_min_delta', 0.0):g})")
                 break
+        self.notify("on_fit_end")
         return self.rows
 
-    def _track_best(self, top1):
-        if self.best_top1 is None or top1 > self.best_top1:
-            self.best_top1, self.stale, self.improved = top1, 0, True
+    def _track_best(self, row):
+        """An epoch is better when its ``best_metric`` beats the best so far by more than early_stop_min_delta."""
+        value = row[self.best_metric]
+        margin = getattr(self.cfg, "early_stop_min_delta", 0.0)
+        if self.best_value is None or _higher_is_better(self.best_metric, value) > \
+                _higher_is_better(self.best_metric, self.best_value) + margin:
+            self.best_value, self.best_top1, self.stale, self.improved = value, row["top1"], 0, True
         else:
             self.stale, self.improved = self.stale + 1, False
 
@@ -183,7 +203,8 @@ class Trainer:
         """``{model}-{epoch}.ckpt``, keeping the latest (or, with top_k, best) ``keep_checkpoint_max``."""
         path = os.path.join(self.out_dir, f"{self.cfg.model}-{epoch}.ckpt")
         save_weights(self.network, path, self.class_names, {"epoch": epoch})
-        self.saved_epochs.append((row.get("top1") or 0.0, epoch, path))
+        score = -math.inf if row.get("top1") is None else _higher_is_better(self.best_metric, row[self.best_metric])
+        self.saved_epochs.append((score, epoch, path))
         if self.cfg.ckpt_save_policy == "top_k":
             self.saved_epochs.sort(key=lambda item: (-item[0], -item[1]))
         else:
@@ -197,6 +218,7 @@ class Trainer:
         """Everything a resumed run needs: train-step parameters (weights, optimizer state, step
         counter, EMA) and the loop's own state; written atomically."""
         state = {"epoch": epoch, "rows": self.rows, "best_top1": self.best_top1, "stale": self.stale,
+                 "best_metric": self.best_metric, "best_value": self.best_value,
                  "saved_epochs": self.saved_epochs, "frozen": _frozen_names(self.network)}
         with atomic_path(self.state_path, ".tmp.ckpt") as tmp:
             ms.save_checkpoint(self.train_step, tmp, append_dict={STATE_KEY: json.dumps(state)})
@@ -232,6 +254,9 @@ class Trainer:
         state = json.loads(params.pop(STATE_KEY))
         if state["frozen"] != _frozen_names(self.network):
             raise DataError(f"{path}: the run was saved with other frozen layers; resume with its config")
+        if state.get("best_metric", "top1") != self.best_metric:
+            raise DataError(f"{path}: the run was saved with best_metric {state.get('best_metric', 'top1')}; "
+                            "resume with its config")
         params = {name: value for name, value in params.items() if not _from_config(name)}
         own = {p.name: p for p in self.train_step.get_parameters()}
         for name, value in params.items():
@@ -244,6 +269,7 @@ class Trainer:
             raise DataError(f"{path}: {len(not_loaded)} training parameters missing (e.g. '{not_loaded[0]}'); "
                             "resume with the run's own config")
         self.rows, self.best_top1, self.stale = state["rows"], state["best_top1"], state["stale"]
+        self.best_value = state.get("best_value", self.best_top1)
         self.saved_epochs = [tuple(item) for item in state["saved_epochs"]]
         return state["epoch"] + 1
 
@@ -270,6 +296,11 @@ def _from_config(name):
     return name.startswith("learning_rate") or name in ("momentum", "scale_sense")
 
 
+def _higher_is_better(metric, value):
+    """``value`` of ``metric`` on a scale where higher is better (val_loss is negated)."""
+    return -value if metric == "val_loss" else value
+
+
 def _frozen_names(network):
     return sorted(p.name for p in network.get_parameters() if not p.requires_grad
                   and not p.name.endswith(("moving_mean", "moving_variance")))
@@ -291,5 +322,6 @@ def _epoch_line(epochs, row):
         parts.append(f"top1 {row['top1']:.4f}")
         if row.get("top5") is not None:
             parts.append(f"top5 {row['top5']:.4f}")
+        parts.append(f"mean_per_class_acc {row['mean_per_class_acc']:.4f}")
     parts += [f"lr {row['lr']:.3g}", f"{row['seconds']:.1f}s"]
     return "  ".join(parts)

@@ -5,18 +5,22 @@ optimizer -> gradient cut (or cached features) -> train step. Freezing must prec
 (it takes the trainable parameters) and the gradient cut; the schedule needs the loader's steps.
 """
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, List
 
 from mindcv.loss import create_loss
+from mindspore import Tensor
 
 from tools.data import SplitData, build_loader, open_split, resolve_num_classes
 from tools.errors import UsageError
 from tools.freeze import FreezeReport, apply_freezing, cut_gradients
+from tools.freeze_epochs import FreezeThenUnfreeze, backbone_names, frozen_network
+from tools.imbalance import describe_weights, resolve_class_weights
 from tools.linear_probe import cached_training
 from tools.model import check_input_size, create_network
 from tools.optim import build_optimizer
 from tools.schedule import build_lr_schedule
+from tools.tensorboard_log import tensorboard_callbacks
 from tools.train_step import build_train_step
 
 
@@ -37,22 +41,27 @@ class Training:
     optimizer: Any
     train_step: Any
     extract_seconds: Any = None  # cache_features: seconds of the one pass over the data, else None
+    callbacks: List = field(default_factory=list)  # Trainer callbacks (freeze_epochs, tensorboard)
+    class_weights: Any = None  # the loss's per-class weights (numpy), or None
 
     @property
     def class_names(self):
         return self.train_data.class_names
 
 
-def build_model(cfg, num_classes, steps, verbose=True):
+def build_model(cfg, num_classes, steps, verbose=True, class_weights=None):
     """``(network, frozen, loss_fn, lrs, optimizer)`` for ``steps`` batches per epoch: the model checked on
-    the image size, frozen as configured, and the optimizer over what stays trainable."""
+    the image size, frozen as configured, the loss (weighted by ``class_weights``, one per class, if
+    given) and the optimizer over what stays trainable (the backbone held at lr 0 for freeze_epochs)."""
     network = create_network(cfg, num_classes)
     check_input_size(network, cfg)
     frozen = apply_freezing(network, cfg.freeze_backbone, cfg.freeze_layers, cfg.freeze_patterns, cfg.freeze_bn_stats)
-    loss_fn = create_loss(name=cfg.loss, reduction=cfg.reduction, label_smoothing=cfg.label_smoothing,
+    weight = None if class_weights is None else Tensor(class_weights)
+    loss_fn = create_loss(name=cfg.loss, weight=weight, reduction=cfg.reduction, label_smoothing=cfg.label_smoothing,
                           aux_factor=cfg.aux_factor)
     lrs = build_lr_schedule(cfg, steps)
-    return network, frozen, loss_fn, lrs, build_optimizer(cfg, network, lrs, verbose=verbose)
+    optimizer = build_optimizer(cfg, network, lrs, verbose=verbose, held_steps=min(cfg.freeze_epochs * steps, len(lrs)))
+    return network, frozen, loss_fn, lrs, optimizer
 
 
 def build_training(cfg, shard=(None, None), verbose=True, extract_features=True):
@@ -70,7 +79,10 @@ def build_training(cfg, shard=(None, None), verbose=True, extract_features=True)
     if steps == 0:
         raise UsageError(f"{train_data.size} training images make no full batch of {cfg.batch_size}; "
                          "lower batch_size or set drop_remainder: False")
-    network, frozen, loss_fn, lrs, optimizer = build_model(cfg, num_classes, steps, verbose)
+    class_weights = resolve_class_weights(cfg.class_weights, train_data.labels, num_classes)
+    if verbose and class_weights is not None:
+        print(f"class_weights: {describe_weights(class_weights, train_data.class_names)}")
+    network, frozen, loss_fn, lrs, optimizer = build_model(cfg, num_classes, steps, verbose, class_weights)
     extract_seconds = None
     if cfg.cache_features and extract_features:  # the head trains on features computed once
         begin = time.perf_counter()
@@ -79,8 +91,17 @@ def build_training(cfg, shard=(None, None), verbose=True, extract_features=True)
     else:
         trained = cut_gradients(network, frozen.frozen_blocks)
     train_step = build_train_step(cfg, trained, loss_fn, optimizer)
+    callbacks = []
+    if cfg.freeze_epochs:  # the first epochs train through a second step on the cut network, same optimizer
+        frozen_step = build_train_step(cfg, frozen_network(network), loss_fn, optimizer)
+        callbacks.append(FreezeThenUnfreeze(cfg.freeze_epochs, network, frozen_step, train_step, cfg.freeze_bn_stats))
+        train_step = frozen_step
+        if verbose:
+            print(f"freeze_epochs: epochs 1-{cfg.freeze_epochs} train the head with the backbone frozen, then "
+                  "the backbone trains too", flush=True)
+    callbacks += tensorboard_callbacks(cfg, steps, shard[1] or 0)
     return Training(train_data, val_data, num_classes, train_loader, val_loader, steps, network, frozen, loss_fn,
-                    lrs, optimizer, train_step, extract_seconds)
+                    lrs, optimizer, train_step, extract_seconds, callbacks, class_weights)
 
 
 def describe(cfg, run):
@@ -99,6 +120,13 @@ def describe(cfg, run):
         step.append(f"accumulation over {cfg.gradient_accumulation_steps} batches")
     if cfg.cache_features:
         step.append("cache_features: the head trains on features extracted once (not done in a dry run)")
+    if cfg.freeze_epochs:
+        step.append(f"freeze_epochs: epochs 1-{cfg.freeze_epochs} train with the backbone frozen "
+                    f"({len(backbone_names(run.network) & {p.name for p in run.network.trainable_params()})} tensors "
+                    f"at lr 0, no backward pass), then it trains on the schedule")
+    balance = [f"class_weights: {describe_weights(run.class_weights, names)}"] if run.class_weights is not None else []
+    if cfg.sampler == "balanced":
+        balance.append("sampler: balanced (every class equally likely in each epoch's draw)")
     return "\n".join([
         f"data: {cfg.data_dir} ({run.train_data.layout}); train: {run.train_data.size} images in "
         f"'{cfg.train_split}'" + (f" ({len(run.train_data.skipped)} unreadable skipped)" if run.train_data.skipped
@@ -110,4 +138,6 @@ def describe(cfg, run):
         f"schedule: {cfg.scheduler}, {run.steps} steps/epoch x {cfg.epoch_size} epochs = {len(run.lrs)} steps; "
         f"lr {run.lrs[0]:.3g} -> max {max(run.lrs):.3g} -> {run.lrs[-1]:.3g}",
         "train step: " + "; ".join(step),
+        *balance,
+        f"best checkpoint and early stop: val {cfg.best_metric} (min delta {cfg.early_stop_min_delta:g})",
     ])

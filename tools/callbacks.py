@@ -1,0 +1,25 @@
+"""Hooks of the Trainer at epoch and step boundaries, so that a technique that acts between epochs
+(freeze-then-unfreeze, logging) plugs into the loop instead of editing it.
+
+The Trainer calls, in order: ``on_epoch_begin(trainer, epoch)`` before an epoch's first step (also the
+first epoch of a resumed run), ``on_step_end(trainer, epoch, step, loss)`` after every step,
+``on_epoch_end(trainer, epoch, row)`` after the epoch's validation, checkpoints and resume state
+(``row`` is its results row), and ``on_fit_end(trainer)`` when the loop ends (last epoch or early stop).
+A callback may replace ``trainer.train_step``.
+"""
+
+
+class Callback:
+    """Base class: every hook does nothing."""
+
+    def on_epoch_begin(self, trainer, epoch):
+        pass
+
+    def on_step_end(self, trainer, epoch, step, loss):
+        pass
+
+    def on_epoch_end(self, trainer, epoch, row):
+        pass
+
+    def on_fit_end(self, trainer):
+        pass
