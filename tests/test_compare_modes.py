@@ -11,6 +11,8 @@ def test_modes_follow_the_block_mapping():
     assert mnv3["freeze_shallow"] == ["--freeze_layers", "7"]
     assert mnv3["deep_lr"] == ["--lr_mult", "features.13=1.05", "features.14=1.1", "features.15=1.15"]
     assert mnv3["classifier_lr"] == ["--lr_mult", "classifier=1.2"]
+    assert mnv3["freeze_then_full"] == ["--freeze_epochs", "1"]
+    assert mode_overrides("mobilenet_v3_small_100", freeze_epochs=3)["freeze_then_full"] == ["--freeze_epochs", "3"]
     resnet = mode_overrides("resnet18")
     assert resnet["deep_lr"] == ["--lr_mult", "layer2=1.05", "layer3=1.1", "layer4=1.15"]
     assert resnet["freeze_shallow"] == ["--freeze_layers", "2"]          # stem + layer1 of 5 blocks

@@ -1,10 +1,11 @@
 """Run the design document's fine-tuning modes side by side and write their table.
 
-    python tools/compare_modes.py --config CFG --out DIR [--modes ...] [finetune flags ...]
+    python tools/compare_modes.py --config CFG --out DIR [--modes ...] [--freeze_epochs N] [finetune flags ...]
 
 Every mode runs ``finetune.py`` with the same config, data, seed and budget plus the mode's own
 keys; extra flags are passed to every run. Columns follow the document's order, plus full
-fine-tuning from random initialisation. Block names follow the model's block mapping
+fine-tuning from random initialisation and "freeze N epochs, then full" (``freeze_epochs: N``, N from
+``--freeze_epochs``, default a quarter of ``epoch_size``). Block names follow the model's block mapping
 (``tools/blocks.py``): for models with ``features.i`` blocks (MobileNetV2/V3) "the first 7 layers"
 are ``features.0``-``features.6``; for others (ResNet, ...) the first 40% of the blocks. "Deep
 layers" are the last three blocks with weights (``features.13/14/15`` for MobileNetV3-small).
@@ -20,7 +21,7 @@ if __package__ in (None, ""):
     os.environ.setdefault("GLOG_v", "3")
 
 from tools.checkpoints import write_text  # noqa: E402
-from tools.errors import CliParser, DataError, run_cli  # noqa: E402
+from tools.errors import CliParser, DataError, UsageError, run_cli  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODE_TITLES = {
@@ -30,11 +31,13 @@ MODE_TITLES = {
     "classifier_lr": "Full, classifier lr x1.2",
     "deep_lr": "Full, deep layers lr up",
     "random_init": "Full, random init",
+    "freeze_then_full": "Freeze N epochs, then full",
 }
 
 
-def mode_overrides(model_name):
-    """``{mode: [finetune flags]}`` for ``model_name``, following its block mapping."""
+def mode_overrides(model_name, freeze_epochs=1):
+    """``{mode: [finetune flags]}`` for ``model_name``, following its block mapping; "freeze N epochs,
+    then full" trains the head alone for ``freeze_epochs`` epochs."""
     from mindcv.models import create_model
 
     from tools.blocks import feature_blocks
@@ -58,6 +61,7 @@ def mode_overrides(model_name):
         "classifier_lr": ["--lr_mult", f"{head}=1.2"],
         "deep_lr": ["--lr_mult"] + [f"{name}={mult}" for name, mult in zip(deep, (1.05, 1.1, 1.15))],
         "random_init": ["--pretrained", "False", "--ckpt_path", ""],
+        "freeze_then_full": ["--freeze_epochs", str(freeze_epochs)],
     }
 
 
@@ -101,11 +105,17 @@ def main(argv=None):
     parser.add_argument("--config", required=True, help="finetune.py config shared by all modes")
     parser.add_argument("--out", required=True, help="output folder (one sub-folder per mode + table.md/csv)")
     parser.add_argument("--modes", nargs="+", default=list(MODE_TITLES), choices=list(MODE_TITLES))
+    parser.add_argument("--freeze_epochs", type=int, default=None,
+                        help="N of 'Freeze N epochs, then full' (default: a quarter of epoch_size, at least 1)")
     args, extra = parser.parse_known_args(argv)
     from tools.config import parse_config
 
-    model = parse_config(["--config", args.config, *extra], "compare").model
-    overrides = mode_overrides(model)
+    cfg = parse_config(["--config", args.config, *extra], "compare")
+    freeze_epochs = args.freeze_epochs or max(1, cfg.epoch_size // 4)
+    if not 0 < freeze_epochs < cfg.epoch_size and "freeze_then_full" in args.modes:
+        raise UsageError(f"--freeze_epochs must be between 1 and epoch_size - 1 ({cfg.epoch_size - 1}), "
+                         f"got {freeze_epochs}")
+    overrides = mode_overrides(cfg.model, freeze_epochs)
     results = {}
     for mode in args.modes:
         print(f"[{mode}] finetune.py {' '.join(overrides[mode])}", flush=True)
