@@ -49,22 +49,23 @@ class Training:
         return self.train_data.class_names
 
 
-def build_model(cfg, num_classes, steps, verbose=True, class_weights=None):
+def build_model(cfg, num_classes, steps, verbose=True, class_weights=None, schedule=None):
     """``(network, frozen, loss_fn, lrs, optimizer)`` for ``steps`` batches per epoch: the model checked on
     the image size, frozen as configured, the loss (weighted by ``class_weights``, one per class, if
-    given) and the optimizer over what stays trainable (the backbone held at lr 0 for freeze_epochs)."""
+    given) and the optimizer over what stays trainable (the backbone held at lr 0 for freeze_epochs).
+    ``schedule(steps)`` replaces the configured lr schedule (tools/lr_find.py's ramp)."""
     network = create_network(cfg, num_classes)
     check_input_size(network, cfg)
     frozen = apply_freezing(network, cfg.freeze_backbone, cfg.freeze_layers, cfg.freeze_patterns, cfg.freeze_bn_stats)
     weight = None if class_weights is None else Tensor(class_weights)
     loss_fn = create_loss(name=cfg.loss, weight=weight, reduction=cfg.reduction, label_smoothing=cfg.label_smoothing,
                           aux_factor=cfg.aux_factor)
-    lrs = build_lr_schedule(cfg, steps)
+    lrs = schedule(steps) if schedule else build_lr_schedule(cfg, steps)
     optimizer = build_optimizer(cfg, network, lrs, verbose=verbose, held_steps=min(cfg.freeze_epochs * steps, len(lrs)))
     return network, frozen, loss_fn, lrs, optimizer
 
 
-def build_training(cfg, shard=(None, None), verbose=True, extract_features=True):
+def build_training(cfg, shard=(None, None), verbose=True, extract_features=True, schedule=None):
     """Build the run described by ``cfg`` on data shard ``shard`` = (num_shards, shard_id).
 
     ``extract_features=False`` (dry run) skips the one pass over the data that ``cache_features``
@@ -82,7 +83,7 @@ def build_training(cfg, shard=(None, None), verbose=True, extract_features=True)
     class_weights = resolve_class_weights(cfg.class_weights, train_data.labels, num_classes)
     if verbose and class_weights is not None:
         print(f"class_weights: {describe_weights(class_weights, train_data.class_names)}")
-    network, frozen, loss_fn, lrs, optimizer = build_model(cfg, num_classes, steps, verbose, class_weights)
+    network, frozen, loss_fn, lrs, optimizer = build_model(cfg, num_classes, steps, verbose, class_weights, schedule)
     extract_seconds = None
     if cfg.cache_features and extract_features:  # the head trains on features computed once
         begin = time.perf_counter()
