@@ -154,3 +154,17 @@ def test_hold_groups_zeroes_the_backbone_lr_for_the_held_steps():
 def test_impossible_freeze_epochs_settings_are_refused(flags, needle):
     with pytest.raises(UsageError, match=needle):
         parse_config(["--freeze_epochs", "2", *flags], "t")
+
+
+def test_graph_mode_with_accumulation_switches_batchnorm_back(setup):
+    """GRAPH mode, where BatchNorm's mode is a compile-time constant: the frozen step compiles with the
+    backbone's BatchNorm in inference mode, the full step (compiled at the switch) with it training."""
+    out = setup.root / "graph"
+    proc = run_script("finetune.py", *setup.args, "--mode", "0", "--epoch_size", 2, "--freeze_epochs", 1,
+                      "--gradient_accumulation_steps", 2, "--tensorboard", "False", "--ckpt_save_dir", out)
+    assert proc.returncode == 0, proc.stderr
+    init, first, second = weights(setup.init), weights(out / "resnet18-1.ckpt"), weights(out / "resnet18-2.ckpt")
+    backbone = [n for n in init if n.startswith(BACKBONE)]
+    assert [n for n in backbone if not np.array_equal(first[n], init[n])] == []
+    assert [n for n in backbone if np.array_equal(second[n], first[n])] == []      # moving statistics too
+    assert not np.array_equal(first["classifier.weight"], init["classifier.weight"])

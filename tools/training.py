@@ -99,7 +99,8 @@ def build_training(cfg, shard=(None, None), verbose=True, extract_features=True,
         train_step = frozen_step
         if verbose:
             print(f"freeze_epochs: epochs 1-{cfg.freeze_epochs} train the head with the backbone frozen, then "
-                  "the backbone trains too", flush=True)
+                  "the backbone trains too" + (f" (after epoch_size {cfg.epoch_size}: not in this run)"
+                                               if cfg.freeze_epochs >= cfg.epoch_size else ""), flush=True)
     callbacks += tensorboard_callbacks(cfg, steps, shard[1] or 0)
     return Training(train_data, val_data, num_classes, train_loader, val_loader, steps, network, frozen, loss_fn,
                     lrs, optimizer, train_step, extract_seconds, callbacks, class_weights)
