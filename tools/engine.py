@@ -232,14 +232,15 @@ class Trainer:
         state = json.loads(params.pop(STATE_KEY))
         if state["frozen"] != _frozen_names(self.network):
             raise DataError(f"{path}: the run was saved with other frozen layers; resume with its config")
-        params = {name: value for name, value in params.items() if not _from_config(name)}
+        dynamic = self.cfg.loss_scale_type == "dynamic"
+        params = {name: value for name, value in params.items() if not _from_config(name, dynamic)}
         own = {p.name: p for p in self.train_step.get_parameters()}
         for name, value in params.items():
             if name in own and tuple(value.shape) != tuple(own[name].shape):
                 raise DataError(f"{path}: '{name}' has shape {tuple(value.shape)}, this run's "
                                 f"{tuple(own[name].shape)}; resume with the run's own config")
         not_loaded, _ = ms.load_param_into_net(self.train_step, params, strict_load=True)
-        not_loaded = [name for name in not_loaded if not _from_config(name)]
+        not_loaded = [name for name in not_loaded if not _from_config(name, dynamic)]
         if not_loaded:
             raise DataError(f"{path}: {len(not_loaded)} training parameters missing (e.g. '{not_loaded[0]}'); "
                             "resume with the run's own config")
@@ -264,10 +265,12 @@ def ema_weights(train_step, enabled):
             param.set_data(value)
 
 
-def _from_config(name):
-    """Optimizer hyperparameters (lr schedule, momentum, loss scale): a resumed run takes them from its
-    config, so it may change lr or extend epoch_size."""
-    return name.startswith("learning_rate") or name in ("momentum", "scale_sense")
+def _from_config(name, dynamic_scale=False):
+    """Optimizer hyperparameters (lr schedule, momentum, a fixed loss scale): a resumed run takes them from
+    its config, so it may change lr or extend epoch_size. A dynamic loss scale is state: it resumes."""
+    if name == "scale_sense":
+        return not dynamic_scale
+    return name.startswith("learning_rate") or name == "momentum"
 
 
 def _frozen_names(network):
