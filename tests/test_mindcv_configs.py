@@ -239,6 +239,27 @@ def test_overflowed_steps_are_skipped_and_dynamic_scale_halves(mode, kind, drop,
     assert float(step.scale_sense.asnumpy()) == (512.0 if kind == "dynamic" else 1024.0)
 
 
+def test_resume_continues_a_dynamic_loss_scale_where_it_was(tiny_aircraft, tmp_path):
+    """A huge initial scale overflows and halves at every step of epoch 1: a resumed epoch 2 must go on from
+    the halved scale (else it skips steps again and its weights differ from the uninterrupted run's)."""
+    args = [*TINY_TRAIN_ARGS, "--mode", "1", "--model", "resnet18", "--opt", "momentum", "--loss_scale_type",
+            "dynamic", "--loss_scale", "1e38", "--drop_overflow_update", "True"]
+
+    def train(out, epochs, *more):
+        proc = run_script("finetune.py", "--data_dir", tiny_aircraft, *args, "--epoch_size", epochs, "--ckpt_save_dir",
+                          out, *more)
+        assert proc.returncode == 0, proc.stderr
+        return {k: v.asnumpy() for k, v in ms.load_checkpoint(str(out / "resnet18_last.ckpt")).items()
+                if hasattr(v, "asnumpy")}
+
+    whole = train(tmp_path / "whole", "2")
+    train(tmp_path / "parts", "1")
+    resumed = train(tmp_path / "parts", "2", "--resume", "auto")
+    scale = ms.load_checkpoint(str(tmp_path / "parts" / "resume.ckpt"))["scale_sense"].asnumpy()
+    assert float(scale) <= 1e38 / 4  # it halved on the first steps (until the scaled gradients fit float32)
+    assert whole.keys() == resumed.keys() and all(np.array_equal(whole[k], resumed[k]) for k in whole)
+
+
 # ---- data parallel with clipping: clip after the mean ----------------------------------------------
 
 def test_msrun_clipping_equals_one_process_on_the_global_batch(tmp_path):
