@@ -178,7 +178,8 @@ def _mindcv_slots(network):
 
 
 def _pair(kind, name, arrays, cfg, slot_kind, cell_name, cell):
-    """[(keras name, mindcv name, array)] for one Keras layer and the MindCV cell it maps onto."""
+    """[(keras name, mindcv name, keras shape, float32 array in MindCV's layout)] for one Keras layer and
+    the MindCV cell it maps onto."""
     import numpy as np
 
     expected = {KERAS_CONV[0]: "conv", KERAS_CONV[1]: "conv", KERAS_BN: "bn", KERAS_DENSE: "dense"}[kind]
