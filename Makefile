@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 DEMO_CKPT := runs/demo/mobilenet_v2_100_best.ckpt
 CONVERTED := checkpoints/mobilenet_v2_100_keras_imagenet.ckpt
 COMPARE_DATA := runs/fmnist_compare_data
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: demo test venv clean compare
 
@@ -21,8 +22,12 @@ demo: venv $(CONVERTED)
 	$(PY) validate.py --config configs/demo.yaml --ckpt_path $(DEMO_CKPT)
 	$(PY) predict.py --config configs/demo.yaml --ckpt_path $(DEMO_CKPT) --visualize True
 
-test: venv
+test: venv $(CHROMIUM)
 	$(PY) -m pytest -q tests
+
+# tests/test_model_analysis.py renders report.html in headless Chromium (Debian package, needs root)
+$(CHROMIUM):
+	apt-get install -y chromium || (apt-get update && apt-get install -y chromium)
 
 clean:
 	rm -rf runs

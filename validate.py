@@ -50,6 +50,9 @@ def calibrate(cfg, views, labels, split, result):
                    "nll_before": result["loss"], "nll_after": calibration.nll(views, labels, temperature),
                    "ece_before": result["ece"], "ece_after": calibration.expected_calibration_error(probs, labels)}
         path = calibration.save_temperature(cfg.ckpt_path, temperature, details)
+        if not 1.01 * calibration.TEMPERATURE_RANGE[0] < temperature < 0.99 * calibration.TEMPERATURE_RANGE[1]:
+            print(f"note: the temperature is at the edge of its range {calibration.TEMPERATURE_RANGE}: on this split "
+                  "the model's confidence says little about being right (or the split is too small)")
         print(f"temperature {temperature:.4f} fitted on {split}: NLL {details['nll_before']:.4f} -> "
               f"{details['nll_after']:.4f}, ECE {details['ece_before']:.4f} -> {details['ece_after']:.4f}; "
               f"written to {path}")

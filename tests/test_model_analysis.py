@@ -282,7 +282,7 @@ def test_export_metadata_and_mindir_without_config(analysed):
                                    [float(b[f"top{i}_prob"]) for i in range(1, 6)], atol=1e-5)
 
 
-def test_export_refuses_a_mindir_that_does_not_match(analysed, tmp_path):
+def test_export_refuses_a_mindir_that_does_not_match(analysed, tmp_path, capsys):
     """The parity check itself: a network changed after export is caught, naming the checkpoint."""
     import mindspore as ms
 
@@ -302,6 +302,26 @@ def test_export_refuses_a_mindir_that_does_not_match(analysed, tmp_path):
     weight.set_data(ms.Tensor(weight.asnumpy() + noise))
     with pytest.raises(DataError, match="does not match .* on 4 images: logits differ by up to"):
         export.check_parity(cfg, network, os.path.join(analysed["out"], "model.mindir"), TINY_CLASSES)
+    cfg.data_dir = str(tmp_path / "gone")                                  # nothing to check on: a warning
+    assert export.check_parity(cfg, network, os.path.join(analysed["out"], "model.mindir"), TINY_CLASSES) is None
+    assert "warning: parity check skipped (data_dir not found" in capsys.readouterr().err
+
+
+def test_a_failed_parity_check_replaces_nothing(analysed, monkeypatch):
+    import export
+    from tools.errors import DataError
+
+    def mismatch(*args):
+        raise DataError("the exported MindIR does not match")
+
+    files = {name: open(os.path.join(analysed["out"], name), "rb").read() for name in ("model.mindir", "model.classes.json")}
+    monkeypatch.setattr(export, "check_parity", mismatch)
+    with pytest.raises(DataError, match="does not match"):
+        export.main(["--config", os.path.join(analysed["out"], "config.yaml"), "--mode", "1",
+                     "--ckpt_path", os.path.join(analysed["out"], CKPT), "--out", os.path.join(analysed["out"], "model")])
+    for name, data in files.items():
+        assert open(os.path.join(analysed["out"], name), "rb").read() == data
+    assert not glob.glob(os.path.join(analysed["out"], "*.partial*"))
 
 
 def test_stale_or_bad_calibration_is_ignored_with_a_warning(analysed, tmp_path):

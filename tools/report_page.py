@@ -46,6 +46,8 @@ def _text(value):
         return ""
     if isinstance(value, float):
         return f"{value:.4f}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) + "]"
     return str(value)
 
 
