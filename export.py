@@ -114,7 +114,6 @@ def main(argv=None):
         raise UsageError("export.py needs --ckpt_path (a checkpoint written by finetune.py)")
     if cfg.parity_count < 1:
         raise UsageError(f"'parity_count' must be > 0, got {cfg.parity_count}")
-    cfg.eval_shuffle = False
     runtime.setup(cfg)
     params = read_checkpoint(cfg.ckpt_path)
     class_names = class_names_of(params) or numbered_classes(cfg)

@@ -4,6 +4,7 @@ diagram, optional temperature fit), an error grid, and all of it on one page, re
 
     python validate.py --config configs/demo.yaml --ckpt_path runs/demo/mobilenet_v2_100_best.ckpt
 """
+import functools
 import gc
 import os
 import sys
@@ -69,7 +70,7 @@ def write_reports(cfg, report_dir, result, matrix, views, labels, data, temperat
     """Tables, figures, metrics.json and report.html in ``report_dir``."""
     os.makedirs(report_dir, exist_ok=True)
     names = data.class_names
-    join = lambda name: os.path.join(report_dir, name)  # noqa: E731
+    join = functools.partial(os.path.join, report_dir)
     reports.write_confusion_csv(join("confusion_matrix.csv"), matrix, names)
     reports.plot_confusion_matrix(matrix, names, join("confusion_matrix.png"))
     reports.write_per_class_csv(join("per_class.csv"), matrix, names)

@@ -15,7 +15,8 @@ import sys
 import numpy as np
 
 from tools import metrics
-from tools.fileio import atomic_write_text
+from tools.errors import DataError
+from tools.fileio import atomic_write_text, first_line
 
 ECE_BINS = 15
 TEMPERATURE_RANGE = (0.01, 100.0)  # searched on a log scale
@@ -96,7 +97,10 @@ def save_temperature(ckpt_path, temperature, details):
     path = calibration_path(ckpt_path)
     data = {"temperature": temperature, "checkpoint": os.path.basename(ckpt_path),
             "checkpoint_sha256": file_sha256(ckpt_path), **details}
-    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    try:
+        atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    except OSError as err:
+        raise DataError(f"cannot write {path}: {err.strerror or first_line(err)}") from None
     return path
 
 

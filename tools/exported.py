@@ -33,6 +33,7 @@ def preprocessing(cfg):
 
 
 def metadata(cfg, class_names, shape, temperature, parity):
+    """What ``<model>.classes.json`` holds (see the module docstring); ``parity``: what export.py checked."""
     return {"model": cfg.model, "input_shape": shape, "class_names": list(class_names), "output": "logits",
             "temperature": temperature, "preprocessing": preprocessing(cfg), "parity_check": parity}
 

@@ -221,7 +221,7 @@ def plot_reliability(curves, png_path):
         bins = len(count)
         hist.bar((np.arange(bins) + 0.5) / bins, count, width=1 / bins, alpha=0.4, label=label)
     ax.set(title=f"Reliability ({bins} confidence bins)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     hist.set(xlabel="confidence (top-1 probability)", ylabel="images")
     for axis in (ax, hist):
         axis.grid(alpha=0.3)
