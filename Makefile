@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 DEMO_CKPT := runs/demo/mobilenet_v2_100_best.ckpt
 CONVERTED := checkpoints/mobilenet_v2_100_keras_imagenet.ckpt
 COMPARE_DATA := runs/fmnist_compare_data
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: demo test venv clean compare system-deps
 
@@ -24,9 +25,11 @@ demo: venv $(CONVERTED)
 test: venv system-deps
 	$(PY) -m pytest -q tests
 
-# Debian packages the tests use (Fashion-MNIST's source files), installed once where they are missing.
+# Debian packages the tests use, installed once where they are missing (as root, as on CI): Fashion-MNIST's
+# source files (tests/test_make_demo_data.py) and Chromium (tests/test_model_analysis.py renders report.html).
 system-deps:
-	@test -d /usr/share/datasets/fashion-mnist || { apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; }
+	@test -d /usr/share/datasets/fashion-mnist -a -x $(CHROMIUM) || { apt-get update -qq && \
+		apt-get install -y -qq dataset-fashion-mnist chromium; }
 
 clean:
 	rm -rf runs
