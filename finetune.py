@@ -7,13 +7,17 @@ import os
 import sys
 
 os.environ.setdefault("GLOG_v", "3")  # MindSpore: errors only
+if __name__ == "__main__":  # before MindSpore starts threads: Ctrl-C and SIGTERM stop between steps
+    from tools import stop_signals
+
+    stop_signals.route_to_main_thread()
 
 from mindcv.loss import create_loss  # noqa: E402
 
-from tools import runtime  # noqa: E402
+from tools import run_folder, runtime  # noqa: E402
 from tools.config import CONFIG_FILE_NAME, parse_config, save_config  # noqa: E402
 from tools.data import build_loader, open_split, resolve_num_classes  # noqa: E402
-from tools.engine import RESUME_FILE, Trainer, build_train_step, weights_digest  # noqa: E402
+from tools.engine import Trainer, build_train_step, weights_digest  # noqa: E402
 from tools.errors import UsageError, run_cli  # noqa: E402
 from tools.freeze import apply_freezing, cut_gradients  # noqa: E402
 from tools.linear_probe import cached_training  # noqa: E402
@@ -22,28 +26,11 @@ from tools.optim import build_optimizer  # noqa: E402
 from tools.schedule import build_lr_schedule  # noqa: E402
 
 
-def output_dir(cfg):
-    """``ckpt_save_dir``, or a fresh ``<dir>_N`` beside it when it holds another run's outputs."""
-    base = cfg.ckpt_save_dir
-    if cfg.resume or cfg.overwrite or not _holds_run(base):
-        return base
-    n = 2
-    while _holds_run(f"{base}_{n}") or os.path.exists(f"{base}_{n}") and os.listdir(f"{base}_{n}"):
-        n += 1
-    print(f"note: {base} holds a previous run; writing to {base}_{n} (overwrite: True reuses {base})")
-    return f"{base}_{n}"
-
-
-def _holds_run(path):
-    return os.path.isdir(path) and any(
-        name in ("results.csv", CONFIG_FILE_NAME, RESUME_FILE) or name.endswith(".ckpt") for name in os.listdir(path))
-
-
 def main(argv=None):
     cfg = parse_config(argv, "Fine-tune a MindCV model on a custom dataset.")
     shard = runtime.setup(cfg)
-    cfg.ckpt_save_dir = output_dir(cfg)
     rank = shard[1] or 0
+    run_folder.take(cfg, rank)  # sets cfg.ckpt_save_dir (and resume) to the run's folder, held till exit
 
     train_data = open_split(cfg, cfg.train_split, training=True, shard=shard)
     num_classes = resolve_num_classes(cfg, train_data.class_names)
@@ -77,7 +64,7 @@ def main(argv=None):
         print(f"{cfg.model}: {num_classes} classes, {train_data.size} train images ({train_data.layout}), "
               f"{val_data.size if val_data else 0} val images, {steps} steps/epoch, {cfg.epoch_size} epochs"
               f"{f', resuming at epoch {start_epoch}' if start_epoch > 1 else ''}; outputs in {cfg.ckpt_save_dir}", flush=True)
-    trainer.fit(train_loader, val_loader, start_epoch)
+    trainer.fit(train_loader, val_loader, start_epoch, run_folder.resume_command(cfg.ckpt_save_dir))
     if shard[0]:
         print(f"rank {rank}: final weights digest {weights_digest(network)}", flush=True)
     if rank == 0 and trainer.best_top1 is not None:

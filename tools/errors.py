@@ -34,6 +34,6 @@ def run_cli(main, argv=None):
     except (UsageError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         code = err.exit_code
-    except KeyboardInterrupt:
-        code = 130
+    except KeyboardInterrupt as err:  # Ctrl-C 130; tools.stop_signals.Stopped: 128 + signal (SIGTERM 143)
+        code = getattr(err, "exit_code", 130)
     sys.exit(code or 0)
