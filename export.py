@@ -19,7 +19,7 @@ from tools import runtime  # noqa: E402
 from tools.checkpoints import write_json  # noqa: E402
 from tools.config import STR, parse_config  # noqa: E402
 from tools.errors import DataError, UsageError, run_cli  # noqa: E402
-from tools.fileio import first_line  # noqa: E402
+from tools.fileio import check_output_file, first_line  # noqa: E402
 from tools.model import checkpoint_network, class_names_of, numbered_classes, read_checkpoint  # noqa: E402
 
 EXTENSIONS = {"MINDIR": ".mindir", "ONNX": ".onnx"}
@@ -66,6 +66,7 @@ def main(argv=None):
     cfg = parse_config(argv, "Export a checkpoint to MindIR and/or ONNX.", extra=EXTRA)
     if not cfg.ckpt_path:
         raise UsageError("export.py needs --ckpt_path (a checkpoint written by finetune.py)")
+    check_output_file(output_base(cfg) + ".classes.json", "out")
     runtime.setup(cfg)
     params = read_checkpoint(cfg.ckpt_path)
     class_names = class_names_of(params) or numbered_classes(cfg)

@@ -15,6 +15,7 @@ from tools.config import STR, parse_config  # noqa: E402
 from tools.data import build_loader, open_split, resolve_num_classes  # noqa: E402
 from tools.engine import predict_logits  # noqa: E402
 from tools.errors import UsageError, run_cli  # noqa: E402
+from tools.fileio import check_output_file, check_writable_dir  # noqa: E402
 from tools.model import checkpoint_network, class_names_of, read_checkpoint  # noqa: E402
 
 EXTRA = {"Validation": [
@@ -37,6 +38,8 @@ def main(argv=None):
     cfg = parse_config(argv, "Evaluate a checkpoint on a dataset split.", extra=EXTRA)
     if not cfg.ckpt_path:
         raise UsageError("validate.py needs --ckpt_path (a checkpoint written by finetune.py or MindCV)")
+    check_writable_dir(cfg.report_dir or os.path.dirname(os.path.abspath(cfg.ckpt_path)), "report_dir")
+    check_output_file(cfg.out, "out")
     runtime.setup(cfg)
     params = read_checkpoint(cfg.ckpt_path)
     split = cfg.split or cfg.val_split

@@ -56,7 +56,10 @@ def check_writable_dir(path, key):
 
 
 def check_output_file(path, key):
-    """Refuse (UsageError, exit 2) an output file ``path`` that is a folder or whose folder cannot be written."""
+    """Refuse (UsageError, exit 2) an output file ``path`` that is a folder or whose folder cannot be
+    written; an empty ``path`` (option not given) passes."""
+    if not path:
+        return
     if os.path.isdir(path):
         raise UsageError(f"'{key}' {os.path.abspath(path)} is a folder; name a file")
     check_writable_dir(os.path.dirname(os.path.abspath(path)), key)

@@ -184,7 +184,7 @@ def _resume_folder(cfg):
         if not interrupted:
             return None
         if _lock(interrupted[-1], fresh=False):
-            if status(interrupted[-1]) == "interrupted":  # still: it did not finish meanwhile
+            if not os.path.exists(os.path.join(interrupted[-1], SUMMARY_FILE)):  # it did not finish meanwhile
                 print(f"resume: auto continues the interrupted run in {interrupted[-1]}")
                 return interrupted[-1]
             release(interrupted[-1])
