@@ -133,7 +133,7 @@ def test_nan_loss_stops_naming_epoch_and_step_and_keeps_the_best_checkpoint(tiny
     copy_files(reference, out, "resume.ckpt", "resnet18_best.ckpt", "resnet18_last.ckpt", "results.csv")
     before = digests(out)
     proc = run_script("finetune.py", "--data_dir", tiny_aircraft, *REFERENCE, "--ckpt_save_dir", out,
-                      "--resume", "auto", "--epoch_size", "4", "--lr", "1e30")   # resume takes the new lr
+                      "--resume", out / "resume.ckpt", "--epoch_size", "4", "--lr", "1e30")  # resume takes the new lr
     line = assert_one_line_error(proc, "at epoch 4 step", "best checkpoint", code=1)
     assert "loss is nan" in line or "loss is inf" in line, line
     after = digests(out)

@@ -3,8 +3,8 @@
 * A new run takes ``ckpt_save_dir``, or the first free ``<dir>_N`` beside it when ``<dir>`` holds
   another run (``overwrite: True`` reuses ``<dir>``).
 * ``resume: auto`` continues the newest *interrupted* run among ``<dir>``, ``<dir>_2``, ... (one that
-  was started, holds no ``summary.json`` and is not running); it never extends a finished run. With
-  none, it starts a new run as above. ``resume: PATH`` continues the run of that state file in its
+  took its folder, holds no ``summary.json`` and is not running); it never extends a finished run, nor
+  outputs without a lock file (an earlier version's or copied ones). With none, it starts a new run. ``resume: PATH`` continues the run of that state file in its
   folder, finished or not (it was named).
 * The run holds ``<folder>/.run.lock`` (a POSIX lock, with its pid inside) until the process ends,
   however it ends; the kernel drops the lock of a dead process, so a stale lock file is simply free.
@@ -67,18 +67,17 @@ def holder(folder):
 
 
 def status(folder):
-    """'free' (absent, or no run's files), 'running', 'finished', 'interrupted' (a started run of this
-    suite that did not end) or 'other' (outputs without a lock or a state: never reused by a new run)."""
+    """'free' (absent, or no run's files), 'running', 'finished', 'interrupted' (a run that took the
+    folder and did not end) or 'other' (outputs without a lock file: of an earlier version of the suite,
+    copied, or another tool's; never resumed by ``resume: auto`` nor reused by a new run)."""
     if not holds_run(folder):
         return "free"
+    names = os.listdir(folder)
+    if LOCK_FILE not in names:
+        return "other"
     if holder(folder):
         return "running"
-    names = os.listdir(folder)
-    if SUMMARY_FILE in names:
-        return "finished"
-    if any(name in names for name in (LOCK_FILE,) + STATE_FILES):
-        return "interrupted"
-    return "other"
+    return "finished" if SUMMARY_FILE in names else "interrupted"
 
 
 def siblings(base):
@@ -171,6 +170,8 @@ def _new_run_folder(base, overwrite):
 def _resume_folder(cfg):
     """The folder whose run ``cfg.resume`` continues, locked; None when ``resume: auto`` finds none."""
     if cfg.resume != "auto":
+        if not os.path.isfile(cfg.resume):
+            raise DataError(f"resume checkpoint not found: {cfg.resume}")
         folder = os.path.dirname(os.path.abspath(cfg.resume))
         if not _lock(folder, fresh=False):
             raise DataError(_in_use(folder))
