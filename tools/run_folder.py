@@ -4,8 +4,8 @@
   another run (``overwrite: True`` reuses ``<dir>``).
 * ``resume: auto`` continues the newest *interrupted* run among ``<dir>``, ``<dir>_2``, ... (one that
   took its folder, holds no ``summary.json`` and is not running); it never extends a finished run, nor
-  outputs without a lock file (an earlier version's or copied ones). With none, it starts a new run. ``resume: PATH`` continues the run of that state file in its
-  folder, finished or not (it was named).
+  outputs without a lock file (an earlier version's or copied ones). With none, it starts a new run.
+  ``resume: PATH`` continues the run of that state file in its folder, finished or not (it was named).
 * The run holds ``<folder>/.run.lock`` (a POSIX lock, with its pid inside) until the process ends,
   however it ends; the kernel drops the lock of a dead process, so a stale lock file is simply free.
   A second run finds the folder in use and goes to ``<dir>_N`` (or, for a named folder, stops).
@@ -142,7 +142,7 @@ def _leave_no_empty_folder():
 
 def _in_use(folder):
     pid = (holder(folder) or (None,))[0]
-    return f"{folder} is in use by a running run (pid {pid})"
+    return f"{folder} is in use by a running run" + (f" (pid {pid})" if pid else "")
 
 
 def _new_run_folder(base, overwrite):
@@ -173,6 +173,7 @@ def _resume_folder(cfg):
         if not os.path.isfile(cfg.resume):
             raise DataError(f"resume checkpoint not found: {cfg.resume}")
         folder = os.path.dirname(os.path.abspath(cfg.resume))
+        check_writable_dir(folder, "resume")
         if not _lock(folder, fresh=False):
             raise DataError(_in_use(folder))
         if os.path.realpath(folder) != os.path.realpath(cfg.ckpt_save_dir):
@@ -199,7 +200,8 @@ def take(cfg, rank=0):
     """
     check_writable_dir(cfg.ckpt_save_dir, "ckpt_save_dir")
     if rank:
-        cfg.ckpt_save_dir = _follow(cfg.ckpt_save_dir)
+        named = [os.path.dirname(os.path.abspath(cfg.resume))] if cfg.resume not in ("", "auto") else []
+        cfg.ckpt_save_dir = _follow(cfg.ckpt_save_dir, named)
         return cfg.ckpt_save_dir
     folder = _resume_folder(cfg) if cfg.resume else None
     if folder is None:
@@ -214,11 +216,12 @@ def take(cfg, rank=0):
     return folder
 
 
-def _follow(base):
-    """For ranks > 0: the folder rank 0 of the same job locked (waits for it)."""
+def _follow(base, named):
+    """For ranks > 0: the folder rank 0 of the same job locked (waits for it). Without msrun's scheduler
+    address to tell jobs apart, the newest folder in use is taken."""
     job, deadline = job_key(), time.time() + FOLLOWER_WAIT_SECONDS
-    while job and time.time() < deadline:
-        for folder in siblings(base):
+    while time.time() < deadline:
+        for folder in reversed(named + siblings(base)):
             owner = holder(folder)
             if owner and owner[1] == job:
                 return folder
