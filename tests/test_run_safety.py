@@ -116,7 +116,6 @@ def test_each_script_refuses_a_bad_output_before_the_work(tmp_path, tiny_aircraf
     a_file.write_text("x")
     common = ["--data_dir", tiny_aircraft, *FAST, "--ckpt_path", ckpt]
     cases = [("finetune.py", ["--ckpt_save_dir", a_file / "run"], "is under a file"),
-             ("finetune.py", ["--ckpt_save_dir", ""], "'ckpt_save_dir' is empty"),
              ("predict.py", ["--out_dir", a_file], "'out_dir'"),
              ("predict.py", ["--out", tmp_path], "is a folder"),
              ("validate.py", ["--report_dir", a_file], "'report_dir'"),
@@ -158,6 +157,11 @@ def test_a_folder_in_use_is_not_taken_and_a_dead_runs_lock_is_free(tmp_path, cap
         assert f"{base} is in use by a running run (pid {holder.pid})" in capsys.readouterr().out
         with pytest.raises(DataError, match="in use by a running run"):
             run_folder.take(SimpleNamespace(ckpt_save_dir=base, resume="", overwrite=True))
+        open(os.path.join(base, "resume.ckpt"), "wb").close()
+        with pytest.raises(DataError, match="in use by a running run"):              # nor when named
+            run_folder.take(SimpleNamespace(ckpt_save_dir=base, resume=os.path.join(base, "resume.ckpt"),
+                                            overwrite=False))
+        os.remove(os.path.join(base, "resume.ckpt"))
     finally:
         holder.kill()
         holder.wait()
@@ -167,6 +171,10 @@ def test_a_folder_in_use_is_not_taken_and_a_dead_runs_lock_is_free(tmp_path, cap
     cfg = SimpleNamespace(ckpt_save_dir=base, resume="auto", overwrite=False)
     assert run_folder.take(cfg) == base and cfg.resume == "auto"        # ... and resume: auto continues it
     run_folder.release(base)
+    fresh = SimpleNamespace(ckpt_save_dir=str(tmp_path / "new"), resume="", overwrite=False)
+    assert run_folder.take(fresh) == str(tmp_path / "new") and os.listdir(fresh.ckpt_save_dir) == [".run.lock"]
+    run_folder._leave_no_empty_folder()                                 # what the end of a run that wrote nothing does
+    assert not os.path.exists(tmp_path / "new")
 
 
 def start(cmd, log):
