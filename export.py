@@ -23,7 +23,7 @@ from tools.config import INT, STR, STRS, parse_config  # noqa: E402
 from tools.data import build_loader, open_split  # noqa: E402
 from tools.engine import predict_logits  # noqa: E402
 from tools.errors import DataError, UsageError, run_cli  # noqa: E402
-from tools.fileio import first_line  # noqa: E402
+from tools.fileio import check_output_file, first_line  # noqa: E402
 from tools.inputs import find_images, input_split  # noqa: E402
 from tools.metrics import softmax  # noqa: E402
 from tools.model import checkpoint_network, class_names_of, numbered_classes, read_checkpoint  # noqa: E402
@@ -114,6 +114,7 @@ def main(argv=None):
         raise UsageError("export.py needs --ckpt_path (a checkpoint written by finetune.py)")
     if cfg.parity_count < 1:
         raise UsageError(f"'parity_count' must be > 0, got {cfg.parity_count}")
+    check_output_file(output_base(cfg) + ".classes.json", "out")
     runtime.setup(cfg)
     params = read_checkpoint(cfg.ckpt_path)
     class_names = class_names_of(params) or numbered_classes(cfg)

@@ -17,6 +17,7 @@ from tools.config import BOOL, INT, STR, parse_config  # noqa: E402
 from tools.data import build_loader, open_split, resolve_num_classes  # noqa: E402
 from tools.engine import CURVES_FILE  # noqa: E402
 from tools.errors import UsageError, run_cli  # noqa: E402
+from tools.fileio import check_output_file, check_writable_dir  # noqa: E402
 from tools.model import checkpoint_network, class_names_of, read_checkpoint  # noqa: E402
 from tools.tta import tta_mode, view_logits  # noqa: E402
 
@@ -116,6 +117,8 @@ def main(argv=None):
     for key in ("grid_size", "top_confused"):
         if getattr(cfg, key) < 0:
             raise UsageError(f"'{key}' must be >= 0, got {getattr(cfg, key)}")
+    check_writable_dir(cfg.report_dir or os.path.dirname(os.path.abspath(cfg.ckpt_path)), "report_dir")
+    check_output_file(cfg.out, "out")
     runtime.setup(cfg)
     params = read_checkpoint(cfg.ckpt_path)
     split = cfg.split or cfg.val_split

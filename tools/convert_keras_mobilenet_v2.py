@@ -284,14 +284,14 @@ def main(argv=None):
     print(f"reading {h5_path}")
     entries = convert(h5_path, keep_head=args.keep_head, log=print)
 
-    import mindspore as ms
+    from tools.checkpoints import write_checkpoint
 
     out = args.out
     if os.path.dirname(out):
         os.makedirs(os.path.dirname(out), exist_ok=True)
     try:
         with atomic_path(out, ".tmp.ckpt") as tmp:
-            ms.save_checkpoint(entries, tmp)
+            write_checkpoint(entries, tmp, None)
     except (OSError, RuntimeError, ValueError) as err:
         raise DataError(f"cannot write {out}: {first_line(err)}") \
             from None

@@ -12,8 +12,8 @@ import mindspore as ms
 import numpy as np
 from mindspore import Tensor
 
-from tools import metrics
-from tools.checkpoints import save_weights, write_results
+from tools import metrics, stop_signals
+from tools.checkpoints import save_weights, write_checkpoint, write_json, write_results
 from tools.errors import DataError
 from tools.fileio import atomic_path
 from tools.model import read_checkpoint
@@ -22,14 +22,17 @@ from tools.reports import plot_training_curves
 RESUME_FILE = "resume.ckpt"
 CURVES_FILE = "training_curves.png"
 PREVIOUS_RESUME_FILE = "resume_prev.ckpt"  # the state before, kept in case the newest is damaged
+SUMMARY_FILE = "summary.json"  # written when the run ends (all epochs or an early stop): the run is finished
 STATE_KEY = "suite_train_state"
 
 
 def batches(loader, output_numpy=False):
-    """One pass over ``loader``. MindSpore's data engine installs a SIGINT handler that kills the
+    """One pass over ``loader``, stopping between batches when a stop signal came (see
+    :mod:`tools.stop_signals`). MindSpore's data engine installs a SIGINT handler that kills the
     process (exit -15, no cleanup); Python's is put back so that Ctrl-C stays a KeyboardInterrupt."""
     iterator = loader.create_tuple_iterator(num_epochs=1, output_numpy=output_numpy)
     while True:
+        stop_signals.check()
         signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             batch = next(iterator)
@@ -127,15 +130,27 @@ class Trainer:
         progress.close()
         return total / max(count, 1)
 
-    def fit(self, train_loader, val_loader, start_epoch=1):
-        """Train from ``start_epoch`` to ``epoch_size`` (or an early stop); returns the result rows."""
+    def fit(self, train_loader, val_loader, start_epoch=1, resume_command=None):
+        """Train from ``start_epoch`` to ``epoch_size`` (or an early stop); returns the result rows.
+
+        Ctrl-C or SIGTERM stops it keeping every finished epoch, and prints ``resume_command`` (how to go
+        on); a run that ends writes ``summary.json``, which marks it finished (see tools/run_folder.py).
+        """
         try:
-            return self._fit(train_loader, val_loader, start_epoch)
-        except KeyboardInterrupt:
+            rows = self._fit(train_loader, val_loader, start_epoch)
+        except KeyboardInterrupt as err:
             if self.is_main:
-                print(f"interrupted; finished epochs are saved: continue with --resume auto "
-                      f"--ckpt_save_dir {self.out_dir}", file=sys.stderr)
+                how = "stopped by SIGTERM" if getattr(err, "signum", None) == signal.SIGTERM else "interrupted"
+                hint = resume_command or f"--resume auto --ckpt_save_dir {self.out_dir}"
+                print(f"{how}; finished epochs are saved in {self.out_dir}: continue with {hint}", file=sys.stderr)
             raise
+        if self.is_main:
+            write_json(os.path.join(self.out_dir, SUMMARY_FILE), {
+                "epochs_done": rows[-1]["epoch"] if rows else 0, "epoch_size": self.cfg.epoch_size,
+                "early_stop": bool(rows) and rows[-1]["epoch"] < self.cfg.epoch_size, "best_top1": self.best_top1,
+                "best_checkpoint": self.checkpoint_path("best") if self.best_top1 is not None else None,
+                "last_checkpoint": self.checkpoint_path("last")})
+        return rows
 
     def _fit(self, train_loader, val_loader, start_epoch):
         steps = train_loader.get_dataset_size()
@@ -199,7 +214,7 @@ class Trainer:
         state = {"epoch": epoch, "rows": self.rows, "best_top1": self.best_top1, "stale": self.stale,
                  "saved_epochs": self.saved_epochs, "frozen": _frozen_names(self.network)}
         with atomic_path(self.state_path, ".tmp.ckpt") as tmp:
-            ms.save_checkpoint(self.train_step, tmp, append_dict={STATE_KEY: json.dumps(state)})
+            write_checkpoint(self.train_step, tmp, {STATE_KEY: json.dumps(state)})
             if os.path.exists(self.state_path):
                 os.replace(self.state_path, os.path.join(self.out_dir, PREVIOUS_RESUME_FILE))
 

@@ -42,6 +42,10 @@ def setup(cfg):
         print(f"note: num_parallel_workers {cfg.num_parallel_workers} > {cores} CPU cores; using {cores}")
         cfg.num_parallel_workers = cores
     if not cfg.distribute:
+        workers = os.environ.get("MS_WORKER_NUM") or os.environ.get("RANK_SIZE")
+        if workers and workers != "1":  # each of the N processes would train the whole run into one folder
+            raise UsageError(f"started by a launcher of {workers} workers (msrun) but distribute is False: "
+                             "set --distribute True, or run without msrun")
         return None, None
     if "MS_WORKER_NUM" not in os.environ and "RANK_SIZE" not in os.environ:
         print("note: distribute is True but the script was not started by msrun; training on one process")
