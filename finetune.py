@@ -20,6 +20,7 @@ from tools.linear_probe import cached_training  # noqa: E402
 from tools.model import create_network  # noqa: E402
 from tools.optim import build_optimizer  # noqa: E402
 from tools.schedule import build_lr_schedule  # noqa: E402
+from tools.split_folder import hold_out_val  # noqa: E402
 
 
 def output_dir(cfg):
@@ -43,6 +44,7 @@ def main(argv=None):
     cfg = parse_config(argv, "Fine-tune a MindCV model on a custom dataset.")
     shard = runtime.setup(cfg)
     cfg.ckpt_save_dir = output_dir(cfg)
+    hold_out_val(cfg)  # --val_fraction: the held-out split goes into the run folder and its config.yaml
     rank = shard[1] or 0
 
     train_data = open_split(cfg, cfg.train_split, training=True, shard=shard)
