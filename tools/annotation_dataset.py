@@ -4,7 +4,7 @@
 encoded bytes (1-D ``uint8``, not decoded) at access time, so memory is bounded by what the
 pipeline holds (about a batch), not by the dataset. Decoding is left to the transforms (MindCV's
 ``create_transforms`` starts with a decode). :class:`AnnotationDataset` takes the files of an
-Aircraft-layout split (annotation file + ``images/``), :func:`folder_images` those of a split tree.
+Aircraft-layout split (annotation file + ``images/``); ``tools.folder_layout`` finds those of a split tree.
 
 Every file is checked when the split is opened (:mod:`tools.image_check`, results remembered per file
 by :mod:`tools.check_cache` when a ``cache_dir`` is given): an unreadable one is
@@ -18,8 +18,8 @@ import mindspore.dataset as ds
 import numpy as np
 
 from tools import aircraft_layout
-from tools.errors import DataError
 from tools.check_cache import check_images
+from tools.errors import DataError
 from tools.image_check import to_rgb_jpeg_bytes
 
 COLUMN_NAMES = ["image", "label"]
@@ -95,23 +95,6 @@ class AnnotationDataset(ImageFiles):
         if missing is not None:
             raise DataError(f"{self.annotation_path}: image file not found: {missing}")
         return paths
-
-
-def folder_images(split_dir, folders):
-    """``(paths, labels)`` of a split tree: class ``folders[i]`` gets label i, its files sorted.
-
-    A class folder that is missing or empty gives no images; hidden files and subfolders are ignored;
-    a broken symbolic link is kept, so that the check names it among the skipped files.
-    """
-    paths, labels = [], []
-    for label, folder in enumerate(folders):
-        folder_dir = os.path.join(split_dir, folder)
-        names = sorted(os.listdir(folder_dir)) if os.path.isdir(folder_dir) else []
-        files = [os.path.join(folder_dir, n) for n in names if not n.startswith(".")]
-        files = [path for path in files if os.path.isfile(path) or not os.path.exists(path)]
-        paths += files
-        labels += [label] * len(files)
-    return paths, labels
 
 
 def image_dataset(source, shuffle=True, num_shards=None, shard_id=None, num_parallel_workers=1, num_samples=None):

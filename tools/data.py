@@ -22,9 +22,10 @@ from mindcv.data import create_loader, create_transforms
 
 from tools import aircraft_layout as layout
 from tools import class_balance, list_layout
-from tools.annotation_dataset import AnnotationDataset, ImageFiles, folder_images, image_dataset
+from tools.annotation_dataset import AnnotationDataset, ImageFiles, image_dataset
 from tools.check_cache import resolve_dir
 from tools.errors import DataError, UsageError
+from tools.folder_layout import folder_classes, folder_images
 
 _BUILTIN_DATASETS = ("mnist", "cifar10", "cifar100")
 
@@ -80,17 +81,6 @@ def known_splits(cfg):
                if os.path.isdir(os.path.join(cfg.data_dir, d)) and d != layout.IMAGES_DIR]
     return sorted(set(folders + list_layout.available_splits(list_dir(cfg))
                       + layout.available_splits(cfg.data_dir, cfg.label_level)))
-
-
-def folder_classes(data_dir, split_dir):
-    """``(names, folders)`` of a folder of class folders: ``<data_dir>/classes.txt``, else its sorted folders."""
-    names_path = os.path.join(data_dir, layout.CLASSES_FILE)
-    if os.path.isfile(names_path):
-        names = layout.read_names(names_path)
-        return names, layout.safe_dirnames(names)
-    folders = sorted(d for d in os.listdir(split_dir)
-                     if os.path.isdir(os.path.join(split_dir, d)) and not d.startswith("."))
-    return folders, folders
 
 
 def _folder_source(cfg, split, class_names):

@@ -106,6 +106,7 @@ def read_split(data_dir, list_path, image_column="image", label_column="label", 
         else:
             class_names = sorted(set(labels))
     index = {name: i for i, name in enumerate(class_names)}
+    source = names_path if os.path.isfile(names_path) else "the training split"
     label_indices, paths = [], []
     for lineno, image, label in entries:
         if label in index:
@@ -114,7 +115,7 @@ def read_split(data_dir, list_path, image_column="image", label_column="label", 
             label_indices.append(int(label))
         else:
             raise DataError(f"{list_path}:{lineno}: label '{label}' is neither a class name nor an index below "
-                            f"{len(class_names)} (classes: {names_path if os.path.isfile(names_path) else 'the training split'})")
+                            f"{len(class_names)} (classes: {source})")
         path = os.path.join(data_dir, image)
         if not os.path.lexists(path):
             raise DataError(f"{list_path}:{lineno}: image file not found: {path}")

@@ -25,9 +25,9 @@ if __package__ in (None, ""):
 
 import numpy as np  # noqa: E402
 
-from tools.annotation_dataset import folder_images  # noqa: E402
 from tools.errors import CliParser, DataError, UsageError, run_cli  # noqa: E402
 from tools.fileio import atomic_path  # noqa: E402
+from tools.folder_layout import folder_classes, folder_images  # noqa: E402
 
 SPLIT_DIR = "split"  # finetune.py's split, inside the run folder
 HEADER = ["image", "label"]
@@ -56,8 +56,6 @@ def check_fractions(val_fraction, test_fraction):
 
 def class_images(data_dir, class_root):
     """``{class name: [image path relative to data_dir, ...]}`` of the class folders in ``class_root``."""
-    from tools.data import folder_classes  # tools.data imports MindCV: only when needed
-
     if not os.path.isdir(class_root):
         raise DataError(f"folder not found: {class_root}")
     names, folders = folder_classes(data_dir, class_root)
@@ -158,7 +156,7 @@ def hold_out_val(cfg):
     check_fractions(cfg.val_fraction, 0.0)
     if cfg.list_dir:
         raise UsageError("'val_fraction' makes its own list files: leave 'list_dir' unset")
-    from tools.data import known_splits
+    from tools.data import known_splits  # tools.data imports MindCV: only when needed
 
     if cfg.val_split in known_splits(cfg):
         raise UsageError(f"'val_fraction' splits a folder without a val split, but {cfg.data_dir} has split "
