@@ -94,11 +94,16 @@ def cpu_count():
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _check_all(paths, split, workers=None):
-    """Check ``paths``; many files go to a process per core (fork: nothing is re-imported)."""
+def parallel_map(fn, items, workers=None):
+    """``[fn(item) ...]``, on a process per core when there are many items (fork: nothing is re-imported)."""
     workers = workers or cpu_count()
-    if len(paths) < PARALLEL_MIN or workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        return [check_image(p) for p in paths]
-    print(f"checking {len(paths)} new images of split '{split}' on {workers} cores", flush=True)
+    if len(items) < PARALLEL_MIN or workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return [fn(item) for item in items]
     with multiprocessing.get_context("fork").Pool(workers) as pool:
-        return pool.map(check_image, paths, chunksize=max(1, len(paths) // (workers * 16)))
+        return pool.map(fn, items, chunksize=max(1, len(items) // (workers * 16)))
+
+
+def _check_all(paths, split, workers=None):
+    if len(paths) >= PARALLEL_MIN:
+        print(f"checking {len(paths)} new images of split '{split}' on {workers or cpu_count()} cores", flush=True)
+    return parallel_map(check_image, paths, workers)

@@ -23,6 +23,7 @@ MAX_PIXELS = 300_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow's own limit (89 MP) would refuse large photos
 TOO_LARGE = f"larger than {MAX_PIXELS // 10**6} megapixels"
 DECODED_AS_IS = ("JPEG", "MPO", "PNG", "BMP")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")  # of files found by name
 
 
 def check_image(path):

@@ -15,6 +15,7 @@ import os
 from tools import aircraft_layout as layout
 from tools.errors import DataError
 from tools.fileio import read_text_lines
+from tools.image_check import IMAGE_EXTENSIONS
 
 EXTENSIONS = (".csv", ".txt")
 
@@ -29,9 +30,22 @@ def list_file(list_dir, split):
 
 
 def available_splits(list_dir):
+    """Split names of the list files in ``list_dir``: every ``.csv``, and the ``.txt`` files whose first
+    line starts with an image file name (not Aircraft's annotation and names files, nor a README)."""
     if not os.path.isdir(list_dir):
         return []
-    return sorted({os.path.splitext(n)[0] for n in os.listdir(list_dir) if n.endswith(EXTENSIONS)})
+    names = [n for n in os.listdir(list_dir) if n.endswith(".csv")
+             or n.endswith(".txt") and _starts_with_image(os.path.join(list_dir, n))]
+    return sorted({os.path.splitext(n)[0] for n in names})
+
+
+def _starts_with_image(path):
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace") as f:
+            first = next((line for line in f if line.strip()), "")
+    except OSError:
+        return False
+    return os.path.splitext(first.strip().partition(" ")[0])[1].lower() in IMAGE_EXTENSIONS
 
 
 def read_list(path, image_column="image", label_column="label"):
