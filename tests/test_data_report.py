@@ -102,6 +102,12 @@ def test_file_listed_in_two_splits_is_a_leak(planted):
     assert "- train and val: 1 files (leak)" in rows
 
 
+def test_a_union_split_is_not_called_a_leak():
+    records = [dict(split=s, path=p) for s, p in [("trainval", "a"), ("trainval", "b"), ("train", "a"), ("test", "b")]]
+    shared = data_report.shared_files(records, {"trainval": None, "train": None, "test": None})
+    assert shared == [("trainval", "train", 1, True), ("trainval", "test", 1, True)]
+
+
 def test_perceptual_hash_distance_matches_bit_count():
     a = data_report.perceptual_hash(smooth_image(0))
     b = data_report.perceptual_hash(smooth_image(1))

@@ -266,6 +266,13 @@ def test_val_fraction_refuses_a_folder_that_has_a_val_split(tmp_path):
         split_folder.hold_out_val(cfg)
 
 
+def test_val_fraction_refuses_an_annotation_split(tiny_aircraft, tmp_path):
+    cfg = config(tiny_aircraft, val_fraction=0.2, train_split="trainval", ckpt_save_dir=str(tmp_path / "run"))
+    with pytest.raises(UsageError, match="split 'trainval' of .* is a list or annotation file"):
+        split_folder.hold_out_val(cfg)
+    assert not os.path.exists(tmp_path / "run")
+
+
 # ---- odd files -----------------------------------------------------------------------------------
 
 def short_png(path, width=16, height=16):
@@ -308,6 +315,19 @@ def test_broken_symlinks_are_named_in_the_warning(tmp_path, capsys):
     inputs = find_images([str(tmp_path / "train")])  # predict.py --input on the same folder
     data = input_split(config(tmp_path), inputs, ["a", "b"])
     assert data.size == 6 and str(tmp_path / "train" / "a" / "link.jpg") in dict(data.skipped)
+
+
+def test_hidden_folders_are_not_classes_and_listed_broken_links_are_named(tmp_path, capsys):
+    make_class_folders(tmp_path / "train", {"a": 2, "b": 2})
+    make_class_folders(tmp_path / "train" / ".ipynb_checkpoints", {"c": 1})
+    _, source = open_source(config(tmp_path), "train")
+    assert source.class_names == ["a", "b"] and len(source) == 4
+    os.symlink(tmp_path / "gone.jpg", tmp_path / "train" / "a" / "link.jpg")
+    write_csv(tmp_path / "listed.csv", [("train/a/000.jpg", "a"), ("train/a/link.jpg", "a"), ("train/b/001.jpg", "b")])
+    capsys.readouterr()
+    _, listed = open_source(config(tmp_path), "listed")
+    assert len(listed) == 2
+    assert f"skipping {tmp_path / 'train' / 'a' / 'link.jpg'}: broken symbolic link" in capsys.readouterr().err
 
 
 # ---- the check cache -----------------------------------------------------------------------------

@@ -158,16 +158,20 @@ def hold_out_val(cfg):
         raise UsageError("'val_fraction' makes its own list files: leave 'list_dir' unset")
     from tools.data import known_splits  # tools.data imports MindCV: only when needed
 
-    if cfg.val_split in known_splits(cfg):
+    splits = known_splits(cfg)
+    if cfg.val_split in splits:
         raise UsageError(f"'val_fraction' splits a folder without a val split, but {cfg.data_dir} has split "
                          f"'{cfg.val_split}'; set val_fraction: 0 to use it")
     tree = os.path.join(cfg.data_dir, cfg.train_split)
+    if not os.path.isdir(tree) and cfg.train_split in splits:
+        raise UsageError(f"'val_fraction' splits class folders, but split '{cfg.train_split}' of {cfg.data_dir} is "
+                         "a list or annotation file; split it with its own val list instead")
     class_root = tree if os.path.isdir(tree) else cfg.data_dir
-    splits = stratified_split(class_images(cfg.data_dir, class_root), cfg.val_fraction, seed=cfg.split_seed)
+    parts = stratified_split(class_images(cfg.data_dir, class_root), cfg.val_fraction, seed=cfg.split_seed)
     out_dir = os.path.abspath(os.path.join(cfg.ckpt_save_dir, SPLIT_DIR))
-    write_lists(out_dir, {cfg.train_split: splits["train"], cfg.val_split: splits["val"]}, overwrite=cfg.overwrite)
+    write_lists(out_dir, {cfg.train_split: parts["train"], cfg.val_split: parts["val"]}, overwrite=cfg.overwrite)
     print(f"held out {cfg.val_fraction:g} of each class of {class_root} as '{cfg.val_split}' (seed {cfg.split_seed}): "
-          f"{len(splits['train'])} train, {len(splits['val'])} val images; lists in {out_dir}", flush=True)
+          f"{len(parts['train'])} train, {len(parts['val'])} val images; lists in {out_dir}", flush=True)
     cfg.dataset_format, cfg.list_dir, cfg.val_fraction = "list", out_dir, 0.0
     return cfg
 
