@@ -34,7 +34,8 @@ def resolve_dir(value):
 
 def check_images(paths, split, cache_dir=None, workers=None):
     """``[(ok, reason, needs_conversion), ...]`` of ``paths``, from the cache where the file is unchanged."""
-    keys = [os.path.abspath(p) for p in paths]
+    cwd = os.getcwd()
+    keys = [os.path.join(cwd, p) for p in paths]  # absolute; not normalised: a key only has to be stable
     stamps = [_stamp(p) for p in paths]
     cache_path = _cache_file(cache_dir, keys, split) if cache_dir and paths else None
     cached = _load(cache_path) if cache_path else {}
@@ -65,7 +66,8 @@ def _stamp(path):
 
 def _cache_file(cache_dir, keys, split):
     """One file per split name and folder holding its images: a split's re-open reads one file."""
-    folder = os.path.commonpath(keys) if len(keys) > 1 else os.path.dirname(keys[0])
+    prefix = os.path.commonprefix([min(keys), max(keys)])  # that of all keys; os.path.commonpath is ~100x slower
+    folder = prefix.rpartition(os.sep)[0]
     digest = hashlib.sha1(f"{CHECK_VERSION}\0{folder}\0{split}".encode()).hexdigest()[:20]
     return os.path.join(cache_dir, f"{digest}.json")
 
