@@ -92,7 +92,8 @@ def _folder_source(cfg, split, class_names):
             extra = sorted(set(names) - set(class_names))[0]
             raise DataError(f"class '{extra}' of split '{split}' is not a class of the training split")
     split_dir = os.path.join(cfg.data_dir, split)
-    present = [d for d in os.listdir(split_dir) if os.path.isdir(os.path.join(split_dir, d)) and not d.startswith(".")]
+    present = [d for d in os.listdir(split_dir)
+               if os.path.isdir(os.path.join(split_dir, d)) and not d.startswith(".")]
     unknown = sorted(set(present) - set(folders))
     if unknown:
         raise DataError(f"class folder '{os.path.join(split_dir, unknown[0])}' is not in the class list "
