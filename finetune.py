@@ -4,6 +4,7 @@
 """
 import os
 import sys
+import tempfile
 
 os.environ.setdefault("GLOG_v", "3")  # MindSpore: errors only
 if __name__ == "__main__":  # before MindSpore starts threads: Ctrl-C and SIGTERM stop between steps
@@ -17,11 +18,26 @@ from tools.engine import Trainer, weights_digest  # noqa: E402
 from tools.errors import run_cli  # noqa: E402
 from tools.fileio import check_writable_dir  # noqa: E402
 from tools.training import build_training, describe  # noqa: E402
+from tools.split_folder import hold_out_val  # noqa: E402
 
 EXTRA = {"finetune.py": [
     ("dry_run", False, BOOL, "resolve the config, check the data, build model, loss, schedule, optimizer and "
                              "train step, print the plan and exit without training"),
 ]}
+
+
+def dry_run(cfg, shard, rank):
+    """``--dry_run``: everything but training, in a scratch folder that is then removed (a ``val_fraction``
+    split lands there), after checking that ``ckpt_save_dir`` could be written."""
+    check_writable_dir(cfg.ckpt_save_dir, "ckpt_save_dir")
+    with tempfile.TemporaryDirectory() as scratch:
+        cfg.ckpt_save_dir = scratch
+        hold_out_val(cfg)
+        run = build_training(cfg, shard, verbose=rank == 0, extract_features=False)
+        if rank == 0:
+            print(describe(cfg, run))
+            print("dry run: nothing trained or written")
+    return 0
 
 
 def main(argv=None):
@@ -32,15 +48,10 @@ def main(argv=None):
         for note in no_effect_notes(cfg):
             print(f"note: {note}")
     if cfg.dry_run:
-        check_writable_dir(cfg.ckpt_save_dir, "ckpt_save_dir")
-    else:
-        run_folder.take(cfg, rank)  # sets cfg.ckpt_save_dir (and resume) to the run's folder, held till exit
-    run = build_training(cfg, shard, verbose=rank == 0, extract_features=not cfg.dry_run)
-    if cfg.dry_run:
-        if rank == 0:
-            print(describe(cfg, run))
-            print("dry run: nothing trained or written")
-        return 0
+        return dry_run(cfg, shard, rank)
+    run_folder.take(cfg, rank)  # sets cfg.ckpt_save_dir (and resume) to the run's folder, held till exit
+    hold_out_val(cfg)  # --val_fraction: the held-out split goes into the run folder and its config.yaml
+    run = build_training(cfg, shard, verbose=rank == 0)
     trainer = Trainer(cfg, run.network, run.train_step, run.lrs, run.class_names, rank)
     start_epoch = trainer.resume(cfg.resume) if cfg.resume else 1
 

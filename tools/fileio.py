@@ -1,4 +1,5 @@
 """Small file and error idioms shared by every module: atomic writes, output checks, one-line error text."""
+import io
 import os
 import tempfile
 from contextlib import contextmanager
@@ -63,3 +64,19 @@ def check_output_file(path, key):
     if os.path.isdir(path):
         raise UsageError(f"'{key}' {os.path.abspath(path)} is a folder; name a file")
     check_writable_dir(os.path.dirname(os.path.abspath(path)), key)
+def read_text_lines(path):
+    """The lines of a UTF-8 text file (a BOM is accepted), split at ``\n`` only, line ends kept.
+
+    Text in another encoding is a ``DataError`` naming the file, the line and the offending byte, not a
+    ``UnicodeDecodeError`` traceback.
+    """
+    from tools.errors import DataError
+
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return io.StringIO(data.decode("utf-8-sig")).readlines()
+    except UnicodeDecodeError as err:
+        lineno = data.count(b"\n", 0, err.start) + 1
+        raise DataError(f"{path}:{lineno}: not UTF-8 text (byte 0x{data[err.start]:02x}); "
+                        "save the file as UTF-8") from None
