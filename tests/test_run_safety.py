@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 from mindcv.models import create_model
 
+import predict
+import validate
 from conftest import ROOT, TINY_TRAIN_ARGS, assert_one_line_error, run_script
 from tools import run_folder
 from tools.checkpoints import save_weights
@@ -115,15 +117,16 @@ def test_each_script_refuses_a_bad_output_before_the_work(tmp_path, tiny_aircraf
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
     common = ["--data_dir", tiny_aircraft, *FAST, "--ckpt_path", ckpt]
-    cases = [("finetune.py", ["--ckpt_save_dir", a_file / "run"], "is under a file"),
-             ("predict.py", ["--out_dir", a_file], "'out_dir'"),
-             ("predict.py", ["--out", tmp_path], "is a folder"),
-             ("validate.py", ["--report_dir", a_file], "'report_dir'"),
-             ("export.py", ["--out", READ_ONLY + "/model"], "cannot be written")]
-    for script, args, needle in cases:
+    for script, args, needle in (("finetune.py", ["--ckpt_save_dir", a_file / "run"], "is under a file"),
+                                 ("export.py", ["--out", READ_ONLY + "/model"], "cannot be written")):
         proc = run_script(script, *common, *args)
         assert_one_line_error(proc, needle, code=2)
-        assert "steps/epoch" not in proc.stdout and "images predicted" not in proc.stdout
+        assert "steps/epoch" not in proc.stdout and "exported" not in proc.stdout
+    for main, args, needle in ((predict.main, ["--out_dir", a_file], "'out_dir'"),   # in-process: the check comes
+                               (predict.main, ["--out", tmp_path], "is a folder"),   # before any MindSpore set-up
+                               (validate.main, ["--report_dir", a_file], "'report_dir'")):
+        with pytest.raises(UsageError, match=needle):
+            main([*map(str, common), *map(str, args)])
     assert sorted(os.listdir(tmp_path)) == ["file.txt", "w.ckpt"]
 
 
