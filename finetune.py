@@ -20,6 +20,7 @@ from tools.linear_probe import cached_training  # noqa: E402
 from tools.model import create_network  # noqa: E402
 from tools.optim import build_optimizer  # noqa: E402
 from tools.schedule import build_lr_schedule  # noqa: E402
+from tools.seeded_dropout import seed_dropouts  # noqa: E402
 
 
 def output_dir(cfg):
@@ -67,6 +68,7 @@ def main(argv=None):
     else:
         trained = cut_gradients(network, frozen.frozen_blocks)
     train_step = build_train_step(cfg, trained, loss_fn, optimizer)
+    seed_dropouts(network, cfg.seed)  # repeatable masks that a resume continues (MindSpore's are neither)
     trainer = Trainer(cfg, network, train_step, lrs, train_data.class_names, rank)
     start_epoch = trainer.resume(cfg.resume) if cfg.resume else 1
 

@@ -14,11 +14,14 @@ import os
 from dataclasses import dataclass, field
 from typing import List
 
+import mindspore as ms
 from mindcv.data import create_loader, create_transforms
+from mindspore.dataset.transforms import TypeCast
 
 from tools import aircraft_layout as layout
 from tools.annotation_dataset import AnnotationDataset, ImageFiles, folder_images, image_dataset
 from tools.errors import DataError, UsageError
+from tools.seeded_augment import SeededAugmentation
 
 _BUILTIN_DATASETS = ("mnist", "cifar10", "cifar100")
 
@@ -110,7 +113,7 @@ def open_split(cfg, split, class_names=None, training=False, shard=(None, None))
         raise DataError(f"split '{split}' of {cfg.data_dir} holds no images")
     dataset = image_dataset(source, shuffle=cfg.shuffle if training else cfg.eval_shuffle,
                             num_shards=shard[0], shard_id=shard[1], num_parallel_workers=cfg.num_parallel_workers,
-                            num_samples=cfg.num_samples if training else None)
+                            num_samples=cfg.num_samples if training else None, with_index=training)
     return SplitData(dataset, source.class_names, dataset.get_dataset_size(), kind, source.paths, source.skipped)
 
 
@@ -139,14 +142,27 @@ def build_transforms(cfg, training):
 def build_loader(cfg, data, num_classes, training, batch_size=None):
     """Decode, augment and batch a split with MindCV's ``create_loader``.
 
+    Training augmentation runs per sample, seeded from (seed, epoch, sample index)
+    (``tools.seeded_augment``; ``aug_splits`` keeps MindCV's own, unseeded, mapping).
     Evaluation keeps every image exactly once: no shuffling, no dropped remainder.
     """
+    dataset, transform, augmentation = data.dataset, build_transforms(cfg, training), None
+    if "index" in dataset.get_col_names():
+        if training and cfg.aug_splits == 0:
+            augmentation = SeededAugmentation(transform, cfg.seed)
+            dataset = dataset.map(operations=augmentation, input_columns=["image", "index"],
+                                  output_columns=["image"], num_parallel_workers=cfg.num_parallel_workers)
+            transform = [TypeCast(ms.float32)]  # create_loader needs an image op; the images are float32 already
+        else:
+            dataset = dataset.project(["image", "label"])
     try:
-        return create_loader(
-            dataset=data.dataset, batch_size=batch_size or cfg.batch_size,
+        loader = create_loader(
+            dataset=dataset, batch_size=batch_size or cfg.batch_size,
             drop_remainder=cfg.drop_remainder if training else False, is_training=training,
             mixup=cfg.mixup if training else 0.0, cutmix=cfg.cutmix if training else 0.0,
-            cutmix_prob=cfg.cutmix_prob, num_classes=num_classes, transform=build_transforms(cfg, training),
+            cutmix_prob=cfg.cutmix_prob, num_classes=num_classes, transform=transform,
             num_parallel_workers=cfg.num_parallel_workers, separate=training and cfg.aug_splits > 0)
     except (ValueError, AssertionError) as err:
         raise UsageError(f"cannot build the data pipeline: {err}") from None
+    loader.seeded_augmentation = augmentation
+    return loader

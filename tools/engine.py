@@ -21,6 +21,8 @@ from tools.errors import DataError
 from tools.fileio import atomic_path
 from tools.model import read_checkpoint
 from tools.reports import plot_training_curves
+from tools.seeded_augment import set_epoch
+from tools.seeded_dropout import is_dropout_counter
 
 RESUME_FILE = "resume.ckpt"
 CURVES_FILE = "training_curves.png"
@@ -125,7 +127,8 @@ class Trainer:
 
     def train_epoch(self, loader, epoch, steps):
         """One pass over ``loader``; returns the mean loss. A NaN/Inf loss stops the run."""
-        ms.dataset.config.set_seed(self.cfg.seed + epoch)  # the same data order and augmentation on resume
+        ms.dataset.config.set_seed(self.cfg.seed + epoch)  # the same data order on resume
+        set_epoch(loader, epoch)  # and the same augmentation: a function of (seed, epoch, sample index)
         progress = Progress(steps, self.cfg.log_interval, f"epoch {epoch}/{self.cfg.epoch_size}", self.is_main)
         total, count = 0.0, 0
         for images, labels in batches(loader):
@@ -284,7 +287,7 @@ def _from_config(name):
 
 
 def _frozen_names(network):
-    return sorted(p.name for p in network.get_parameters() if not p.requires_grad
+    return sorted(p.name for p in network.get_parameters() if not p.requires_grad and not is_dropout_counter(p.name)
                   and not p.name.endswith(("moving_mean", "moving_variance")))
 
 
