@@ -40,6 +40,12 @@ def _holds_run(path):
         name in ("results.csv", CONFIG_FILE_NAME, RESUME_FILE) or name.endswith(".ckpt") for name in os.listdir(path))
 
 
+def _resuming_at(epoch, step):
+    if step:
+        return f", resuming at epoch {epoch} step {step + 1}"
+    return f", resuming at epoch {epoch}" if epoch > 1 else ""
+
+
 def main(argv=None):
     cfg = parse_config(argv, "Fine-tune a MindCV model on a custom dataset.")
     shard = runtime.setup(cfg)
@@ -78,7 +84,7 @@ def main(argv=None):
         print(frozen.summary())
         print(f"{cfg.model}: {num_classes} classes, {train_data.size} train images ({train_data.layout}), "
               f"{val_data.size if val_data else 0} val images, {steps} steps/epoch, {cfg.epoch_size} epochs"
-              f"{f', resuming at epoch {start_epoch}' if start_epoch > 1 else ''}; outputs in {cfg.ckpt_save_dir}", flush=True)
+              f"{_resuming_at(start_epoch, trainer.resume_step[0])}; outputs in {cfg.ckpt_save_dir}", flush=True)
     trainer.fit(train_loader, val_loader, start_epoch)
     if shard[0]:
         print(f"rank {rank}: final weights digest {weights_digest(network)}", flush=True)
