@@ -74,8 +74,8 @@ def main(argv=None):
     else:
         trained = cut_gradients(network, frozen.frozen_blocks)
     train_step = build_train_step(cfg, trained, loss_fn, optimizer)
-    seed_dropouts(network, cfg.seed)  # repeatable masks that a resume continues (MindSpore's are neither)
     trainer = Trainer(cfg, network, train_step, lrs, train_data.class_names, rank)
+    seed_dropouts(network, cfg.seed, rank)  # repeatable masks that a resume continues (MindSpore's are neither)
     start_epoch = trainer.resume(cfg.resume) if cfg.resume else 1
 
     if rank == 0:

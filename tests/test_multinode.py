@@ -69,5 +69,4 @@ def test_a_node_that_never_joins_ends_with_one_line(tiny_aircraft, tmp_path):
     assert "Traceback" not in log, log
     ours = [line for line in log.splitlines() if line.startswith("error:")]
     assert len(ours) == 1 and "data-parallel cluster did not form (2 workers expected at 127.0.0.1:" in ours[0], log
-    assert log.strip().splitlines()[-1] == ours[0]
     assert not os.path.exists(out)

@@ -46,10 +46,11 @@ class SeededDropout(nn.Dropout):
         return x * mask / self.keep_prob
 
 
-def seed_dropouts(cell, seed):
+def seed_dropouts(cell, seed, rank=0):
     """Make every ``nn.Dropout`` under ``cell`` a :class:`SeededDropout`; returns how many.
 
-    Call it after the train step is built (EMA and the optimizer then leave the counters alone).
+    ``rank`` (data parallel) gives each worker its own masks. Call it after the train step is built
+    (EMA and the optimizer then leave the counters alone).
     """
     count = 0
     for name, sub in cell.cells_and_names():
@@ -59,7 +60,7 @@ def seed_dropouts(cell, seed):
         sub.__class__ = SeededDropout
         sub.keep_prob = keep
         sub.keep_below = int(round(keep * 2 ** 24))
-        sub.layer_key = Tensor(_mix_int(_mix_int(seed) ^ count), ms.int64)
+        sub.layer_key = Tensor(_mix_int(_mix_int(_mix_int(seed) ^ rank) ^ count), ms.int64)
         sub.dropout_calls = Parameter(Tensor(0, ms.int64), name=name + COUNTER_SUFFIX, requires_grad=False)
         count += 1
     return count
