@@ -40,6 +40,12 @@ def dry_run(cfg, shard, rank):
     return 0
 
 
+def _resuming_at(epoch, step):
+    if step:
+        return f", resuming at epoch {epoch} step {step + 1}"
+    return f", resuming at epoch {epoch}" if epoch > 1 else ""
+
+
 def main(argv=None):
     cfg = parse_config(argv, "Fine-tune a MindCV model on a custom dataset.", extra=EXTRA)
     shard = runtime.setup(cfg)
@@ -61,8 +67,7 @@ def main(argv=None):
         print(run.frozen.summary())
         print(f"{cfg.model}: {run.num_classes} classes, {run.train_data.size} train images ({run.train_data.layout}), "
               f"{run.val_data.size if run.val_data else 0} val images, {run.steps} steps/epoch, {cfg.epoch_size} "
-              f"epochs{f', resuming at epoch {start_epoch}' if start_epoch > 1 else ''}; outputs in "
-              f"{cfg.ckpt_save_dir}", flush=True)
+              f"epochs{_resuming_at(start_epoch, trainer.resume_step[0])}; outputs in {cfg.ckpt_save_dir}", flush=True)
     trainer.fit(run.train_loader, run.val_loader, start_epoch, run_folder.resume_command(cfg.ckpt_save_dir))
     if shard[0]:
         print(f"rank {rank}: final weights digest {weights_digest(run.network)}", flush=True)

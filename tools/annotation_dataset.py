@@ -98,15 +98,30 @@ class AnnotationDataset(ImageFiles):
 
 
 def image_dataset(source, shuffle=True, num_shards=None, shard_id=None, num_parallel_workers=1, num_samples=None,
-                  sampler=None):
-    """A GeneratorDataset over ``source`` with columns ``image`` (bytes) and ``label``.
+                  sampler=None, with_index=False):
+    """A GeneratorDataset over ``source`` with columns ``image`` (bytes) and ``label`` (and, with
+    ``with_index``, ``index``: the sample's position in ``source``, which seeds its augmentation).
 
     Sharding (``num_shards``/``shard_id``) and ``num_samples`` are GeneratorDataset's own; a ``sampler``
     does its own shuffling and sharding.
     """
     if sampler is not None:
         shuffle = num_shards = shard_id = None
-    return ds.GeneratorDataset(source, column_names=COLUMN_NAMES, shuffle=shuffle, num_shards=num_shards,
-                               shard_id=shard_id, num_parallel_workers=num_parallel_workers,
+    columns = COLUMN_NAMES + ["index"] if with_index else COLUMN_NAMES
+    return ds.GeneratorDataset(_Indexed(source) if with_index else source, column_names=columns, shuffle=shuffle,
+                               num_shards=num_shards, shard_id=shard_id, num_parallel_workers=num_parallel_workers,
                                num_samples=num_samples, python_multiprocessing=False, sampler=sampler)
+
+
+class _Indexed:
+    """``source`` with each sample's index as a third column."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def __getitem__(self, index):
+        return (*self.source[index], np.int64(index))
+
+    def __len__(self):
+        return len(self.source)
 

@@ -18,9 +18,11 @@ import sys
 from dataclasses import dataclass, field
 from typing import List
 
+import mindspore as ms
 import mindspore.dataset as ds
 from mindcv.data import create_loader, create_transforms
 from mindcv.data.distributed_sampler import RepeatAugSampler
+from mindspore.dataset.transforms import TypeCast
 
 from tools import aircraft_layout as layout
 from tools import class_balance, list_layout
@@ -28,6 +30,7 @@ from tools.annotation_dataset import AnnotationDataset, ImageFiles, image_datase
 from tools.check_cache import resolve_dir
 from tools.errors import DataError, UsageError
 from tools.folder_layout import folder_classes, folder_images
+from tools.seeded_augment import SeededAugmentation
 
 _BUILTIN_DATASETS = ("mnist", "cifar10", "cifar100")
 
@@ -141,12 +144,29 @@ def report_balance(cfg, split, source):
 
 class _RepeatAugSampler(RepeatAugSampler):
     """MindCV's repeated-augmentation sampler (``aug_repeats``), drawing each epoch's order from the data
-    engine's seed, which the trainer sets to ``seed + epoch``: MindCV's counts epochs from 0 in every
-    process, so a resumed run would replay epoch 1's order."""
+    engine's seed, which the trainer sets to ``seed + epoch`` (MindCV's counts epochs from 0 in every
+    process, so a resumed run would replay epoch 1's order). Repeat r of image i is yielded as
+    ``r * N + i`` of a ``_Repeats`` view, so that each repeat gets its own augmentation seed."""
 
     def __iter__(self):
         self.set_epoch(ds.config.get_seed())
-        return super().__iter__()
+        seen = {}
+        for i in super().__iter__():
+            seen[i] = seen.get(i, -1) + 1
+            yield seen[i] * self.dataset_size + i
+
+
+class _Repeats:
+    """``source`` seen ``repeats`` times: item ``r * N + i`` is image i."""
+
+    def __init__(self, source, repeats):
+        self.source, self.repeats = source, repeats
+
+    def __getitem__(self, index):
+        return self.source[index % len(self.source)]
+
+    def __len__(self):
+        return len(self.source) * self.repeats
 
 
 def open_split(cfg, split, class_names=None, training=False, shard=(None, None)):
@@ -157,11 +177,13 @@ def open_split(cfg, split, class_names=None, training=False, shard=(None, None))
     """
     kind, source = open_source(cfg, split, class_names)
     report_balance(cfg, split, source)
-    sampler = _RepeatAugSampler(len(source), shard[0] or 1, shard[1] or 0, shuffle=cfg.shuffle,
-                                num_repeats=cfg.aug_repeats, selected_round=0) if training and cfg.aug_repeats > 0 else None
-    dataset = image_dataset(source, shuffle=cfg.shuffle if training else cfg.eval_shuffle,
+    sampler = None
+    if training and cfg.aug_repeats > 0:
+        sampler = _RepeatAugSampler(len(source), shard[0] or 1, shard[1] or 0, shuffle=cfg.shuffle,
+                                    num_repeats=cfg.aug_repeats, selected_round=0)
+    dataset = image_dataset(_Repeats(source, cfg.aug_repeats) if sampler else source, shuffle=cfg.shuffle if training else cfg.eval_shuffle,
                             num_shards=shard[0], shard_id=shard[1], num_parallel_workers=cfg.num_parallel_workers,
-                            num_samples=cfg.num_samples if training else None, sampler=sampler)
+                            num_samples=cfg.num_samples if training else None, sampler=sampler, with_index=training)
     return SplitData(dataset, source.class_names, dataset.get_dataset_size(), kind, source.paths, source.skipped)
 
 
@@ -190,14 +212,27 @@ def build_transforms(cfg, training):
 def build_loader(cfg, data, num_classes, training, batch_size=None):
     """Decode, augment and batch a split with MindCV's ``create_loader``.
 
+    Training augmentation runs per sample, seeded from (seed, epoch, sample index)
+    (``tools.seeded_augment``; ``aug_splits`` keeps MindCV's own, unseeded, mapping).
     Evaluation keeps every image exactly once: no shuffling, no dropped remainder.
     """
+    dataset, transform, augmentation = data.dataset, build_transforms(cfg, training), None
+    if "index" in dataset.get_col_names():
+        if training and cfg.aug_splits == 0:
+            augmentation = SeededAugmentation(transform, cfg.seed)
+            dataset = dataset.map(operations=augmentation, input_columns=["image", "index"],
+                                  output_columns=["image"], num_parallel_workers=cfg.num_parallel_workers)
+            transform = [TypeCast(ms.float32)]  # create_loader needs an image op; the images are float32 already
+        else:
+            dataset = dataset.project(["image", "label"])
     try:
-        return create_loader(
-            dataset=data.dataset, batch_size=batch_size or cfg.batch_size,
+        loader = create_loader(
+            dataset=dataset, batch_size=batch_size or cfg.batch_size,
             drop_remainder=cfg.drop_remainder if training else False, is_training=training,
             mixup=cfg.mixup if training else 0.0, cutmix=cfg.cutmix if training else 0.0,
-            cutmix_prob=cfg.cutmix_prob, num_classes=num_classes, transform=build_transforms(cfg, training),
+            cutmix_prob=cfg.cutmix_prob, num_classes=num_classes, transform=transform,
             num_parallel_workers=cfg.num_parallel_workers, separate=training and cfg.aug_splits > 0)
     except (ValueError, AssertionError) as err:
         raise UsageError(f"cannot build the data pipeline: {err}") from None
+    loader.seeded_augmentation = augmentation
+    return loader

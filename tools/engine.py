@@ -18,6 +18,8 @@ from tools.errors import DataError
 from tools.fileio import atomic_path
 from tools.model import read_checkpoint
 from tools.reports import plot_training_curves
+from tools.seeded_augment import set_epoch
+from tools.seeded_dropout import is_dropout_counter
 
 RESUME_FILE = "resume.ckpt"
 CURVES_FILE = "training_curves.png"
@@ -104,6 +106,7 @@ class Trainer:
         self.class_names = class_names
         self.is_main = rank == 0
         self.rows, self.best_top1, self.saved_epochs, self.stale, self.improved = [], None, [], 0, False
+        self.resume_step = (0, 0.0)  # (steps done, their summed loss) of a resumed, unfinished epoch
         self.out_dir = cfg.ckpt_save_dir
 
     def checkpoint_path(self, tag):
@@ -114,11 +117,17 @@ class Trainer:
         return os.path.join(self.out_dir, RESUME_FILE)
 
     def train_epoch(self, loader, epoch, steps):
-        """One pass over ``loader``; returns the mean loss. A NaN/Inf loss stops the run."""
-        ms.dataset.config.set_seed(self.cfg.seed + epoch)  # the same data order and augmentation on resume
+        """One pass over ``loader``; returns the mean loss. A NaN/Inf loss stops the run.
+
+        With ``recovery_interval: N`` the resume state is also written every N steps; a run resumed from
+        such a state skips the steps it had done (same data order and augmentation) and goes on from there.
+        """
+        ms.dataset.config.set_seed(self.cfg.seed + epoch)  # the same data order on resume
+        set_epoch(loader, epoch)  # and the same augmentation: a function of (seed, epoch, sample index)
         progress = Progress(steps, self.cfg.log_interval, f"epoch {epoch}/{self.cfg.epoch_size}", self.is_main)
-        total, count = 0.0, 0
-        for images, labels in batches(loader):
+        count, total = self.resume_step
+        self.resume_step = (0, 0.0)
+        for images, labels in batches(loader.skip(count) if count else loader):
             value = float(self.train_step(images, labels).asnumpy())
             count += 1
             if not math.isfinite(value):
@@ -127,6 +136,9 @@ class Trainer:
                                 f"so far is kept): lower lr or check the data")
             total += value
             progress.update(count, total / count)
+            if self.is_main and self.cfg.recovery_interval and count % self.cfg.recovery_interval == 0 \
+                    and count < steps:
+                self._save_state(epoch - 1, step=(count, total))
         progress.close()
         return total / max(count, 1)
 
@@ -208,11 +220,12 @@ class Trainer:
                 os.remove(old)
         del self.saved_epochs[self.cfg.keep_checkpoint_max:]
 
-    def _save_state(self, epoch):
+    def _save_state(self, epoch, step=(0, 0.0)):
         """Everything a resumed run needs: train-step parameters (weights, optimizer state, step
-        counter, EMA) and the loop's own state; written atomically."""
+        counter, EMA, dropout counters) and the loop's own state, after ``epoch`` finished epochs and
+        ``step`` = (steps done, their summed loss) of the next one; written atomically."""
         state = {"epoch": epoch, "rows": self.rows, "best_top1": self.best_top1, "stale": self.stale,
-                 "saved_epochs": self.saved_epochs, "frozen": _frozen_names(self.network)}
+                 "saved_epochs": self.saved_epochs, "frozen": _frozen_names(self.network), "step": list(step)}
         with atomic_path(self.state_path, ".tmp.ckpt") as tmp:
             write_checkpoint(self.train_step, tmp, {STATE_KEY: json.dumps(state)})
             if os.path.exists(self.state_path):
@@ -261,6 +274,7 @@ class Trainer:
                             "resume with the run's own config")
         self.rows, self.best_top1, self.stale = state["rows"], state["best_top1"], state["stale"]
         self.saved_epochs = [tuple(item) for item in state["saved_epochs"]]
+        self.resume_step = tuple(state.get("step", (0, 0.0)))
         return state["epoch"] + 1
 
 
@@ -289,7 +303,7 @@ def _from_config(name, dynamic_scale=False):
 
 
 def _frozen_names(network):
-    return sorted(p.name for p in network.get_parameters() if not p.requires_grad
+    return sorted(p.name for p in network.get_parameters() if not p.requires_grad and not is_dropout_counter(p.name)
                   and not p.name.endswith(("moving_mean", "moving_variance")))
 
 

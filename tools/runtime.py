@@ -5,7 +5,8 @@ import random
 import mindspore as ms
 import numpy as np
 
-from tools.errors import UsageError
+from tools.errors import DataError, UsageError
+from tools.fileio import first_line
 
 
 def _available(target):
@@ -52,7 +53,13 @@ def setup(cfg):
         return None, None
     from mindspore.communication import get_group_size, get_rank, init
 
-    init()
+    try:
+        init()
+    except RuntimeError as err:
+        raise DataError(f"the data-parallel cluster did not form ({os.environ.get('MS_WORKER_NUM') or os.environ.get('RANK_SIZE')} "
+                        f"workers expected at {os.environ.get('MS_SCHED_HOST')}:{os.environ.get('MS_SCHED_PORT')}): "
+                        f"{first_line(err).split('. ')[0]}; start every node with the same --worker_num, --master_addr and "
+                        "--master_port") from None
     ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True)
     return get_group_size(), get_rank()
 
