@@ -9,7 +9,7 @@ from PIL import Image
 
 from conftest import TINY_TRAIN_ARGS, assert_one_line_error, run_script
 from tools import check_cache, class_balance, split_folder
-from tools.config import option_table
+from tools.config import option_table, parse_config
 from tools.data import detect_layout, open_source
 from tools.errors import DataError, UsageError
 from tools.inputs import find_images, input_split
@@ -251,11 +251,10 @@ def test_finetune_val_fraction_and_validate_evaluates_the_held_out_images(tmp_pa
     val = run_script("validate.py", "--config", run / "config.yaml", "--ckpt_path", ckpt)
     assert val.returncode == 0, val.stderr
     assert "on val (5 images)" in val.stdout
-    pred = run_script("predict.py", "--config", run / "config.yaml", "--ckpt_path", ckpt, "--split", "val")
-    assert pred.returncode == 0, pred.stderr
-    with open(run / "predictions.csv", newline="", encoding="utf-8") as f:
-        predicted = [(row["file"], row["true"]) for row in csv.DictReader(f)]
-    assert predicted == [(os.path.join(str(data), p), label) for p, label in val_rows]
+    cfg = parse_config(["--config", str(run / "config.yaml")], "validate")  # the split validate.py opens
+    _, source = open_source(cfg, cfg.val_split)
+    assert [(path, source.class_names[k]) for path, k in zip(source.paths, source.labels)] == \
+        [(os.path.join(str(data), p), label) for p, label in val_rows]
 
 
 def test_val_fraction_refuses_a_folder_that_has_a_val_split(tmp_path):
