@@ -26,6 +26,7 @@ RELIABILITY_SIZE = (5.0, 6.0)                # reliability diagram: inches
 ANNOTATE_MAX_CLASSES = 20                    # write the counts in the cells up to this many classes
 RIGHT, WRONG, UNKNOWN = "green", "red", "black"
 
+
 # ---- metrics as reported ---------------------------------------------------------------------------
 
 def class_report(logits, labels, class_names):
@@ -44,13 +45,16 @@ def class_report(logits, labels, class_names):
                                for name, p, r, f, n in zip(class_names, precision, recall, f1, support)}
     return result, matrix
 
+
 def _number(value):
     return None if math.isnan(value) else float(value)
+
 
 def topk_predictions(probs, k):
     """``(indices, probabilities)`` of the ``k`` most probable classes per sample, best first."""
     order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
     return order, np.take_along_axis(probs, order, axis=1)
+
 
 def highest_loss_errors(probs, labels, count):
     """Indices of the misclassified samples with the lowest probability of their true class
@@ -58,6 +62,7 @@ def highest_loss_errors(probs, labels, count):
     wrong = np.nonzero(probs.argmax(axis=1) != labels)[0]
     true_prob = probs[wrong, labels[wrong]]
     return wrong[np.argsort(true_prob, kind="stable")][:count]
+
 
 # ---- tables --------------------------------------------------------------------------------------
 
@@ -68,15 +73,19 @@ def write_csv(path, header, rows):
     writer.writerows(rows)
     atomic_write_text(path, buffer.getvalue())
 
+
 def write_confusion_csv(path, matrix, class_names):
     """Rows are true classes, columns predicted classes, both named."""
     write_csv(path, ["true\\pred"] + list(class_names),
               [[name] + [int(v) for v in row] for name, row in zip(class_names, matrix)])
 
+
 def _cell(value):
     return "" if math.isnan(value) else f"{value:.6f}"
 
+
 PER_CLASS_COLUMNS = ["class", "support", "correct", "accuracy", "precision", "recall", "f1"]
+
 
 def write_per_class_csv(path, matrix, class_names):
     """class, support, correct, accuracy, precision, recall, f1 (empty where undefined: accuracy and
@@ -87,11 +96,14 @@ def write_per_class_csv(path, matrix, class_names):
               [[name, int(n), int(c)] + [_cell(v) for v in values]
                for name, n, c, *values in zip(class_names, support, correct, accuracy, precision, recall, f1)])
 
+
 MOST_CONFUSED_COLUMNS = ["true", "pred", "count", "share_of_true"]
+
 
 def write_most_confused_csv(path, pairs):
     """The ``(true, pred, count, share)`` pairs of :func:`tools.metrics.most_confused`, in order."""
     write_csv(path, MOST_CONFUSED_COLUMNS, [[t, p, n, f"{share:.6f}"] for t, p, n, share in pairs])
+
 
 def write_pred_txt(path, preds, labels):
     """MindCV guide's ``pred.txt``: header ``# pred \\t real``, one ``pred real`` row of indices per image."""
@@ -99,7 +111,9 @@ def write_pred_txt(path, preds, labels):
     np.savetxt(buffer, np.stack([preds, labels], axis=1).astype(np.int64), fmt="%d", header="pred \t real")
     atomic_write_text(path, buffer.getvalue().decode())
 
+
 UNKNOWN_CLASS = "unknown"  # the answer below --min_prob
+
 
 def prediction_records(files, labels, probs, class_names, k, min_prob=0.0):
     """One dict per image: file, true (None when unknown), true_prob (None when unknown), pred (``unknown``
@@ -110,6 +124,7 @@ def prediction_records(files, labels, probs, class_names, k, min_prob=0.0):
              "pred": class_names[idx[0]] if best[0] >= min_prob else UNKNOWN_CLASS,
              "topk": [{"class": class_names[i], "prob": float(p)} for i, p in zip(idx, best)]}
             for path, label, row, idx, best in zip(files, labels, probs, top_idx, top_prob)]
+
 
 def write_predictions(path, records, fmt):
     """``csv``: file, true, true_prob, pred, top1, top1_prob, ... topk, topk_prob; ``json``: the records."""
@@ -123,6 +138,7 @@ def write_predictions(path, records, fmt):
                               r["pred"]] + [v for t in r["topk"] for v in (t["class"], f"{t['prob']:.6f}")]
                              for r in records])
 
+
 # ---- figures -------------------------------------------------------------------------------------
 
 def _save(fig, path):
@@ -132,9 +148,11 @@ def _save(fig, path):
     finally:
         plt.close(fig)
 
+
 def matrix_inches(num_classes):
     """Side of the confusion-matrix figure: ``CELL_INCHES`` per class, at least ``MIN_MATRIX_INCHES``."""
     return max(MIN_MATRIX_INCHES, CELL_INCHES * num_classes)
+
 
 def plot_confusion_matrix(matrix, class_names, png_path):
     """Heatmap of the row-normalised matrix (recall per true class) with class names on both axes."""
@@ -158,6 +176,7 @@ def plot_confusion_matrix(matrix, class_names, png_path):
     fig.tight_layout()
     _save(fig, png_path)
 
+
 def plot_training_curves(rows, png_path):
     """Two panels per epoch: train and val loss, and val Top-1 (rows without validation are skipped).
 
@@ -179,10 +198,12 @@ def plot_training_curves(rows, png_path):
     fig.tight_layout()
     _save(fig, png_path)
 
+
 def grid_shape(count):
     """``(rows, cols)`` of a near-square grid holding ``count`` images."""
     cols = math.ceil(math.sqrt(count))
     return math.ceil(count / cols), cols
+
 
 def plot_prediction_grid(records, png_path):
     """Images with their predicted class and probability (and the true class with its probability when
@@ -206,6 +227,7 @@ def plot_prediction_grid(records, png_path):
         ax.set_title(title, color=color, fontsize=9)
     fig.tight_layout()
     _save(fig, png_path)
+
 
 def plot_reliability(curves, png_path):
     """Reliability diagram: accuracy against mean confidence per confidence bin for each of ``curves``
