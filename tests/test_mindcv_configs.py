@@ -295,13 +295,16 @@ def test_aug_repeats_shows_each_image_n_times_in_an_order_fixed_by_the_epoch_see
 
     def order(seed):
         ds.config.set_seed(seed)
-        return [hashlib.sha1(image.tobytes()).hexdigest()
-                for image, _ in split.dataset.create_tuple_iterator(num_epochs=1, output_numpy=True)]
+        return [(hashlib.sha1(image.tobytes()).hexdigest(), int(index))
+                for image, _, index in split.dataset.create_tuple_iterator(num_epochs=1, output_numpy=True)]
 
     first = order(43)
     assert len(first) == split.size == 40  # an epoch keeps its length, as in MindCV
     runs = [first[i:i + 3] for i in range(0, 39, 3)]
-    assert all(len(set(run)) == 1 for run in runs) and len(set(first)) == 14
+    assert all(len({image for image, _ in run}) == 1 for run in runs) and len({image for image, _ in first}) == 14
+    # each repeat has its own augmentation seed: index r * 40 + i for repeat r of image i
+    assert all([index // 40 for _, index in run] == [0, 1, 2] and len({index % 40 for _, index in run}) == 1
+               for run in runs)
     assert order(43) == first and order(44) != first
     with pytest.raises(UsageError, match="'aug_repeats' and 'num_samples'"):
         parse_config(["--aug_repeats", "3", "--num_samples", "8"], "t")
