@@ -5,8 +5,9 @@ PY := $(VENV)/bin/python
 DEMO_CKPT := runs/demo/mobilenet_v2_100_best.ckpt
 CONVERTED := checkpoints/mobilenet_v2_100_keras_imagenet.ckpt
 COMPARE_DATA := runs/fmnist_compare_data
+CHROMIUM := /usr/bin/chromium
 
-.PHONY: demo test venv clean compare
+.PHONY: demo test venv clean compare system-deps
 
 venv: $(VENV)/.installed
 
@@ -21,8 +22,14 @@ demo: venv $(CONVERTED)
 	$(PY) validate.py --config configs/demo.yaml --ckpt_path $(DEMO_CKPT)
 	$(PY) predict.py --config configs/demo.yaml --ckpt_path $(DEMO_CKPT) --visualize True
 
-test: venv
+test: venv system-deps
 	$(PY) -m pytest -q tests
+
+# Debian packages the tests use, installed once where they are missing (as root, as on CI): Fashion-MNIST's
+# source files (tests/test_make_demo_data.py) and Chromium (tests/test_model_analysis.py renders report.html).
+system-deps:
+	@test -d /usr/share/datasets/fashion-mnist -a -x $(CHROMIUM) || { apt-get update -qq && \
+		apt-get install -y -qq dataset-fashion-mnist chromium; }
 
 clean:
 	rm -rf runs
@@ -33,5 +40,5 @@ $(CONVERTED): | venv
 $(COMPARE_DATA)/variants.txt: | venv
 	$(PY) tools/make_demo_data.py --out $(COMPARE_DATA) --trainval_per_class 100 --test_per_class 50
 
-compare: venv $(CONVERTED) $(COMPARE_DATA)/variants.txt
+compare: venv system-deps $(CONVERTED) $(COMPARE_DATA)/variants.txt
 	$(PY) tools/compare_modes.py --config configs/mobilenetv2/fmnist_compare.yaml --out runs/compare

@@ -1,10 +1,12 @@
-"""Export a checkpoint's network (eval mode) to MindIR and/or ONNX, with its class names beside it.
+"""Export a checkpoint's network (eval mode) to MindIR and/or ONNX, with its metadata beside it
+(class names, input shape, temperature, preprocessing), after checking on a few real images that
+the MindIR computes what the checkpoint does.
 
     python export.py --config runs/demo/config.yaml --ckpt_path runs/demo/mobilenet_v3_small_100_best.ckpt \
         [--format MINDIR|ONNX|both] [--out runs/demo/model]
 
 The input shape is fixed at (1, in_channels, image_resize, image_resize): one preprocessed image
-(MindCV's eval transforms of the run's config) per call.
+(MindCV's eval transforms of the run's config) per call. Nothing is replaced until the check passed.
 """
 import gc
 import os
@@ -15,17 +17,22 @@ os.environ.setdefault("GLOG_v", "3")  # MindSpore: errors only
 import mindspore as ms  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tools import runtime  # noqa: E402
+from tools import calibration, exported, runtime  # noqa: E402
 from tools.checkpoints import write_json  # noqa: E402
-from tools.config import STR, parse_config  # noqa: E402
+from tools.config import INT, STR, STRS, parse_config  # noqa: E402
+from tools.data import build_loader, open_split  # noqa: E402
+from tools.engine import predict_logits  # noqa: E402
 from tools.errors import DataError, UsageError, run_cli  # noqa: E402
-from tools.fileio import first_line  # noqa: E402
+from tools.fileio import check_output_file, first_line  # noqa: E402
+from tools.inputs import find_images, input_split  # noqa: E402
+from tools.metrics import softmax  # noqa: E402
 from tools.model import checkpoint_network, class_names_of, numbered_classes, read_checkpoint  # noqa: E402
 
 EXTENSIONS = {"MINDIR": ".mindir", "ONNX": ".onnx"}
-
-
 FORMATS = {"MINDIR": ["MINDIR"], "ONNX": ["ONNX"], "BOTH": ["MINDIR", "ONNX"]}
+PARTIAL = ".partial"        # exported under base + PARTIAL + extension, renamed once checked
+PARITY_TOLERANCE = 1e-4     # MindIR vs checkpoint: largest difference of a probability, and of a logit
+                            # relative to the largest logit (at least 1)
 
 
 def export_format(value):
@@ -38,6 +45,9 @@ EXTRA = {"Export": [
     ("format", "MINDIR", export_format, "MINDIR, ONNX or both"),
     ("out", "", STR, "output path without extension (.mindir/.onnx and .classes.json are added); "
                      "empty = the checkpoint's path without .ckpt"),
+    ("parity_images", [], STRS, "images (files/folders) on which the MindIR must match the checkpoint; "
+                                "empty = the first parity_count images of val_split"),
+    ("parity_count", 4, INT, "number of images of the parity check"),
 ]}
 
 
@@ -55,32 +65,82 @@ def export_one(network, sample, base, file_format, cfg):
     except (RuntimeError, TypeError, ValueError) as err:
         if os.path.exists(path):
             os.remove(path)
-        reason = first_line(err)
         raise DataError(f"{file_format} export is not available for {cfg.model} on {cfg.device_target}: "
-                        f"{reason}") from None
-    print(f"exported {path}")
+                        f"{first_line(err)}") from None
     return path
+
+
+def parity_images(cfg, class_names):
+    """The image files of the parity check (``--parity_images``, else the start of val_split), or None with
+    a warning when there are none to be had."""
+    try:
+        paths = find_images(cfg.parity_images) if cfg.parity_images else \
+            open_split(cfg, cfg.val_split, class_names=class_names).paths
+    except DataError as err:
+        print(f"warning: parity check skipped ({err}); pass --parity_images FILES to check the export",
+              file=sys.stderr)
+        return None
+    return paths[:cfg.parity_count]
+
+
+def check_parity(cfg, network, mindir, class_names):
+    """Run the checkpoint's network and the MindIR on real images; a probability that differs by more than
+    ``PARITY_TOLERANCE``, or a logit by more than that times the largest logit, is a DataError. Returns what
+    was checked (for the metadata)."""
+    paths = parity_images(cfg, class_names)
+    if paths is None:
+        return None
+    outputs = []
+    for model in (network, exported.load_graph(mindir)):
+        data = input_split(cfg, paths, class_names)  # a pipeline is iterated by one consumer only
+        loader = build_loader(cfg, data, len(class_names), training=False, batch_size=1)
+        outputs.append(predict_logits(model, loader, 1)[0])
+    logit_diff = float(np.abs(outputs[0] - outputs[1]).max())
+    prob_diff = float(np.abs(softmax(outputs[0].astype(np.float64)) - softmax(outputs[1].astype(np.float64))).max())
+    allowed = PARITY_TOLERANCE * max(1.0, float(np.abs(outputs[0]).max()))
+    if logit_diff > allowed or prob_diff > PARITY_TOLERANCE:
+        raise DataError(f"the exported MindIR does not match {cfg.ckpt_path} on {len(paths)} images: logits differ "
+                        f"by up to {logit_diff:.2e} (allowed {allowed:.1e}), probabilities by {prob_diff:.2e}; "
+                        "nothing was replaced")
+    print(f"parity check: MindIR = checkpoint on {data.size} images (max |logit diff| {logit_diff:.2e}, "
+          f"max |probability diff| {prob_diff:.2e})")
+    return {"images": [os.path.abspath(p) for p in data.paths], "max_abs_logit_diff": logit_diff,
+            "max_abs_prob_diff": prob_diff}
 
 
 def main(argv=None):
     cfg = parse_config(argv, "Export a checkpoint to MindIR and/or ONNX.", extra=EXTRA)
     if not cfg.ckpt_path:
         raise UsageError("export.py needs --ckpt_path (a checkpoint written by finetune.py)")
+    if cfg.parity_count < 1:
+        raise UsageError(f"'parity_count' must be > 0, got {cfg.parity_count}")
+    check_output_file(output_base(cfg) + ".classes.json", "out")
     runtime.setup(cfg)
     params = read_checkpoint(cfg.ckpt_path)
     class_names = class_names_of(params) or numbered_classes(cfg)
+    temperature, source = calibration.resolve_temperature(0.0, cfg.ckpt_path)
     network = checkpoint_network(cfg, params, class_names)
     shape = [1, cfg.in_channels, cfg.image_resize, cfg.image_resize]
     base = output_base(cfg)
     os.makedirs(os.path.dirname(os.path.abspath(base)), exist_ok=True)
-    write_json(base + ".classes.json", {"model": cfg.model, "input_shape": shape, "class_names": class_names})
+    meta_path, parity = exported.metadata_path(base), None
     try:
         for file_format in FORMATS[cfg.format]:
-            export_one(network, ms.Tensor(np.zeros(shape, np.float32)), base, file_format, cfg)
+            partial = export_one(network, ms.Tensor(np.zeros(shape, np.float32)), base + PARTIAL, file_format, cfg)
+            try:
+                if file_format == "MINDIR":
+                    parity = check_parity(cfg, network, partial, class_names)
+                os.replace(partial, base + EXTENSIONS[file_format])
+            finally:
+                if os.path.exists(partial):
+                    os.remove(partial)
+            write_json(meta_path, exported.metadata(cfg, class_names, shape, temperature, parity))
+            print(f"exported {base + EXTENSIONS[file_format]}")
     finally:
         del network
         gc.collect()
-    print(f"input shape {tuple(shape)}; class names in {base}.classes.json")
+    print(f"input shape {tuple(shape)}; temperature {temperature:.4f}{f' (from {source})' if source else ''}; "
+          f"class names and preprocessing in {meta_path}")
     return 0
 
 

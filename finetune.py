@@ -4,37 +4,46 @@
 """
 import os
 import sys
+import tempfile
 
 os.environ.setdefault("GLOG_v", "3")  # MindSpore: errors only
+if __name__ == "__main__":  # before MindSpore starts threads: Ctrl-C and SIGTERM stop between steps
+    from tools import stop_signals
 
-from tools import runtime  # noqa: E402
+    stop_signals.route_to_main_thread()
+
+from tools import run_folder, runtime  # noqa: E402
 from tools.config import BOOL, CONFIG_FILE_NAME, no_effect_notes, parse_config, save_config  # noqa: E402
-from tools.engine import RESUME_FILE, Trainer, weights_digest  # noqa: E402
+from tools.engine import Trainer, weights_digest  # noqa: E402
 from tools.errors import run_cli  # noqa: E402
+from tools.fileio import check_writable_dir  # noqa: E402
 from tools.training import build_training, describe  # noqa: E402
-
-
-def output_dir(cfg):
-    """``ckpt_save_dir``, or a fresh ``<dir>_N`` beside it when it holds another run's outputs."""
-    base = cfg.ckpt_save_dir
-    if cfg.resume or cfg.overwrite or not _holds_run(base):
-        return base
-    n = 2
-    while _holds_run(f"{base}_{n}") or os.path.exists(f"{base}_{n}") and os.listdir(f"{base}_{n}"):
-        n += 1
-    print(f"note: {base} holds a previous run; writing to {base}_{n} (overwrite: True reuses {base})")
-    return f"{base}_{n}"
-
-
-def _holds_run(path):
-    return os.path.isdir(path) and any(
-        name in ("results.csv", CONFIG_FILE_NAME, RESUME_FILE) or name.endswith(".ckpt") for name in os.listdir(path))
-
+from tools.split_folder import hold_out_val  # noqa: E402
 
 EXTRA = {"finetune.py": [
     ("dry_run", False, BOOL, "resolve the config, check the data, build model, loss, schedule, optimizer and "
                              "train step, print the plan and exit without training"),
 ]}
+
+
+def dry_run(cfg, shard, rank):
+    """``--dry_run``: everything but training, in a scratch folder that is then removed (a ``val_fraction``
+    split lands there), after checking that ``ckpt_save_dir`` could be written."""
+    check_writable_dir(cfg.ckpt_save_dir, "ckpt_save_dir")
+    with tempfile.TemporaryDirectory() as scratch:
+        cfg.ckpt_save_dir = scratch
+        hold_out_val(cfg)
+        run = build_training(cfg, shard, verbose=rank == 0, extract_features=False)
+        if rank == 0:
+            print(describe(cfg, run))
+            print("dry run: nothing trained or written")
+    return 0
+
+
+def _resuming_at(epoch, step):
+    if step:
+        return f", resuming at epoch {epoch} step {step + 1}"
+    return f", resuming at epoch {epoch}" if epoch > 1 else ""
 
 
 def main(argv=None):
@@ -44,14 +53,11 @@ def main(argv=None):
     if rank == 0:
         for note in no_effect_notes(cfg):
             print(f"note: {note}")
-    if not cfg.dry_run:
-        cfg.ckpt_save_dir = output_dir(cfg)
-    run = build_training(cfg, shard, verbose=rank == 0, extract_features=not cfg.dry_run)
     if cfg.dry_run:
-        if rank == 0:
-            print(describe(cfg, run))
-            print("dry run: nothing trained or written")
-        return 0
+        return dry_run(cfg, shard, rank)
+    run_folder.take(cfg, rank)  # sets cfg.ckpt_save_dir (and resume) to the run's folder, held till exit
+    hold_out_val(cfg)  # --val_fraction: the held-out split goes into the run folder and its config.yaml
+    run = build_training(cfg, shard, verbose=rank == 0)
     trainer = Trainer(cfg, run.network, run.train_step, run.lrs, run.class_names, rank, run.callbacks)
     start_epoch = trainer.resume(cfg.resume) if cfg.resume else 1
 
@@ -61,9 +67,8 @@ def main(argv=None):
         print(run.frozen.summary())
         print(f"{cfg.model}: {run.num_classes} classes, {run.train_data.size} train images ({run.train_data.layout}), "
               f"{run.val_data.size if run.val_data else 0} val images, {run.steps} steps/epoch, {cfg.epoch_size} "
-              f"epochs{f', resuming at epoch {start_epoch}' if start_epoch > 1 else ''}; outputs in "
-              f"{cfg.ckpt_save_dir}", flush=True)
-    trainer.fit(run.train_loader, run.val_loader, start_epoch)
+              f"epochs{_resuming_at(start_epoch, trainer.resume_step[0])}; outputs in {cfg.ckpt_save_dir}", flush=True)
+    trainer.fit(run.train_loader, run.val_loader, start_epoch, run_folder.resume_command(cfg.ckpt_save_dir))
     if shard[0]:
         print(f"rank {rank}: final weights digest {weights_digest(run.network)}", flush=True)
     if rank == 0 and trainer.best_top1 is not None:

@@ -1,26 +1,26 @@
 """Predict classes with a checkpoint (or an exported MindIR): on a dataset split or on image files/folders.
 
-    python predict.py --config runs/demo/config.yaml --ckpt_path runs/demo/mobilenet_v3_small_100_best.ckpt \
-        [--split test | --input img.jpg folder/ ...] [--topk 5] [--format csv|json] [--visualize]
+    python predict.py --config runs/demo/config.yaml --ckpt_path runs/demo/mobilenet_v2_100_best.ckpt \
+        [--split test | --input img.jpg folder/ ...] [--topk 5] [--format csv|json] [--visualize True]
+    python predict.py --mindir runs/demo/model.mindir --input photos/      # no config needed
 """
 import gc
-import json
+import hashlib
 import os
 import sys
 
 os.environ.setdefault("GLOG_v", "3")  # MindSpore: errors only
 
-import mindspore as ms  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tools import reports, runtime  # noqa: E402
-from tools.config import BOOL, INT, STR, STRS, parse_config  # noqa: E402
+from tools import calibration, exported, reports, runtime  # noqa: E402
+from tools.config import BOOL, FLOAT, INT, STR, STRS, parse_config  # noqa: E402
 from tools.data import build_loader, open_split  # noqa: E402
-from tools.engine import predict_logits  # noqa: E402
-from tools.errors import DataError, UsageError, run_cli  # noqa: E402
-from tools.fileio import first_line  # noqa: E402
+from tools.errors import UsageError, run_cli  # noqa: E402
+from tools.fileio import check_output_file, check_writable_dir  # noqa: E402
 from tools.inputs import find_images, input_split  # noqa: E402
 from tools.model import checkpoint_network, class_names_of, numbered_classes, read_checkpoint  # noqa: E402
+from tools.tta import tta_mode, view_logits  # noqa: E402
 
 
 def output_format(value):
@@ -29,48 +29,31 @@ def output_format(value):
     return value
 
 
+def grid_selection(value):
+    if value not in ("first", "errors"):
+        raise ValueError("expected first or errors")
+    return value
+
+
 EXTRA = {"Prediction": [
     ("split", "", STR, "split to predict when no --input is given; empty = val_split"),
     ("input", [], STRS, "image files and/or folders (searched recursively) to predict instead of a split"),
-    ("mindir", "", STR, "run this MindIR written by export.py instead of ckpt_path"),
+    ("mindir", "", STR, "run this MindIR written by export.py instead of ckpt_path (its metadata gives the "
+                        "preprocessing, class names and temperature: no --config needed)"),
     ("topk", 5, INT, "number of classes listed per image (capped at the class count)"),
     ("format", "csv", output_format, "predictions file format: csv or json"),
-    ("out", "", STR, "predictions file; empty = <out_dir>/predictions.<format>"),
+    ("out", "", STR, "predictions file; empty = <out_dir>/predictions_<what>.<format>"),
     ("out_dir", "", STR, "output folder; empty = the folder of the checkpoint or MindIR"),
-    ("visualize", False, BOOL, "also draw prediction_grid.png: images with predicted (and true) classes"),
-    ("grid_size", 16, INT, "at most this many images in prediction_grid.png"),
+    ("visualize", False, BOOL, "also draw a grid of images with predicted (and true) classes"),
+    ("grid_size", 16, INT, "at most this many images in the grid"),
+    ("grid_select", "first", grid_selection, "images in the grid: first (in order) or errors (misclassified, "
+                                             "highest loss first; needs a split)"),
+    ("tta", "none", tta_mode, "test-time augmentation: none, or hflip (mean probability of the image and its "
+                              "mirror image)"),
+    ("temperature", 0.0, FLOAT, "divide the logits by this before the softmax; 0 = the temperature stored by "
+                                "validate.py --calibrate (or in the MindIR's metadata), else 1"),
+    ("min_prob", 0.0, FLOAT, "answer 'unknown' when the top probability is below this"),
 ]}
-
-
-def classes_file(mindir):
-    """``model.mindir`` -> ``model.classes.json`` (written by export.py)."""
-    return os.path.splitext(mindir)[0] + ".classes.json"
-
-
-def mindir_info(cfg):
-    """``(class_names, input_shape)`` of the MindIR from its classes.json; image_resize must match."""
-    if not os.path.isfile(cfg.mindir):
-        raise DataError(f"MindIR not found: {cfg.mindir}")
-    path = classes_file(cfg.mindir)
-    try:
-        with open(path, encoding="utf-8") as f:
-            info = json.load(f)
-        class_names, shape = list(info["class_names"]), list(info["input_shape"])
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise DataError(f"cannot read the class names of {cfg.mindir} from {path} ({err.__class__.__name__}): "
-                        "export it again with export.py") from None
-    if cfg.image_resize != shape[-1]:
-        raise UsageError(f"{cfg.mindir} takes {shape[-1]}x{shape[-1]} images but image_resize is "
-                         f"{cfg.image_resize}: pass the run's --config")
-    return class_names, shape
-
-
-def load_graph(path):
-    """The MindIR as a callable cell."""
-    try:
-        return ms.nn.GraphCell(ms.load(path))
-    except (RuntimeError, ValueError, TypeError) as err:
-        raise DataError(f"cannot load MindIR {path}: {first_line(err)}") from None
 
 
 def open_inputs(cfg, class_names):
@@ -86,49 +69,96 @@ def check_values(cfg):
     for key in ("topk", "grid_size"):
         if getattr(cfg, key) < 1:
             raise UsageError(f"'{key}' must be > 0, got {getattr(cfg, key)}")
+    if cfg.temperature < 0:
+        raise UsageError(f"'temperature' must be > 0 (or 0 for the stored one), got {cfg.temperature}")
+    if not 0 <= cfg.min_prob <= 1:
+        raise UsageError(f"'min_prob' must be in [0, 1], got {cfg.min_prob}")
+    if cfg.grid_select == "errors" and cfg.input:
+        raise UsageError("'--grid_select errors' needs true classes: predict a split, not --input files")
+
+
+def load_model(cfg):
+    """``(network, batch_size, class_names, temperature, source of the temperature)``."""
+    if cfg.mindir:
+        meta = exported.apply_metadata(cfg)
+        temperature = cfg.temperature or meta.get("temperature", 1.0)
+        source = "--temperature" if cfg.temperature else exported.metadata_path(cfg.mindir)
+        return exported.load_graph(cfg.mindir), meta["input_shape"][0], meta["class_names"], temperature, source
+    params = read_checkpoint(cfg.ckpt_path)
+    class_names = class_names_of(params) or (numbered_classes(cfg) if cfg.input else None)
+    temperature, source = calibration.resolve_temperature(cfg.temperature, cfg.ckpt_path)
+    return params, cfg.batch_size, class_names, temperature, source
 
 
 def predict(cfg):
-    """Run the model over the inputs; returns ``(records, logits, labels)`` (labels -1 when unknown)."""
-    if cfg.mindir:
-        class_names, shape = mindir_info(cfg)
-        data = open_inputs(cfg, class_names)
-        network, batch_size = load_graph(cfg.mindir), shape[0]  # exported with a fixed batch of 1
-    else:
-        params = read_checkpoint(cfg.ckpt_path)
-        data = open_inputs(cfg, class_names_of(params) or (numbered_classes(cfg) if cfg.input else None))
-        network, batch_size = checkpoint_network(cfg, params, data.class_names), cfg.batch_size
+    """Run the model over the inputs; returns ``(data, probabilities, labels, temperature)`` (labels -1 when
+    unknown)."""
+    model, batch_size, class_names, temperature, source = load_model(cfg)
+    data = open_inputs(cfg, class_names)
+    if reports.UNKNOWN_CLASS in data.class_names and cfg.min_prob > 0:
+        raise UsageError(f"a class is named '{reports.UNKNOWN_CLASS}', the answer of --min_prob: it would be ambiguous")
+    network = model if cfg.mindir else checkpoint_network(cfg, model, data.class_names)
     loader = build_loader(cfg, data, len(data.class_names), training=False, batch_size=batch_size)
-    logits, labels = predict_logits(network, loader, batch_size)
-    del network, loader
+    views, labels = view_logits(network, loader, batch_size, cfg.tta)
+    del network, model, loader
     gc.collect()
-    top_idx, top_prob = reports.topk_predictions(logits, min(cfg.topk, len(data.class_names)))
-    return reports.prediction_records(data.paths, labels, top_idx, top_prob, data.class_names), logits, labels
+    if source:
+        print(f"temperature {temperature:.4f} (from {source})")
+    return data, calibration.probabilities(views, temperature), labels
+
+
+def output_tag(cfg):
+    """What the outputs cover, for their file names: ``<model file>_<split>`` or ``<model file>_files-<hash>``
+    (the hash of the --input list), plus the TTA mode; the same command again replaces its own outputs only."""
+    model = os.path.splitext(os.path.basename(cfg.mindir or cfg.ckpt_path))[0]
+    if cfg.input:
+        digest = hashlib.sha1("\n".join(os.path.abspath(p) for p in cfg.input).encode()).hexdigest()[:8]
+        what = f"files-{digest}"
+    else:
+        what = (cfg.split or cfg.val_split).replace(os.sep, "_")
+    return f"{model}_{what}" + ("" if cfg.tta == "none" else f"_{cfg.tta}")
 
 
 def main(argv=None):
     cfg = parse_config(argv, "Predict classes of a dataset split or of image files with a checkpoint or MindIR.",
                        extra=EXTRA)
     check_values(cfg)
+    check_writable_dir(cfg.out_dir or os.path.dirname(os.path.abspath(cfg.mindir or cfg.ckpt_path)), "out_dir")
+    check_output_file(cfg.out, "out")
     cfg.eval_shuffle = False  # predictions are matched to file names by order
     runtime.setup(cfg)
-    records, logits, labels = predict(cfg)
+    data, probs, labels = predict(cfg)
+    records = reports.prediction_records(data.paths, labels, probs, data.class_names,
+                                         min(cfg.topk, len(data.class_names)), cfg.min_prob)
     out_dir = cfg.out_dir or os.path.dirname(os.path.abspath(cfg.mindir or cfg.ckpt_path))
     os.makedirs(out_dir, exist_ok=True)
-    out = cfg.out or os.path.join(out_dir, f"predictions.{cfg.format}")
+    tag = output_tag(cfg)
+    out = cfg.out or os.path.join(out_dir, f"predictions_{tag}.{cfg.format}")
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     reports.write_predictions(out, records, cfg.format)
-    print(f"{len(records)} images predicted; predictions written to {out}")
+    unknown = sum(r["pred"] == reports.UNKNOWN_CLASS for r in records)
+    note = f" ({unknown} unknown: top probability below {cfg.min_prob})" if cfg.min_prob > 0 else ""
+    print(f"{len(records)} images predicted{note}; predictions written to {out}")
     if not cfg.input:
-        preds = logits.argmax(axis=1)
-        reports.write_pred_txt(os.path.join(out_dir, "pred.txt"), preds, labels)
-        print(f"top1 on {cfg.split or cfg.val_split}: {float(np.mean(preds == labels)):.4f}; "
-              f"pred.txt written to {out_dir}")
+        preds = np.where(probs.max(axis=1) >= cfg.min_prob, probs.argmax(axis=1), -1)
+        pred_txt = os.path.join(out_dir, f"pred_{tag}.txt")
+        reports.write_pred_txt(pred_txt, preds, labels)
+        print(f"top1 on {cfg.split or cfg.val_split}: {float(np.mean(preds == labels)):.4f}; {pred_txt} written")
     if cfg.visualize:
-        grid = os.path.join(out_dir, "prediction_grid.png")
-        reports.plot_prediction_grid(records[:cfg.grid_size], grid)
-        print(f"prediction grid written to {grid}")
+        draw_grid(cfg, records, probs, labels, os.path.join(out_dir, f"grid_{cfg.grid_select}_{tag}.png"))
     return 0
+
+
+def draw_grid(cfg, records, probs, labels, path):
+    if cfg.grid_select == "first":
+        chosen = records[:cfg.grid_size]
+    else:
+        chosen = [records[i] for i in reports.highest_loss_errors(probs, labels, cfg.grid_size)]
+    if not chosen:
+        print("no misclassified images: no error grid drawn")
+        return
+    reports.plot_prediction_grid(chosen, path)
+    print(f"prediction grid written to {path}")
 
 
 if __name__ == "__main__":

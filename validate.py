@@ -1,42 +1,124 @@
 """Evaluate a checkpoint on a dataset split over every image exactly once: Top-1, Top-5, loss,
-per-class and mean per-class accuracy, and a confusion matrix (CSV + PNG).
+per-class accuracy/precision/recall/F1, the most-confused pairs, calibration (ECE, reliability
+diagram, optional temperature fit), an error grid, and all of it on one page, report.html.
 
-    python validate.py --config configs/demo.yaml --ckpt_path runs/demo/mobilenet_v3_small_100_best.ckpt
+    python validate.py --config configs/demo.yaml --ckpt_path runs/demo/mobilenet_v2_100_best.ckpt
 """
+import functools
 import gc
 import os
 import sys
 
 os.environ.setdefault("GLOG_v", "3")  # MindSpore: errors only
 
-from tools import reports, runtime  # noqa: E402
+from tools import calibration, metrics, report_page, reports, runtime  # noqa: E402
 from tools.checkpoints import write_json  # noqa: E402
-from tools.config import STR, parse_config  # noqa: E402
+from tools.config import BOOL, INT, STR, parse_config  # noqa: E402
 from tools.data import build_loader, open_split, resolve_num_classes  # noqa: E402
-from tools.engine import predict_logits  # noqa: E402
+from tools.engine import CURVES_FILE  # noqa: E402
 from tools.errors import UsageError, run_cli  # noqa: E402
+from tools.fileio import check_output_file, check_writable_dir  # noqa: E402
 from tools.model import checkpoint_network, class_names_of, read_checkpoint  # noqa: E402
+from tools.tta import tta_mode, view_logits  # noqa: E402
 
 EXTRA = {"Validation": [
     ("split", "", STR, "split to evaluate; empty = val_split"),
     ("out", "", STR, "also write the metrics as JSON to this file"),
-    ("report_dir", "", STR, "folder for confusion_matrix.csv/.png and per_class.csv; empty = the checkpoint's folder"),
+    ("report_dir", "", STR, "folder for the reports and report.html; empty = "
+                            "<checkpoint folder>/report_<checkpoint name>_<split>[_<tta>]"),
+    ("tta", "none", tta_mode, "test-time augmentation: none, or hflip (mean probability of the image and its "
+                              "mirror image)"),
+    ("calibrate", False, BOOL, "fit a temperature on this split and store it in <checkpoint>.calibration.json "
+                               "(used by predict.py and export.py)"),
+    ("grid_size", 16, INT, "at most this many images in error_grid.png (highest loss first)"),
+    ("top_confused", 5, INT, "print this many most-confused pairs (most_confused.csv has them all)"),
 ]}
 
 
-def write_reports(report_dir, matrix, class_names):
-    """confusion_matrix.csv, confusion_matrix.png and per_class.csv in ``report_dir``."""
+def default_report_dir(ckpt_path, split, tta):
+    """One folder per checkpoint, split and TTA mode, beside the checkpoint: runs never clobber each other."""
+    stem = os.path.splitext(os.path.basename(ckpt_path))[0]
+    name = f"report_{stem}_{split.replace(os.sep, '_')}" + ("" if tta == "none" else f"_{tta}")
+    return os.path.join(os.path.dirname(os.path.abspath(ckpt_path)), name)
+
+
+def calibrate(cfg, views, labels, split, result):
+    """The temperature to report with (fitted now with ``--calibrate``, else the stored one, else None);
+    adds the calibrated loss and ECE to ``result``."""
+    if cfg.calibrate:
+        temperature = calibration.fit_temperature(views, labels)
+        probs = calibration.probabilities(views, temperature)
+        details = {"split": split, "tta": cfg.tta, "num_samples": int(len(labels)),
+                   "nll_before": result["loss"], "nll_after": calibration.nll(views, labels, temperature),
+                   "ece_before": result["ece"], "ece_after": calibration.expected_calibration_error(probs, labels)}
+        path = calibration.save_temperature(cfg.ckpt_path, temperature, details)
+        if not 1.01 * calibration.TEMPERATURE_RANGE[0] < temperature < 0.99 * calibration.TEMPERATURE_RANGE[1]:
+            print(f"note: the temperature is at the edge of its range {calibration.TEMPERATURE_RANGE}: on this split "
+                  "the model's confidence says little about being right (or the split is too small)")
+        print(f"temperature {temperature:.4f} fitted on {split}: NLL {details['nll_before']:.4f} -> "
+              f"{details['nll_after']:.4f}, ECE {details['ece_before']:.4f} -> {details['ece_after']:.4f}; "
+              f"written to {path}")
+    else:
+        temperature, _ = calibration.stored_temperature(cfg.ckpt_path)
+    if temperature is not None:
+        probs = calibration.probabilities(views, temperature)
+        result.update(temperature=temperature, loss_calibrated=calibration.nll(views, labels, temperature),
+                      ece_calibrated=calibration.expected_calibration_error(probs, labels))
+    return temperature
+
+
+def write_reports(cfg, report_dir, result, matrix, views, labels, data, temperature):
+    """Tables, figures, metrics.json and report.html in ``report_dir``."""
     os.makedirs(report_dir, exist_ok=True)
-    reports.write_confusion_csv(os.path.join(report_dir, "confusion_matrix.csv"), matrix, class_names)
-    reports.plot_confusion_matrix(matrix, class_names, os.path.join(report_dir, "confusion_matrix.png"))
-    reports.write_per_class_csv(os.path.join(report_dir, "per_class.csv"), matrix, class_names)
-    print(f"confusion matrix and per-class accuracy written to {report_dir}")
+    names = data.class_names
+    join = functools.partial(os.path.join, report_dir)
+    reports.write_confusion_csv(join("confusion_matrix.csv"), matrix, names)
+    reports.plot_confusion_matrix(matrix, names, join("confusion_matrix.png"))
+    reports.write_per_class_csv(join("per_class.csv"), matrix, names)
+    pairs = metrics.most_confused(matrix, names)
+    reports.write_most_confused_csv(join("most_confused.csv"), pairs)
+    curves = {"as trained": _curve(calibration.probabilities(views), labels)}
+    if temperature is not None:
+        curves[f"temperature {temperature:.3f}"] = _curve(calibration.probabilities(views, temperature), labels)
+    reports.plot_reliability(curves, join("reliability.png"))
+    probs = calibration.probabilities(views, temperature or 1.0)
+    errors = reports.highest_loss_errors(probs, labels, cfg.grid_size)
+    figures = {"curves": os.path.join(os.path.dirname(os.path.abspath(cfg.ckpt_path)), CURVES_FILE),
+               "confusion": join("confusion_matrix.png"), "reliability": join("reliability.png")}
+    if len(errors):
+        records = reports.prediction_records([data.paths[i] for i in errors], labels[errors], probs[errors], names,
+                                             k=1)
+        reports.plot_prediction_grid(records, join("error_grid.png"))
+        figures["errors"] = join("error_grid.png")
+    write_json(join("metrics.json"), result)
+    report_page.evaluation_page(join(report_page.REPORT_FILE), cfg, result, pairs, figures)
+    print(f"reports written to {report_dir}: report.html, metrics.json, per_class.csv, most_confused.csv, "
+          f"confusion_matrix.csv/.png, reliability.png" + (", error_grid.png" if len(errors) else ""))
+    return pairs
+
+
+def _curve(probs, labels):
+    return (*calibration.reliability_bins(probs, labels), calibration.expected_calibration_error(probs, labels))
+
+
+def print_summary(cfg, split, result, pairs):
+    top5 = "n/a (fewer than 5 classes)" if result["top5"] is None else f"{result['top5']:.4f}"
+    print(f"{cfg.model} on {split} ({result['num_samples']} images, tta {cfg.tta}): top1 {result['top1']:.4f}  "
+          f"top5 {top5}  loss {result['loss']:.4f}  mean per-class acc {result['mean_per_class_acc']:.4f}  "
+          f"macro F1 {result['macro_f1']:.4f}  weighted F1 {result['weighted_f1']:.4f}  ECE {result['ece']:.4f}")
+    for true, pred, count, share in pairs[:cfg.top_confused]:
+        print(f"  confused: {true} -> {pred}: {count} images ({share:.1%} of {true})")
 
 
 def main(argv=None):
     cfg = parse_config(argv, "Evaluate a checkpoint on a dataset split.", extra=EXTRA)
     if not cfg.ckpt_path:
         raise UsageError("validate.py needs --ckpt_path (a checkpoint written by finetune.py or MindCV)")
+    for key in ("grid_size", "top_confused"):
+        if getattr(cfg, key) < 0:
+            raise UsageError(f"'{key}' must be >= 0, got {getattr(cfg, key)}")
+    check_writable_dir(cfg.report_dir or os.path.dirname(os.path.abspath(cfg.ckpt_path)), "report_dir")
+    check_output_file(cfg.out, "out")
     runtime.setup(cfg)
     params = read_checkpoint(cfg.ckpt_path)
     split = cfg.split or cfg.val_split
@@ -44,15 +126,17 @@ def main(argv=None):
     num_classes = resolve_num_classes(cfg, data.class_names)
     network = checkpoint_network(cfg, params, data.class_names)
     loader = build_loader(cfg, data, num_classes, training=False)
-    logits, labels = predict_logits(network, loader, cfg.batch_size)
+    views, labels = view_logits(network, loader, cfg.batch_size, cfg.tta)
     del network, loader
     gc.collect()
-    result, matrix = reports.class_report(logits, labels, data.class_names)
-    result.update(split=split, checkpoint=cfg.ckpt_path, model=cfg.model, num_classes=num_classes)
-    top5 = "n/a (fewer than 5 classes)" if result["top5"] is None else f"{result['top5']:.4f}"
-    print(f"{cfg.model} on {split} ({result['num_samples']} images): top1 {result['top1']:.4f}  top5 {top5}  "
-          f"loss {result['loss']:.4f}  mean per-class acc {result['mean_per_class_acc']:.4f}")
-    write_reports(cfg.report_dir or os.path.dirname(os.path.abspath(cfg.ckpt_path)), matrix, data.class_names)
+    probs = calibration.probabilities(views)
+    result, matrix = reports.class_report(calibration.log_probabilities(views), labels, data.class_names)
+    result.update(split=split, checkpoint=cfg.ckpt_path, model=cfg.model, num_classes=num_classes, tta=cfg.tta,
+                  ece=calibration.expected_calibration_error(probs, labels), ece_bins=calibration.ECE_BINS)
+    temperature = calibrate(cfg, views, labels, split, result)
+    report_dir = cfg.report_dir or default_report_dir(cfg.ckpt_path, split, cfg.tta)
+    pairs = write_reports(cfg, report_dir, result, matrix, views, labels, data, temperature)
+    print_summary(cfg, split, result, pairs)
     if cfg.out:
         os.makedirs(os.path.dirname(os.path.abspath(cfg.out)), exist_ok=True)
         write_json(cfg.out, result)

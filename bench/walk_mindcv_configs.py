@@ -1,7 +1,7 @@
 """Walk MindCV's own config files through finetune.py unchanged: a dry run of each, then optionally one
 tiny training epoch, and report which pass and, for the others, the one-line error.
 
-    .venv/bin/python bench/walk_mindcv_configs.py [--configs DIR] [--train] [--timeout 900]
+    .venv/bin/python bench/walk_mindcv_configs.py [--configs DIR] [--train] [--timeout 900] [--shard K/N]
 
 ``--configs`` defaults to the 12 files in tests/mindcv_configs; MindCV's whole folder (179 files) comes
 from a clone of mindspore-lab/mindcv: ``git -C mindcv archive v0.3.0 configs | tar -x -C /tmp/mindcv``,
@@ -100,13 +100,15 @@ def main():
     parser.add_argument("--configs", default=os.path.join(common.ROOT, "tests", "mindcv_configs"))
     parser.add_argument("--train", action="store_true", help="also train one tiny epoch per config")
     parser.add_argument("--timeout", type=int, default=900, help="seconds per command")
+    parser.add_argument("--shard", default="1/1", help="K/N: walk every N-th file from the K-th (run N at once)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child(args.child[0], args.child[1], args.child[2:])
     info = common.machine()
     print(common.machine_line(info), flush=True)
-    paths = sorted(glob.glob(os.path.join(args.configs, "**", "*.yaml"), recursive=True))
+    k, n = (int(v) for v in args.shard.split("/"))
+    paths = sorted(glob.glob(os.path.join(args.configs, "**", "*.yaml"), recursive=True))[k - 1::n]
     with tempfile.TemporaryDirectory() as scratch:
         data = common.make_aircraft(os.path.join(scratch, "data"), 600, 100, size=(32, 32), split_names=("train", "val"))
         tiny = common.make_aircraft(os.path.join(scratch, "tiny"), 8, 4, size=(32, 32), split_names=("train", "val"))
@@ -127,7 +129,7 @@ def main():
                      for r in results)
     print(f"{passed}/{len(results)} dry runs pass" + (f", {trained} trained one epoch" if args.train else "")
           + f"; {tracebacks} ended in a traceback")
-    common.write_json("walk_mindcv_configs", {"machine": info, "configs": args.configs, "train": args.train,
+    common.write_json("walk_mindcv_configs" + (f"_{k}_of_{n}" if n > 1 else ""), {"machine": info, "configs": args.configs, "train": args.train,
                                               "results": results})
     return 0
 

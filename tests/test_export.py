@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import TINY_CLASSES, assert_one_line_error
-from test_validate_predict import _parallel, read_predictions, trained_run
+from test_validate_predict import SPLIT_TAG, _parallel, read_predictions, trained_run
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +32,8 @@ def test_onnx_is_written_or_refused_in_one_line(run):
 
 def test_mindir_predictions_equal_checkpoint_predictions(run):
     assert run["mindir"].returncode == 0, run["mindir"].stderr
-    _, ckpt_rows = read_predictions(os.path.join(run["dirs"]["split"], "predictions.csv"))
-    _, mindir_rows = read_predictions(os.path.join(run["dirs"]["mindir"], "predictions.csv"))
+    _, ckpt_rows = read_predictions(os.path.join(run["dirs"]["split"], f"predictions_{SPLIT_TAG}.csv"))
+    _, mindir_rows = read_predictions(os.path.join(run["dirs"]["mindir"], "predictions_model_test.csv"))
     assert len(mindir_rows) == len(ckpt_rows) == 4 * len(TINY_CLASSES)
     k = len(TINY_CLASSES)
     for a, b in zip(ckpt_rows, mindir_rows):

@@ -239,6 +239,27 @@ def test_overflowed_steps_are_skipped_and_dynamic_scale_halves(mode, kind, drop,
     assert float(step.scale_sense.asnumpy()) == (512.0 if kind == "dynamic" else 1024.0)
 
 
+def test_resume_continues_a_dynamic_loss_scale_where_it_was(tiny_aircraft, tmp_path):
+    """A huge initial scale overflows and halves at every step of epoch 1: a resumed epoch 2 must go on from
+    the halved scale (else it skips steps again and its weights differ from the uninterrupted run's)."""
+    args = [*TINY_TRAIN_ARGS, "--mode", "1", "--model", "resnet18", "--opt", "momentum", "--loss_scale_type",
+            "dynamic", "--loss_scale", "1e38", "--drop_overflow_update", "True"]
+
+    def train(out, epochs, *more):
+        proc = run_script("finetune.py", "--data_dir", tiny_aircraft, *args, "--epoch_size", epochs, "--ckpt_save_dir",
+                          out, *more)
+        assert proc.returncode == 0, proc.stderr
+        return {k: v.asnumpy() for k, v in ms.load_checkpoint(str(out / "resnet18_last.ckpt")).items()
+                if hasattr(v, "asnumpy")}
+
+    whole = train(tmp_path / "whole", "2")
+    train(tmp_path / "parts", "1")
+    resumed = train(tmp_path / "parts", "2", "--resume", "auto")
+    scale = ms.load_checkpoint(str(tmp_path / "parts" / "resume.ckpt"))["scale_sense"].asnumpy()
+    assert float(scale) <= 1e38 / 4  # it halved on the first steps (until the scaled gradients fit float32)
+    assert whole.keys() == resumed.keys() and all(np.array_equal(whole[k], resumed[k]) for k in whole)
+
+
 # ---- data parallel with clipping: clip after the mean ----------------------------------------------
 
 def test_msrun_clipping_equals_one_process_on_the_global_batch(tmp_path):
@@ -274,13 +295,16 @@ def test_aug_repeats_shows_each_image_n_times_in_an_order_fixed_by_the_epoch_see
 
     def order(seed):
         ds.config.set_seed(seed)
-        return [hashlib.sha1(image.tobytes()).hexdigest()
-                for image, _ in split.dataset.create_tuple_iterator(num_epochs=1, output_numpy=True)]
+        return [(hashlib.sha1(image.tobytes()).hexdigest(), int(index))
+                for image, _, index in split.dataset.create_tuple_iterator(num_epochs=1, output_numpy=True)]
 
     first = order(43)
     assert len(first) == split.size == 40  # an epoch keeps its length, as in MindCV
     runs = [first[i:i + 3] for i in range(0, 39, 3)]
-    assert all(len(set(run)) == 1 for run in runs) and len(set(first)) == 14
+    assert all(len({image for image, _ in run}) == 1 for run in runs) and len({image for image, _ in first}) == 14
+    # each repeat has its own augmentation seed: index r * 40 + i for repeat r of image i
+    assert all([index // 40 for _, index in run] == [0, 1, 2] and len({index % 40 for _, index in run}) == 1
+               for run in runs)
     assert order(43) == first and order(44) != first
     with pytest.raises(UsageError, match="'aug_repeats' and 'num_samples'"):
         parse_config(["--aug_repeats", "3", "--num_samples", "8"], "t")

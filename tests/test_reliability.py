@@ -16,7 +16,7 @@ import pytest
 from mindspore import nn
 
 from conftest import ROOT, TINY_TRAIN_ARGS, assert_one_line_error, run_script
-from finetune import output_dir
+from tools import run_folder
 from tools.checkpoints import save_weights, write_json, write_results
 from tools.config import save_config
 from tools.engine import Trainer
@@ -133,7 +133,7 @@ def test_nan_loss_stops_naming_epoch_and_step_and_keeps_the_best_checkpoint(tiny
     copy_files(reference, out, "resume.ckpt", "resnet18_best.ckpt", "resnet18_last.ckpt", "results.csv")
     before = digests(out)
     proc = run_script("finetune.py", "--data_dir", tiny_aircraft, *REFERENCE, "--ckpt_save_dir", out,
-                      "--resume", "auto", "--epoch_size", "4", "--lr", "1e30")   # resume takes the new lr
+                      "--resume", out / "resume.ckpt", "--epoch_size", "4", "--lr", "1e30")  # resume takes the new lr
     line = assert_one_line_error(proc, "at epoch 4 step", "best checkpoint", code=1)
     assert "loss is nan" in line or "loss is inf" in line, line
     after = digests(out)
@@ -149,10 +149,27 @@ def test_second_run_does_not_clobber_the_first(tiny_aircraft, reference):
     assert f"writing to {reference}_2" in proc.stdout
     assert digests(reference) == before                              # the first run's files, byte for byte
     assert os.path.isfile(f"{reference}_2/results.csv")
-    cfg = SimpleNamespace(ckpt_save_dir=str(reference), resume="", overwrite=False)
-    assert output_dir(cfg) == f"{reference}_3"                       # _2 holds a run too
-    cfg.overwrite = True
-    assert output_dir(cfg) == str(reference)
+    assert [run_folder.status(f) for f in (str(reference), f"{reference}_2")] == ["finished", "finished"]
+
+
+def test_resume_auto_continues_the_redirected_run_and_leaves_the_finished_one_alone(tiny_aircraft, reference,
+                                                                                   tmp_path):
+    """``<dir>`` holds a finished run; the same command with ``--resume auto`` goes to ``<dir>_2`` and is killed
+    there; once more it continues ``<dir>_2`` (it used to extend the finished run in ``<dir>``)."""
+    base = tmp_path / "run"
+    shutil.copytree(reference, base)
+    before = digests(base)
+    cmd = [sys.executable, os.path.join(ROOT, "finetune.py"), "--data_dir", tiny_aircraft, *REFERENCE,
+           "--ckpt_save_dir", str(base), "--resume", "auto"]
+    code, log = run_and_interrupt(cmd, tmp_path / "run_2", tmp_path / "log.txt", signal.SIGKILL, STEPS + 2, 0, 0)
+    assert code == -signal.SIGKILL and "finished ones are left alone" in log and f"writing to {base}_2" in log, log
+    again = run_script(*cmd[1:])
+    assert again.returncode == 0, again.stderr
+    assert f"resume: auto continues the interrupted run in {base}_2" in again.stdout
+    assert "resuming at epoch 2" in again.stdout
+    assert digests(base) == before                                   # the finished run, byte for byte
+    assert_same_run(tmp_path / "run_2", reference)
+    assert run_folder.status(f"{base}_2") == "finished"
 
 
 class Crash(BaseException):

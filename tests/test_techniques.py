@@ -148,5 +148,5 @@ def test_msrun_two_workers_end_identical(tiny_aircraft, tmp_path):
     assert digests[0][1] == digests[1][1]
     assert "steps/epoch" in logs[0] and "steps/epoch" not in logs[1]      # rank 0 alone reports and writes
     assert sorted(os.listdir(tmp_path / "out")) == sorted(
-        ["config.yaml", "resume.ckpt", "results.csv", "results.txt", "training_curves.png", "resnet18-1.ckpt",
-         "resnet18_best.ckpt", "resnet18_last.ckpt"])
+        [".run.lock", "config.yaml", "resume.ckpt", "results.csv", "results.txt", "training_curves.png",
+         "resnet18-1.ckpt", "resnet18_best.ckpt", "resnet18_last.ckpt", "summary.json"])

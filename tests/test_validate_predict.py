@@ -1,6 +1,7 @@
 """validate.py and predict.py on one tiny trained model: metrics recomputed from the saved predictions,
 reports and figures, bad input files, both dataset layouts; plus unit tests of the report functions."""
 import csv
+import glob
 import json
 import os
 import shutil
@@ -11,9 +12,11 @@ import pytest
 from PIL import Image
 
 from conftest import DEMO, TINY_CLASSES, assert_one_line_error, assert_png, make_tiny_aircraft, run_script
-from tools import reports
+from tools import metrics, reports
 
 CKPT_NAME = "mobilenet_v3_small_100_last.ckpt"
+SPLIT_TAG = "mobilenet_v3_small_100_last_test"  # predict.py names its outputs by what they cover
+REPORT_DIR = "report_mobilenet_v3_small_100_last_test"  # validate.py's default report folder
 FAST = ["--mode", "1"]  # PyNative: no graph compilation, faster for one pass over 20 images
 _RUN = {}
 
@@ -76,6 +79,13 @@ def run(tmp_path_factory, tiny_run):
     return trained_run(tmp_path_factory, tiny_run)
 
 
+def only(folder, pattern):
+    """The one file in ``folder`` matching ``pattern``."""
+    found = glob.glob(os.path.join(folder, pattern))
+    assert len(found) == 1, (pattern, os.listdir(folder))
+    return found[0]
+
+
 def read_csv(path):
     with open(path, newline="", encoding="utf-8") as f:
         return list(csv.reader(f))
@@ -92,7 +102,7 @@ def read_predictions(path):
 def test_mean_per_class_accuracy_differs_from_top1_on_imbalanced_data():
     labels = np.array([0] * 90 + [1] * 10)
     preds = np.zeros(100, dtype=int)                  # class 0 always right, class 1 always wrong
-    assert reports.mean_per_class_accuracy(labels, preds, 2) == pytest.approx(0.5)
+    assert metrics.mean_per_class_accuracy(labels, preds, 2) == pytest.approx(0.5)
     result, matrix = reports.class_report(np.eye(2)[preds], labels, ["common", "rare"])
     assert result["top1"] == pytest.approx(0.9)
     assert result["mean_per_class_acc"] == pytest.approx(0.5)
@@ -115,7 +125,7 @@ def test_confusion_matrix_png_scales_with_the_class_count(tmp_path, num_classes)
     preds = np.where(rng.random(2000) < 0.7, labels, rng.integers(0, num_classes, 2000))
     names = [f"Boeing 7{i:02d}-{i}00/ER" for i in range(num_classes)]
     path = str(tmp_path / "cm.png")
-    reports.plot_confusion_matrix(reports.confusion_matrix(labels, preds, num_classes), names, path)
+    reports.plot_confusion_matrix(metrics.confusion_matrix(labels, preds, num_classes), names, path)
     side = int(reports.matrix_inches(num_classes) * reports.DPI)
     assert side == (900 if num_classes == 10 else 1800)
     assert_png(path, side, side)
@@ -148,36 +158,36 @@ def test_runs_succeed_without_noise(run):
 
 
 def test_validate_metrics_match_numpy_recomputation_from_predictions(run):
-    metrics = json.load(open(os.path.join(run["out"], "metrics.json")))
-    header, rows = read_predictions(os.path.join(run["dirs"]["split"], "predictions.csv"))
+    result = json.load(open(os.path.join(run["out"], "metrics.json")))
+    header, rows = read_predictions(os.path.join(run["dirs"]["split"], f"predictions_{SPLIT_TAG}.csv"))
     true = np.array([TINY_CLASSES.index(r["true"]) for r in rows])
     pred = np.array([TINY_CLASSES.index(r["pred"]) for r in rows])
     top5 = [[r[f"top{i}"] for i in range(1, 6)] for r in rows]
-    assert metrics["num_samples"] == len(rows) == 4 * len(TINY_CLASSES)   # every test image once
-    assert metrics["top1"] == pytest.approx(np.mean(pred == true), abs=1e-9)
-    assert metrics["top5"] == pytest.approx(np.mean([r["true"] in t for r, t in zip(rows, top5)]), abs=1e-9)
+    assert result["num_samples"] == len(rows) == 4 * len(TINY_CLASSES)   # every test image once
+    assert result["top1"] == pytest.approx(np.mean(pred == true), abs=1e-9)
+    assert result["top5"] == pytest.approx(np.mean([r["true"] in t for r, t in zip(rows, top5)]), abs=1e-9)
     prob_true = [float(r[f"top{t.index(r['true']) + 1}_prob"]) for r, t in zip(rows, top5)]
-    assert metrics["loss"] == pytest.approx(-np.mean(np.log(prob_true)), rel=1e-4)
+    assert result["loss"] == pytest.approx(-np.mean(np.log(prob_true)), rel=1e-4)
     per_class = {name: float(np.mean(pred[true == i] == i)) for i, name in enumerate(TINY_CLASSES)}
-    assert metrics["per_class"] == pytest.approx(per_class)
-    assert metrics["mean_per_class_acc"] == pytest.approx(np.mean(list(per_class.values())))
-    pred_txt = np.loadtxt(os.path.join(run["dirs"]["split"], "pred.txt"), dtype=int)
+    assert result["per_class"] == pytest.approx(per_class)
+    assert result["mean_per_class_acc"] == pytest.approx(np.mean(list(per_class.values())))
+    pred_txt = np.loadtxt(os.path.join(run["dirs"]["split"], f"pred_{SPLIT_TAG}.txt"), dtype=int)
     assert pred_txt[:, 0].tolist() == pred.tolist() and pred_txt[:, 1].tolist() == true.tolist()
 
 
 def test_validate_writes_confusion_matrix_and_per_class_reports(run):
-    folder = run["out"]  # default report_dir: the checkpoint's folder
+    folder = os.path.join(run["out"], REPORT_DIR)  # default report_dir: beside the checkpoint
     assert "mean per-class acc" in run["validate"].stdout
     table = read_csv(os.path.join(folder, "confusion_matrix.csv"))
     assert table[0] == ["true\\pred"] + TINY_CLASSES                        # 'T-shirt/top' kept as is
     assert [row[0] for row in table[1:]] == TINY_CLASSES
     counts = np.array([[int(v) for v in row[1:]] for row in table[1:]])
     per_class = read_csv(os.path.join(folder, "per_class.csv"))
-    assert per_class[0] == ["class", "support", "correct", "accuracy"]
+    assert per_class[0] == ["class", "support", "correct", "accuracy", "precision", "recall", "f1"]
     assert counts.sum(axis=1).tolist() == [int(r[1]) for r in per_class[1:]] == [4] * len(TINY_CLASSES)
     assert np.diag(counts).tolist() == [int(r[2]) for r in per_class[1:]]
-    metrics = json.load(open(os.path.join(run["out"], "metrics.json")))
-    assert [float(r[3]) for r in per_class[1:]] == pytest.approx([metrics["per_class"][c] for c in TINY_CLASSES])
+    result = json.load(open(os.path.join(run["out"], "metrics.json")))
+    assert [float(r[3]) for r in per_class[1:]] == pytest.approx([result["per_class"][c] for c in TINY_CLASSES])
     side = int(reports.matrix_inches(len(TINY_CLASSES)) * reports.DPI)
     assert_png(os.path.join(folder, "confusion_matrix.png"), side, side)
 
@@ -186,8 +196,8 @@ def test_validate_writes_confusion_matrix_and_per_class_reports(run):
 
 def test_predict_split_outputs(run, tiny_aircraft):
     folder = run["dirs"]["split"]
-    header, rows = read_predictions(os.path.join(folder, "predictions.csv"))
-    assert header == ["file", "true", "pred"] + [c for i in range(1, 6) for c in (f"top{i}", f"top{i}_prob")]
+    header, rows = read_predictions(os.path.join(folder, f"predictions_{SPLIT_TAG}.csv"))
+    assert header == ["file", "true", "true_prob", "pred"] + [c for i in range(1, 6) for c in (f"top{i}", f"top{i}_prob")]
     lines = open(os.path.join(tiny_aircraft, "images_variant_test.txt")).read().splitlines()
     expected = [(os.path.join(tiny_aircraft, "images", line.split(" ", 1)[0] + ".jpg"), line.split(" ", 1)[1])
                 for line in lines]
@@ -197,12 +207,12 @@ def test_predict_split_outputs(run, tiny_aircraft):
         assert r["pred"] == r["top1"] and probs == sorted(probs, reverse=True)
         assert sum(probs) == pytest.approx(1.0, abs=1e-4)           # 5 classes: top-5 is everything
         assert sorted(r[f"top{i}"] for i in range(1, 6)) == sorted(TINY_CLASSES)
-    text = open(os.path.join(folder, "pred.txt")).read().splitlines()
+    text = open(os.path.join(folder, f"pred_{SPLIT_TAG}.txt")).read().splitlines()
     assert text[0] == "# pred \t real" and len(text) == 1 + len(rows)
     assert all(len(line.split()) == 2 for line in text[1:])
     grid_rows, grid_cols = reports.grid_shape(16)
     size = int(reports.GRID_CELL_INCHES * reports.DPI)
-    assert_png(os.path.join(folder, "prediction_grid.png"), grid_cols * size, grid_rows * size)
+    assert_png(os.path.join(folder, f"grid_first_{SPLIT_TAG}.png"), grid_cols * size, grid_rows * size)
 
 
 # ---- predict.py on files -------------------------------------------------------------------------
@@ -215,7 +225,9 @@ def test_predict_files_skips_bad_ones_with_a_warning_each(run):
     for path in run["bad"]:
         assert sum(line.startswith(f"warning: skipping {path}: ") for line in warnings) == 1, (path, warnings)
     assert warnings[-1].startswith(f"warning: skipped {len(run['bad'])} unreadable images")
-    records = json.load(open(os.path.join(run["dirs"]["files"], "predictions.json")))
+    written = sorted(os.listdir(run["dirs"]["files"]))
+    assert len(written) == 2 and not any(name.startswith("pred_") for name in written), written  # no pred.txt
+    records = json.load(open(only(run["dirs"]["files"], "predictions_mobilenet_v3_small_100_last_files-*.json")))
     assert sorted(r["file"] for r in records) == sorted(run["good"])
     for r in records:
         assert r["true"] is None and r["pred"] == r["topk"][0]["class"] and len(r["topk"]) == 3
@@ -223,7 +235,7 @@ def test_predict_files_skips_bad_ones_with_a_warning_each(run):
         assert all(0 <= t["prob"] <= 1 for t in r["topk"])
     rows, cols = reports.grid_shape(3)
     size = int(reports.GRID_CELL_INCHES * reports.DPI)
-    assert_png(os.path.join(run["dirs"]["files"], "prediction_grid.png"), cols * size, rows * size)
+    assert_png(only(run["dirs"]["files"], "grid_first_mobilenet_v3_small_100_last_files-*.png"), cols * size, rows * size)
 
 
 def test_cli_errors_are_one_line(run, tmp_path):

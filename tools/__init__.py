@@ -1,1 +1,1 @@
-"""Building blocks shared by finetune.py, validate.py and predict.py."""
+"""The suite's library: the modules behind finetune.py, validate.py, predict.py, export.py and the CLIs in tools/."""

@@ -9,6 +9,7 @@ present, else from the sorted labels.
 import os
 
 from tools.errors import DataError, UsageError
+from tools.fileio import read_text_lines
 
 NAMES_FILES = {"variant": "variants.txt", "family": "families.txt", "manufacturer": "manufacturers.txt"}
 IMAGES_DIR = "images"
@@ -52,28 +53,31 @@ def read_annotation(path):
     if not os.path.isfile(path):
         raise DataError(f"annotation file not found: {path}")
     entries, seen = [], {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            image_id, _, label = line.strip().partition(" ")
-            label = label.strip()
-            if not image_id or not label:
-                raise DataError(f"{path}:{lineno}: malformed line {line!r} (expected '<image id> <label>')")
-            if image_id in seen:
-                raise DataError(f"{path}:{lineno}: image id {image_id} already listed on line {seen[image_id]}")
-            seen[image_id] = lineno
-            entries.append((image_id, label))
+    for lineno, line in enumerate(read_text_lines(path), 1):
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            continue
+        image_id, label = split_line(line)
+        if not image_id or not label:
+            raise DataError(f"{path}:{lineno}: malformed line {line!r} (expected '<image id> <label>')")
+        if image_id in seen:
+            raise DataError(f"{path}:{lineno}: image id {image_id} already listed on line {seen[image_id]}")
+        seen[image_id] = lineno
+        entries.append((image_id, label))
     if not entries:
         raise DataError(f"annotation file has no entries: {path}")
     return entries
 
 
+def split_line(line):
+    """``(first word, rest of the line)`` of a ``<id> <label>`` line; the label may hold spaces."""
+    first, _, rest = line.strip().partition(" ")
+    return first, rest.strip()
+
+
 def read_names(path):
     """Class names from a names file or ``classes.txt``: one per line, blank lines skipped."""
-    with open(path, encoding="utf-8") as f:
-        names = [line.strip() for line in f if line.strip()]
+    names = [line.strip() for line in read_text_lines(path) if line.strip()]
     if len(set(names)) != len(names):
         raise DataError(f"{path}: a class name is listed twice")
     return names

@@ -4,9 +4,10 @@
 encoded bytes (1-D ``uint8``, not decoded) at access time, so memory is bounded by what the
 pipeline holds (about a batch), not by the dataset. Decoding is left to the transforms (MindCV's
 ``create_transforms`` starts with a decode). :class:`AnnotationDataset` takes the files of an
-Aircraft-layout split (annotation file + ``images/``), :func:`folder_images` those of a split tree.
+Aircraft-layout split (annotation file + ``images/``); ``tools.folder_layout`` finds those of a split tree.
 
-Every file is checked when the split is opened (:mod:`tools.image_check`): an unreadable one is
+Every file is checked when the split is opened (:mod:`tools.image_check`, results remembered per file
+by :mod:`tools.check_cache` when a ``cache_dir`` is given): an unreadable one is
 skipped with a warning naming it (``skip_bad``, at most ``max_bad`` per split) or is an error,
 and one MindSpore cannot decode (GIF, WebP, ...) is served re-encoded as RGB JPEG.
 """
@@ -17,8 +18,9 @@ import mindspore.dataset as ds
 import numpy as np
 
 from tools import aircraft_layout
+from tools.check_cache import check_images
 from tools.errors import DataError
-from tools.image_check import check_image, to_rgb_jpeg_bytes
+from tools.image_check import to_rgb_jpeg_bytes
 
 COLUMN_NAMES = ["image", "label"]
 MAX_BAD = 100
@@ -27,9 +29,9 @@ MAX_BAD = 100
 class ImageFiles:
     """Random-access source of ``(encoded image bytes, int32 label)`` over checked image files."""
 
-    def __init__(self, paths, labels, class_names, split, skip_bad=True, max_bad=MAX_BAD):
+    def __init__(self, paths, labels, class_names, split, skip_bad=True, max_bad=MAX_BAD, cache_dir=None):
         self.class_names = list(class_names)
-        checks = [check_image(path) for path in paths]
+        checks = check_images(paths, split, cache_dir)
         self.skipped = [(path, reason) for path, (ok, reason, _) in zip(paths, checks) if not ok]
         _report_bad(self.skipped, len(paths), split, skip_bad, max_bad)
         kept = [i for i, (ok, _, _) in enumerate(checks) if ok]
@@ -67,7 +69,8 @@ def _report_bad(bad, total, split, skip_bad, max_bad):
 class AnnotationDataset(ImageFiles):
     """The image files and labels of an Aircraft-layout split (annotation file + ``images/``)."""
 
-    def __init__(self, data_dir, split, level="variant", class_names=None, skip_bad=True, max_bad=MAX_BAD):
+    def __init__(self, data_dir, split, level="variant", class_names=None, skip_bad=True, max_bad=MAX_BAD,
+                 cache_dir=None):
         self.annotation_path = aircraft_layout.annotation_file(data_dir, level, split)
         entries = aircraft_layout.read_annotation(self.annotation_path)
         labels = [label for _, label in entries]
@@ -75,7 +78,7 @@ class AnnotationDataset(ImageFiles):
             class_names = aircraft_layout.class_names(data_dir, level, labels)
         label_indices = self._label_indices(labels, class_names)
         paths = self._image_paths(data_dir, [image_id for image_id, _ in entries])
-        super().__init__(paths, label_indices, class_names, split, skip_bad, max_bad)
+        super().__init__(paths, label_indices, class_names, split, skip_bad, max_bad, cache_dir)
 
     def _label_indices(self, labels, class_names):
         """Labels as indices into ``class_names``."""
@@ -94,32 +97,31 @@ class AnnotationDataset(ImageFiles):
         return paths
 
 
-def folder_images(split_dir, folders):
-    """``(paths, labels)`` of a split tree: class ``folders[i]`` gets label i, its files sorted.
-
-    A class folder that is missing or empty gives no images; hidden files are ignored.
-    """
-    paths, labels = [], []
-    for label, folder in enumerate(folders):
-        folder_dir = os.path.join(split_dir, folder)
-        names = sorted(os.listdir(folder_dir)) if os.path.isdir(folder_dir) else []
-        files = [os.path.join(folder_dir, n) for n in names if not n.startswith(".")]
-        files = [path for path in files if os.path.isfile(path)]
-        paths += files
-        labels += [label] * len(files)
-    return paths, labels
-
-
 def image_dataset(source, shuffle=True, num_shards=None, shard_id=None, num_parallel_workers=1, num_samples=None,
-                  sampler=None):
-    """A GeneratorDataset over ``source`` with columns ``image`` (bytes) and ``label``.
+                  sampler=None, with_index=False):
+    """A GeneratorDataset over ``source`` with columns ``image`` (bytes) and ``label`` (and, with
+    ``with_index``, ``index``: the sample's position in ``source``, which seeds its augmentation).
 
     Sharding (``num_shards``/``shard_id``) and ``num_samples`` are GeneratorDataset's own; a ``sampler``
     does its own shuffling and sharding.
     """
     if sampler is not None:
         shuffle = num_shards = shard_id = None
-    return ds.GeneratorDataset(source, column_names=COLUMN_NAMES, shuffle=shuffle, num_shards=num_shards,
-                               shard_id=shard_id, num_parallel_workers=num_parallel_workers,
+    columns = COLUMN_NAMES + ["index"] if with_index else COLUMN_NAMES
+    return ds.GeneratorDataset(_Indexed(source) if with_index else source, column_names=columns, shuffle=shuffle,
+                               num_shards=num_shards, shard_id=shard_id, num_parallel_workers=num_parallel_workers,
                                num_samples=num_samples, python_multiprocessing=False, sampler=sampler)
+
+
+class _Indexed:
+    """``source`` with each sample's index as a third column."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def __getitem__(self, index):
+        return (*self.source[index], np.int64(index))
+
+    def __len__(self):
+        return len(self.source)
 

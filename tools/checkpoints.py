@@ -1,4 +1,8 @@
-"""Writing checkpoints and result tables atomically (temporary file, then rename)."""
+"""Writing checkpoints and result tables atomically (temporary file, then rename).
+
+Checkpoints carry MindSpore's CRC32 (``crc_check=True``), which :func:`tools.model.read_checkpoint`
+verifies, so a damaged file is refused instead of loading changed weights.
+"""
 import csv
 import json
 import os
@@ -6,15 +10,28 @@ import os
 import mindspore as ms
 
 from tools.fileio import atomic_path, atomic_write_text
-from tools.model import CLASS_NAMES_KEY
+from tools.model import CLASS_NAMES_KEY, quiet_mindspore_log
+
+
+def write_checkpoint(cell, tmp, append_dict):
+    """``ms.save_checkpoint`` of ``cell`` to the temporary path ``tmp`` (inside :func:`atomic_path`), with a
+    CRC. MindSpore writes through a temporary file of its own, left behind when the write fails (a full
+    disk); it is removed here, and MindSpore's log line is silenced (the error is one line)."""
+    own_tmp = os.path.splitext(tmp)[0] + ".tmp"
+    try:
+        with quiet_mindspore_log():
+            ms.save_checkpoint(cell, tmp, append_dict=append_dict, crc_check=True)
+    finally:
+        if os.path.exists(own_tmp):
+            os.remove(own_tmp)
 
 
 def save_weights(network, path, class_names, extra=None):
-    """Save model weights with the class names inside; atomic."""
+    """Save model weights with the class names inside; atomic, with a CRC."""
     append = {CLASS_NAMES_KEY: json.dumps(list(class_names), ensure_ascii=False)}
     append.update(extra or {})
     with atomic_path(path, ".tmp.ckpt") as tmp:
-        ms.save_checkpoint(network, tmp, append_dict=append)
+        write_checkpoint(network, tmp, append)
 
 
 write_text = atomic_write_text

@@ -174,8 +174,9 @@ OPTIONS = {
     "Dataset": [
         ("dataset", "", STR, "'' (or 'imagenet') = a custom folder/annotation dataset"),
         ("data_dir", "./", STR, "dataset root: split folders or Aircraft-style annotation files"),
-        ("dataset_format", "auto", _choice("auto", "folder", "annotation"),
-         "(suite) auto, folder (<data_dir>/<split>/<class>/) or annotation (images_<level>_<split>.txt)"),
+        ("dataset_format", "auto", _choice("auto", "folder", "list", "annotation"),
+         "(suite) auto, folder (<data_dir>/<split>/<class>/), list (<split>.csv / <split>.txt) or annotation "
+         "(images_<level>_<split>.txt)"),
         ("label_level", "variant", _choice("variant", "family", "manufacturer"),
          "(suite) annotation label level: variant, family or manufacturer"),
         ("train_split", "train", STR, "train split name"),
@@ -190,6 +191,15 @@ OPTIONS = {
         ("drop_remainder", True, BOOL, "drop the last incomplete training batch"),
         ("aug_repeats", 0, INT, "repeated augmentation: each image appears N times per epoch, differently "
                                 "augmented (MindCV's RepeatAugSampler); 0 = off"),
+    ],
+    "Your data (suite)": [
+        ("image_column", "image", STR, "(suite) list layout: CSV column of the image paths"),
+        ("label_column", "label", STR, "(suite) list layout: CSV column of the labels"),
+        ("list_dir", "", STR, "(suite) folder of the <split>.csv/.txt list files; empty = data_dir"),
+        ("val_fraction", 0.0, FLOAT, "(suite) finetune.py: hold out this fraction of an unsplit folder as val"),
+        ("split_seed", 0, INT, "(suite) seed of the val_fraction split"),
+        ("check_cache_dir", "", STR, "(suite) where image checks are remembered; empty = ~/.cache/..., off = none"),
+        ("imbalance_warn_ratio", 10.0, FLOAT, "(suite) warn when largest/smallest class exceeds this (0 = never)"),
     ],
     "Augmentation": [
         ("image_resize", 224, INT, "input size in pixels"),
@@ -249,6 +259,7 @@ OPTIONS = {
         ("lr_mult", {}, to_multipliers, "(suite) lr multipliers by name prefix, e.g. classifier=1.2 features.13=1.05"),
         ("wd_mult", {}, to_multipliers, "(suite) weight-decay multipliers by name prefix"),
         ("resume", "", STR, "(suite) continue a run: 'auto' (its ckpt_save_dir) or a resume.ckpt path"),
+        ("recovery_interval", 0, INT, "(suite) also write the resume state every N training steps (0 = off)"),
         ("overwrite", False, BOOL, "(suite) reuse a ckpt_save_dir holding a previous run (else a new <dir>_N)"),
         ("early_stop_patience", 0, INT, "(suite) stop after N validations without a better top1 (0 = off)"),
     ],
@@ -472,6 +483,7 @@ _RULES = {
     "log_interval": (lambda v: v > 0, "> 0"),
     "ckpt_save_interval": (lambda v: v > 0, "> 0"),
     "keep_checkpoint_max": (lambda v: v > 0, "> 0"),
+    "recovery_interval": (lambda v: v >= 0, ">= 0"),
     "num_parallel_workers": (lambda v: v > 0, "> 0"),
     "image_resize": (lambda v: v > 0, "> 0"),
     "num_classes": (lambda v: v is None or v > 0, "> 0"),

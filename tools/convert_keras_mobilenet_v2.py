@@ -178,7 +178,8 @@ def _mindcv_slots(network):
 
 
 def _pair(kind, name, arrays, cfg, slot_kind, cell_name, cell):
-    """[(keras name, mindcv name, array)] for one Keras layer and the MindCV cell it maps onto."""
+    """[(keras name, mindcv name, keras shape, float32 array in MindCV's layout)] for one Keras layer and
+    the MindCV cell it maps onto."""
     import numpy as np
 
     expected = {KERAS_CONV[0]: "conv", KERAS_CONV[1]: "conv", KERAS_BN: "bn", KERAS_DENSE: "dense"}[kind]
@@ -283,14 +284,14 @@ def main(argv=None):
     print(f"reading {h5_path}")
     entries = convert(h5_path, keep_head=args.keep_head, log=print)
 
-    import mindspore as ms
+    from tools.checkpoints import write_checkpoint
 
     out = args.out
     if os.path.dirname(out):
         os.makedirs(os.path.dirname(out), exist_ok=True)
     try:
         with atomic_path(out, ".tmp.ckpt") as tmp:
-            ms.save_checkpoint(entries, tmp)
+            write_checkpoint(entries, tmp, None)
     except (OSError, RuntimeError, ValueError) as err:
         raise DataError(f"cannot write {out}: {first_line(err)}") \
             from None

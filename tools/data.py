@@ -1,27 +1,37 @@
-"""Datasets and loaders for both layouts of the design document.
+"""Datasets and loaders for the layouts a split can have.
 
 * folder ("offline" way): ``<data_dir>/<split>/<class folder>/<image>``. Class order:
   ``<data_dir>/classes.txt`` (written by ``tools/split_aircraft.py``, original names such as
   ``F-16A/B``) when present, else the sorted folder names of the training split.
+* list: ``<list_dir>/<split>.csv`` or ``.txt`` naming each image and its label (``tools.list_layout``).
 * annotation ("online" way): FGVC-Aircraft's ``images/`` + ``images_<level>_<split>.txt``.
 
-Both are read lazily as a checked list of files by ``tools.annotation_dataset`` (unreadable images
-skipped with a warning, or an error: ``skip_bad_images``, ``max_bad_images``).
+Each is read lazily as a checked list of files by ``tools.annotation_dataset`` (unreadable images
+skipped with a warning, or an error: ``skip_bad_images``, ``max_bad_images``; checks cached per file by
+``tools.check_cache``), and its class balance is printed (``tools.class_balance``).
 
-``dataset_format: auto`` picks folder when ``<data_dir>/<split>`` is a folder, else annotation.
+``dataset_format: auto`` picks folder when ``<data_dir>/<split>`` is a folder, else a list file, else
+annotation.
 """
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import List
 
+import mindspore as ms
 import mindspore.dataset as ds
 from mindcv.data import create_loader, create_transforms
 from mindcv.data.distributed_sampler import RepeatAugSampler
+from mindspore.dataset.transforms import TypeCast
 
 from tools import aircraft_layout as layout
-from tools.annotation_dataset import AnnotationDataset, ImageFiles, folder_images, image_dataset
+from tools import class_balance, list_layout
+from tools.annotation_dataset import AnnotationDataset, ImageFiles, image_dataset
+from tools.check_cache import resolve_dir
 from tools.errors import DataError, UsageError
+from tools.folder_layout import folder_classes, folder_images
 from tools.imbalance import BalancedSampler
+from tools.seeded_augment import SeededAugmentation
 
 _BUILTIN_DATASETS = ("mnist", "cifar10", "cifar100")
 
@@ -39,8 +49,13 @@ class SplitData:
     labels: object = None  # class index of every image of the whole split (not only this worker's shard)
 
 
+def list_dir(cfg):
+    """Where the list files are: ``list_dir``, else ``data_dir``."""
+    return cfg.list_dir or cfg.data_dir
+
+
 def detect_layout(cfg, split):
-    """``folder`` or ``annotation`` for ``split`` of ``cfg.data_dir`` (honours ``dataset_format``)."""
+    """``folder``, ``list`` or ``annotation`` for ``split`` of ``cfg.data_dir`` (honours ``dataset_format``)."""
     if cfg.dataset.lower() in _BUILTIN_DATASETS:
         raise UsageError(f"dataset '{cfg.dataset}' is not supported here: set dataset: '' and point data_dir "
                          "at a folder or annotation dataset")
@@ -53,33 +68,30 @@ def detect_layout(cfg, split):
         if not folder:
             raise DataError(f"split folder not found: {os.path.join(cfg.data_dir, split)}")
         return "folder"
+    listed = list_layout.list_file(list_dir(cfg), split)
+    if wanted == "list" or (wanted == "auto" and listed):
+        if not listed:
+            raise DataError(f"list file not found: {os.path.join(list_dir(cfg), split)}.csv (or .txt)")
+        return "list"
     if wanted == "annotation" or (wanted == "auto" and annotated):
         if not annotated:
             raise DataError(f"annotation file not found: {layout.annotation_file(cfg.data_dir, cfg.label_level, split)}")
         return "annotation"
-    raise DataError(f"split '{split}' not found in {cfg.data_dir}: expected a folder {split}/ or an annotation "
-                    f"file images_{cfg.label_level}_{split}.txt; splits there: {', '.join(_known_splits(cfg)) or 'none'}")
+    raise DataError(f"split '{split}' not found in {cfg.data_dir}: expected a folder {split}/, a list file "
+                    f"{split}.csv or {split}.txt, or an annotation file images_{cfg.label_level}_{split}.txt; "
+                    f"splits there: {', '.join(known_splits(cfg)) or 'none'}")
 
 
-def _known_splits(cfg):
+def known_splits(cfg):
+    """Split names of ``cfg.data_dir`` in any layout (a folder of class folders counts as a split tree)."""
     folders = [d for d in sorted(os.listdir(cfg.data_dir))
                if os.path.isdir(os.path.join(cfg.data_dir, d)) and d != layout.IMAGES_DIR]
-    return sorted(set(folders + layout.available_splits(cfg.data_dir, cfg.label_level)))
-
-
-def _folder_classes(data_dir, split):
-    """``(names, folders)`` of a split tree: classes.txt beside it, else the split's sorted folders."""
-    names_path = os.path.join(data_dir, layout.CLASSES_FILE)
-    if os.path.isfile(names_path):
-        names = layout.read_names(names_path)
-        return names, layout.safe_dirnames(names)
-    split_dir = os.path.join(data_dir, split)
-    folders = sorted(d for d in os.listdir(split_dir) if os.path.isdir(os.path.join(split_dir, d)))
-    return folders, folders
+    return sorted(set(folders + list_layout.available_splits(list_dir(cfg))
+                      + layout.available_splits(cfg.data_dir, cfg.label_level)))
 
 
 def _folder_source(cfg, split, class_names):
-    names, folders = _folder_classes(cfg.data_dir, split)
+    names, folders = folder_classes(cfg.data_dir, os.path.join(cfg.data_dir, split))
     if class_names is not None and class_names != names:
         if set(class_names) >= set(names):
             names, folders = class_names, layout.safe_dirnames(class_names)
@@ -87,7 +99,8 @@ def _folder_source(cfg, split, class_names):
             extra = sorted(set(names) - set(class_names))[0]
             raise DataError(f"class '{extra}' of split '{split}' is not a class of the training split")
     split_dir = os.path.join(cfg.data_dir, split)
-    present = [d for d in os.listdir(split_dir) if os.path.isdir(os.path.join(split_dir, d))]
+    present = [d for d in os.listdir(split_dir)
+               if os.path.isdir(os.path.join(split_dir, d)) and not d.startswith(".")]
     unknown = sorted(set(present) - set(folders))
     if unknown:
         raise DataError(f"class folder '{os.path.join(split_dir, unknown[0])}' is not in the class list "
@@ -95,17 +108,67 @@ def _folder_source(cfg, split, class_names):
     if not folders:
         raise DataError(f"no class folders in {split_dir}")
     paths, labels = folder_images(split_dir, folders)
-    return ImageFiles(paths, labels, names, split, cfg.skip_bad_images, cfg.max_bad_images)
+    return ImageFiles(paths, labels, names, split, cfg.skip_bad_images, cfg.max_bad_images,
+                      resolve_dir(cfg.check_cache_dir))
+
+
+def _list_source(cfg, split, class_names):
+    paths, labels, names = list_layout.read_split(cfg.data_dir, list_layout.list_file(list_dir(cfg), split),
+                                                  cfg.image_column, cfg.label_column, class_names)
+    return ImageFiles(paths, labels, names, split, cfg.skip_bad_images, cfg.max_bad_images,
+                      resolve_dir(cfg.check_cache_dir))
+
+
+def open_source(cfg, split, class_names=None):
+    """``(layout, ImageFiles)`` of ``split``: the checked file list, before any dataset is built."""
+    kind = detect_layout(cfg, split)
+    if kind == "folder":
+        source = _folder_source(cfg, split, class_names)
+    elif kind == "list":
+        source = _list_source(cfg, split, class_names)
+    else:
+        source = AnnotationDataset(cfg.data_dir, split, level=cfg.label_level, class_names=class_names,
+                                   skip_bad=cfg.skip_bad_images, max_bad=cfg.max_bad_images,
+                                   cache_dir=resolve_dir(cfg.check_cache_dir))
+    if len(source) == 0:
+        raise DataError(f"split '{split}' of {cfg.data_dir} holds no images")
+    return kind, source
+
+
+def report_balance(cfg, split, source):
+    """Print the split's class balance; warn (stderr) above ``imbalance_warn_ratio``."""
+    counts = class_balance.class_counts(source.labels, len(source.class_names))
+    print(class_balance.summary(split, counts, source.class_names), flush=True)
+    warning = class_balance.warning(split, counts, source.class_names, cfg.imbalance_warn_ratio)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
 
 
 class _RepeatAugSampler(RepeatAugSampler):
     """MindCV's repeated-augmentation sampler (``aug_repeats``), drawing each epoch's order from the data
-    engine's seed, which the trainer sets to ``seed + epoch``: MindCV's counts epochs from 0 in every
-    process, so a resumed run would replay epoch 1's order."""
+    engine's seed, which the trainer sets to ``seed + epoch`` (MindCV's counts epochs from 0 in every
+    process, so a resumed run would replay epoch 1's order). Repeat r of image i is yielded as
+    ``r * N + i`` of a ``_Repeats`` view, so that each repeat gets its own augmentation seed."""
 
     def __iter__(self):
         self.set_epoch(ds.config.get_seed())
-        return super().__iter__()
+        seen = {}
+        for i in super().__iter__():
+            seen[i] = seen.get(i, -1) + 1
+            yield seen[i] * self.dataset_size + i
+
+
+class _Repeats:
+    """``source`` seen ``repeats`` times: item ``r * N + i`` is image i."""
+
+    def __init__(self, source, repeats):
+        self.source, self.repeats = source, repeats
+
+    def __getitem__(self, index):
+        return self.source[index % len(self.source)]
+
+    def __len__(self):
+        return len(self.source) * self.repeats
 
 
 def open_split(cfg, split, class_names=None, training=False, shard=(None, None)):
@@ -114,18 +177,13 @@ def open_split(cfg, split, class_names=None, training=False, shard=(None, None))
     ``class_names`` (the training split's) fixes the class order of a validation split;
     ``shard`` is ``(num_shards, shard_id)`` for data-parallel training.
     """
-    kind = detect_layout(cfg, split)
-    if kind == "folder":
-        source = _folder_source(cfg, split, class_names)
-    else:
-        source = AnnotationDataset(cfg.data_dir, split, level=cfg.label_level, class_names=class_names,
-                                   skip_bad=cfg.skip_bad_images, max_bad=cfg.max_bad_images)
-    if len(source) == 0:
-        raise DataError(f"split '{split}' of {cfg.data_dir} holds no images")
+    kind, source = open_source(cfg, split, class_names)
+    report_balance(cfg, split, source)
     sampler = _training_sampler(cfg, source, shard) if training else None
-    dataset = image_dataset(source, shuffle=cfg.shuffle if training else cfg.eval_shuffle,
+    repeated = _Repeats(source, cfg.aug_repeats) if training and cfg.aug_repeats > 0 else source
+    dataset = image_dataset(repeated, shuffle=cfg.shuffle if training else cfg.eval_shuffle,
                             num_shards=shard[0], shard_id=shard[1], num_parallel_workers=cfg.num_parallel_workers,
-                            num_samples=cfg.num_samples if training else None, sampler=sampler)
+                            num_samples=cfg.num_samples if training else None, sampler=sampler, with_index=training)
     return SplitData(dataset, source.class_names, dataset.get_dataset_size(), kind, source.paths, source.skipped,
                      source.labels)
 
@@ -166,14 +224,27 @@ def build_transforms(cfg, training):
 def build_loader(cfg, data, num_classes, training, batch_size=None):
     """Decode, augment and batch a split with MindCV's ``create_loader``.
 
+    Training augmentation runs per sample, seeded from (seed, epoch, sample index)
+    (``tools.seeded_augment``; ``aug_splits`` keeps MindCV's own, unseeded, mapping).
     Evaluation keeps every image exactly once: no shuffling, no dropped remainder.
     """
+    dataset, transform, augmentation = data.dataset, build_transforms(cfg, training), None
+    if "index" in dataset.get_col_names():
+        if training and cfg.aug_splits == 0:
+            augmentation = SeededAugmentation(transform, cfg.seed)
+            dataset = dataset.map(operations=augmentation, input_columns=["image", "index"],
+                                  output_columns=["image"], num_parallel_workers=cfg.num_parallel_workers)
+            transform = [TypeCast(ms.float32)]  # create_loader needs an image op; the images are float32 already
+        else:
+            dataset = dataset.project(["image", "label"])
     try:
-        return create_loader(
-            dataset=data.dataset, batch_size=batch_size or cfg.batch_size,
+        loader = create_loader(
+            dataset=dataset, batch_size=batch_size or cfg.batch_size,
             drop_remainder=cfg.drop_remainder if training else False, is_training=training,
             mixup=cfg.mixup if training else 0.0, cutmix=cfg.cutmix if training else 0.0,
-            cutmix_prob=cfg.cutmix_prob, num_classes=num_classes, transform=build_transforms(cfg, training),
+            cutmix_prob=cfg.cutmix_prob, num_classes=num_classes, transform=transform,
             num_parallel_workers=cfg.num_parallel_workers, separate=training and cfg.aug_splits > 0)
     except (ValueError, AssertionError) as err:
         raise UsageError(f"cannot build the data pipeline: {err}") from None
+    loader.seeded_augmentation = augmentation
+    return loader

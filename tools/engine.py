@@ -12,24 +12,29 @@ import mindspore as ms
 import numpy as np
 from mindspore import Tensor
 
-from tools import metrics, reports
-from tools.checkpoints import save_weights, write_results
+from tools import metrics, stop_signals
+from tools.checkpoints import save_weights, write_checkpoint, write_json, write_results
 from tools.errors import DataError
 from tools.fileio import atomic_path
 from tools.model import read_checkpoint
 from tools.reports import plot_training_curves
+from tools.seeded_augment import set_epoch
+from tools.seeded_dropout import is_dropout_counter
 
 RESUME_FILE = "resume.ckpt"
 CURVES_FILE = "training_curves.png"
 PREVIOUS_RESUME_FILE = "resume_prev.ckpt"  # the state before, kept in case the newest is damaged
+SUMMARY_FILE = "summary.json"  # written when the run ends (all epochs or an early stop): the run is finished
 STATE_KEY = "suite_train_state"
 
 
 def batches(loader, output_numpy=False):
-    """One pass over ``loader``. MindSpore's data engine installs a SIGINT handler that kills the
+    """One pass over ``loader``, stopping between batches when a stop signal came (see
+    :mod:`tools.stop_signals`). MindSpore's data engine installs a SIGINT handler that kills the
     process (exit -15, no cleanup); Python's is put back so that Ctrl-C stays a KeyboardInterrupt."""
     iterator = loader.create_tuple_iterator(num_epochs=1, output_numpy=output_numpy)
     while True:
+        stop_signals.check()
         signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             batch = next(iterator)
@@ -66,7 +71,7 @@ def evaluate(network, loader, batch_size):
     """Top-1, Top-5, loss, mean per-class accuracy and sample count over the whole loader (each image once)."""
     logits, labels = predict_logits(network, loader, batch_size)
     result = metrics.summarize(logits, labels)
-    result["mean_per_class_acc"] = reports.mean_per_class_accuracy(labels, logits.argmax(axis=1), logits.shape[1])
+    result["mean_per_class_acc"] = metrics.mean_per_class_accuracy(labels, logits.argmax(axis=1), logits.shape[1])
     return result
 
 
@@ -103,6 +108,7 @@ class Trainer:
         self.class_names = class_names
         self.is_main = rank == 0
         self.rows, self.best_top1, self.saved_epochs, self.stale, self.improved = [], None, [], 0, False
+        self.resume_step = (0, 0.0)  # (steps done, their summed loss) of a resumed, unfinished epoch
         self.best_metric = getattr(cfg, "best_metric", "top1")
         self.best_value = None  # best_metric's value at the best epoch (best_top1: that epoch's top1)
         self.callbacks = list(callbacks)  # tools.callbacks.Callback: hooks at epoch and step boundaries
@@ -121,11 +127,17 @@ class Trainer:
         return os.path.join(self.out_dir, RESUME_FILE)
 
     def train_epoch(self, loader, epoch, steps):
-        """One pass over ``loader``; returns the mean loss. A NaN/Inf loss stops the run."""
-        ms.dataset.config.set_seed(self.cfg.seed + epoch)  # the same data order and augmentation on resume
+        """One pass over ``loader``; returns the mean loss. A NaN/Inf loss stops the run.
+
+        With ``recovery_interval: N`` the resume state is also written every N steps; a run resumed from
+        such a state skips the steps it had done (same data order and augmentation) and goes on from there.
+        """
+        ms.dataset.config.set_seed(self.cfg.seed + epoch)  # the same data order on resume
+        set_epoch(loader, epoch)  # and the same augmentation: a function of (seed, epoch, sample index)
         progress = Progress(steps, self.cfg.log_interval, f"epoch {epoch}/{self.cfg.epoch_size}", self.is_main)
-        total, count = 0.0, 0
-        for images, labels in batches(loader):
+        count, total = self.resume_step
+        self.resume_step = (0, 0.0)
+        for images, labels in batches(loader.skip(count) if count else loader):
             value = float(self.train_step(images, labels).asnumpy())
             count += 1
             if not math.isfinite(value):
@@ -135,18 +147,33 @@ class Trainer:
             total += value
             progress.update(count, total / count)
             self.notify("on_step_end", epoch, count, value)
+            if self.is_main and self.cfg.recovery_interval and count % self.cfg.recovery_interval == 0 \
+                    and count < steps:
+                self._save_state(epoch - 1, step=(count, total))
         progress.close()
         return total / max(count, 1)
 
-    def fit(self, train_loader, val_loader, start_epoch=1):
-        """Train from ``start_epoch`` to ``epoch_size`` (or an early stop); returns the result rows."""
+    def fit(self, train_loader, val_loader, start_epoch=1, resume_command=None):
+        """Train from ``start_epoch`` to ``epoch_size`` (or an early stop); returns the result rows.
+
+        Ctrl-C or SIGTERM stops it keeping every finished epoch, and prints ``resume_command`` (how to go
+        on); a run that ends writes ``summary.json``, which marks it finished (see tools/run_folder.py).
+        """
         try:
-            return self._fit(train_loader, val_loader, start_epoch)
-        except KeyboardInterrupt:
+            rows = self._fit(train_loader, val_loader, start_epoch)
+        except KeyboardInterrupt as err:
             if self.is_main:
-                print(f"interrupted; finished epochs are saved: continue with --resume auto "
-                      f"--ckpt_save_dir {self.out_dir}", file=sys.stderr)
+                how = "stopped by SIGTERM" if getattr(err, "signum", None) == signal.SIGTERM else "interrupted"
+                hint = resume_command or f"--resume auto --ckpt_save_dir {self.out_dir}"
+                print(f"{how}; finished epochs are saved in {self.out_dir}: continue with {hint}", file=sys.stderr)
             raise
+        if self.is_main:
+            write_json(os.path.join(self.out_dir, SUMMARY_FILE), {
+                "epochs_done": rows[-1]["epoch"] if rows else 0, "epoch_size": self.cfg.epoch_size,
+                "early_stop": bool(rows) and rows[-1]["epoch"] < self.cfg.epoch_size, "best_top1": self.best_top1,
+                "best_checkpoint": self.checkpoint_path("best") if self.best_top1 is not None else None,
+                "last_checkpoint": self.checkpoint_path("last")})
+        return rows
 
     def _fit(self, train_loader, val_loader, start_epoch):
         steps = train_loader.get_dataset_size()
@@ -214,14 +241,15 @@ class Trainer:
                 os.remove(old)
         del self.saved_epochs[self.cfg.keep_checkpoint_max:]
 
-    def _save_state(self, epoch):
+    def _save_state(self, epoch, step=(0, 0.0)):
         """Everything a resumed run needs: train-step parameters (weights, optimizer state, step
-        counter, EMA) and the loop's own state; written atomically."""
+        counter, EMA, dropout counters) and the loop's own state, after ``epoch`` finished epochs and
+        ``step`` = (steps done, their summed loss) of the next one; written atomically."""
         state = {"epoch": epoch, "rows": self.rows, "best_top1": self.best_top1, "stale": self.stale,
                  "best_metric": self.best_metric, "best_value": self.best_value,
-                 "saved_epochs": self.saved_epochs, "frozen": _frozen_names(self.network)}
+                 "saved_epochs": self.saved_epochs, "frozen": _frozen_names(self.network), "step": list(step)}
         with atomic_path(self.state_path, ".tmp.ckpt") as tmp:
-            ms.save_checkpoint(self.train_step, tmp, append_dict={STATE_KEY: json.dumps(state)})
+            write_checkpoint(self.train_step, tmp, {STATE_KEY: json.dumps(state)})
             if os.path.exists(self.state_path):
                 os.replace(self.state_path, os.path.join(self.out_dir, PREVIOUS_RESUME_FILE))
 
@@ -257,20 +285,22 @@ class Trainer:
         if state.get("best_metric", "top1") != self.best_metric:
             raise DataError(f"{path}: the run was saved with best_metric {state.get('best_metric', 'top1')}; "
                             "resume with its config")
-        params = {name: value for name, value in params.items() if not _from_config(name)}
+        dynamic = self.cfg.loss_scale_type == "dynamic"
+        params = {name: value for name, value in params.items() if not _from_config(name, dynamic)}
         own = {p.name: p for p in self.train_step.get_parameters()}
         for name, value in params.items():
             if name in own and tuple(value.shape) != tuple(own[name].shape):
                 raise DataError(f"{path}: '{name}' has shape {tuple(value.shape)}, this run's "
                                 f"{tuple(own[name].shape)}; resume with the run's own config")
         not_loaded, _ = ms.load_param_into_net(self.train_step, params, strict_load=True)
-        not_loaded = [name for name in not_loaded if not _from_config(name)]
+        not_loaded = [name for name in not_loaded if not _from_config(name, dynamic)]
         if not_loaded:
             raise DataError(f"{path}: {len(not_loaded)} training parameters missing (e.g. '{not_loaded[0]}'); "
                             "resume with the run's own config")
         self.rows, self.best_top1, self.stale = state["rows"], state["best_top1"], state["stale"]
         self.best_value = state.get("best_value", self.best_top1)
         self.saved_epochs = [tuple(item) for item in state["saved_epochs"]]
+        self.resume_step = tuple(state.get("step", (0, 0.0)))
         return state["epoch"] + 1
 
 
@@ -290,10 +320,12 @@ def ema_weights(train_step, enabled):
             param.set_data(value)
 
 
-def _from_config(name):
-    """Optimizer hyperparameters (lr schedule, momentum, loss scale): a resumed run takes them from its
-    config, so it may change lr or extend epoch_size."""
-    return name.startswith("learning_rate") or name in ("momentum", "scale_sense")
+def _from_config(name, dynamic_scale=False):
+    """Optimizer hyperparameters (lr schedule, momentum, a fixed loss scale): a resumed run takes them from
+    its config, so it may change lr or extend epoch_size. A dynamic loss scale is state: it resumes."""
+    if name == "scale_sense":
+        return not dynamic_scale
+    return name.startswith("learning_rate") or name == "momentum"
 
 
 def _higher_is_better(metric, value):
@@ -302,7 +334,7 @@ def _higher_is_better(metric, value):
 
 
 def _frozen_names(network):
-    return sorted(p.name for p in network.get_parameters() if not p.requires_grad
+    return sorted(p.name for p in network.get_parameters() if not p.requires_grad and not is_dropout_counter(p.name)
                   and not p.name.endswith(("moving_mean", "moving_variance")))
 
 

@@ -35,8 +35,8 @@ def run_cli(main, argv=None):
     except (UsageError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         code = err.exit_code
-    except KeyboardInterrupt:
-        code = 130
+    except KeyboardInterrupt as err:  # Ctrl-C 130; tools.stop_signals.Stopped: 128 + signal (SIGTERM 143)
+        code = getattr(err, "exit_code", 130)
     # MindSpore Cells left to the interpreter's exit (reference cycles of main()'s networks) make
     # MindSpore print ~175 lines "Exception ignored in Cell.__del__": collect them while it still can.
     gc.collect()

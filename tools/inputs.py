@@ -9,8 +9,8 @@ import os
 from tools.annotation_dataset import ImageFiles, image_dataset
 from tools.data import SplitData
 from tools.errors import DataError
+from tools.image_check import IMAGE_EXTENSIONS
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 UNKNOWN_LABEL = -1
 INPUT_NAME = "--input"  # stands for the split name in warnings
 

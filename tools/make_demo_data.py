@@ -12,7 +12,7 @@ From it this tool writes, at the variant level only::
 
 An image id is the image's position in the 70,000 images of Fashion-MNIST taken as train
 (0..59999) then t10k (60000..69999), zero-padded to 7 digits; so ids are unique, the two splits
-are disjoint, and every image can be traced back to its source (see ``source_of``). Per class
+are disjoint, and every image can be traced back to its source (``image_id``). Per class
 the first N images of a seeded permutation are taken, so a rebuild is deterministic.
 
 Usage::
@@ -118,13 +118,6 @@ def check_source(source):
 def image_id(split, index):
     """The 7-digit id of image ``index`` of a demo split's source IDX file."""
     return f"{SOURCE_SPLITS[split][2] + index:0{ID_DIGITS}d}"
-
-
-def source_of(image_id):
-    """``(split, index)``: where the image with this id comes from (inverse of ``image_id``)."""
-    n = int(image_id)
-    split = "test" if n >= SOURCE_SPLITS["test"][2] else "trainval"
-    return split, n - SOURCE_SPLITS[split][2]
 
 
 def to_rgb_image(array, size):

@@ -8,6 +8,7 @@
   manual stripping. A checkpoint of another architecture is refused.
 """
 import json
+import logging
 import os
 import urllib.error
 from contextlib import contextmanager
@@ -147,13 +148,32 @@ def fetch_pretrained(model_name):
                     "pretrained: False and ckpt_path: /path/to/weights.ckpt")
 
 
+@contextmanager
+def quiet_mindspore_log():
+    """Silence MindSpore's logger inside the block: its failed loads and saves log a line to stderr before
+    raising, and the suite reports the failure in one line of its own."""
+    logger = ms.log._get_logger()
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def read_checkpoint(path):
-    """``ms.load_checkpoint`` with a one-line error for a missing or unreadable file."""
+    """``ms.load_checkpoint`` with its CRC check: one-line errors for a missing, unreadable or damaged file.
+
+    The suite's checkpoints carry a CRC; one without (MindCV's) loads unchecked, as MindSpore does.
+    """
     if not os.path.isfile(path):
         raise DataError(f"checkpoint not found: {path}")
     try:
-        return ms.load_checkpoint(path)
+        with quiet_mindspore_log():
+            return ms.load_checkpoint(path, crc_check=True)
     except (ValueError, RuntimeError, OSError, TypeError) as err:
+        if "crc check" in str(err.__cause__ or ""):  # MindSpore words a CRC mismatch as a permission problem
+            raise DataError(f"checkpoint {path} is damaged (its CRC checksum does not match the content)") from None
         raise DataError(f"cannot read checkpoint {path}: {first_line(err)}") from None
 
 

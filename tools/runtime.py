@@ -5,7 +5,8 @@ import random
 import mindspore as ms
 import numpy as np
 
-from tools.errors import UsageError
+from tools.errors import DataError, UsageError
+from tools.fileio import first_line
 
 
 def _available(target):
@@ -42,13 +43,23 @@ def setup(cfg):
         print(f"note: num_parallel_workers {cfg.num_parallel_workers} > {cores} CPU cores; using {cores}")
         cfg.num_parallel_workers = cores
     if not cfg.distribute:
+        workers = os.environ.get("MS_WORKER_NUM") or os.environ.get("RANK_SIZE")
+        if workers and workers != "1":  # each of the N processes would train the whole run into one folder
+            raise UsageError(f"started by a launcher of {workers} workers (msrun) but distribute is False: "
+                             "set --distribute True, or run without msrun")
         return None, None
     if "MS_WORKER_NUM" not in os.environ and "RANK_SIZE" not in os.environ:
         print("note: distribute is True but the script was not started by msrun; training on one process")
         return None, None
     from mindspore.communication import get_group_size, get_rank, init
 
-    init()
+    try:
+        init()
+    except RuntimeError as err:
+        raise DataError(f"the data-parallel cluster did not form ({os.environ.get('MS_WORKER_NUM') or os.environ.get('RANK_SIZE')} "
+                        f"workers expected at {os.environ.get('MS_SCHED_HOST')}:{os.environ.get('MS_SCHED_PORT')}): "
+                        f"{first_line(err).split('. ')[0]}; start every node with the same --worker_num, --master_addr and "
+                        "--master_port") from None
     ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True)
     return get_group_size(), get_rank()
 

@@ -20,6 +20,7 @@ from tools.linear_probe import cached_training
 from tools.model import check_input_size, create_network
 from tools.optim import build_optimizer
 from tools.schedule import build_lr_schedule
+from tools.seeded_dropout import seed_dropouts
 from tools.tensorboard_log import tensorboard_callbacks
 from tools.train_step import build_train_step
 
@@ -102,6 +103,7 @@ def build_training(cfg, shard=(None, None), verbose=True, extract_features=True,
                   "the backbone trains too" + (f" (after epoch_size {cfg.epoch_size}: not in this run)"
                                                if cfg.freeze_epochs >= cfg.epoch_size else ""), flush=True)
     callbacks += tensorboard_callbacks(cfg, steps, shard[1] or 0)
+    seed_dropouts(network, cfg.seed, shard[1] or 0)  # repeatable masks that a resume continues (MindSpore's are not)
     return Training(train_data, val_data, num_classes, train_loader, val_loader, steps, network, frozen, loss_fn,
                     lrs, optimizer, train_step, extract_seconds, callbacks, class_weights)
 

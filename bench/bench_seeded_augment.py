@@ -1,0 +1,91 @@
+"""The cost of seeded augmentation: the suite's training loader (each sample's transforms seeded from
+(seed, epoch, index), tools/seeded_augment.py) against MindCV's plain mapping of the same transforms
+(unseeded: what the suite did before), side by side in one process.
+
+    .venv/bin/python bench/bench_seeded_augment.py [--repeats 3] [--images 48] [--workers 2]
+
+Aircraft setting (configs/mobilenetv3/mobilenet_v3_small_aircraft.yaml: 600 px, randaug-m7-mstd0.5,
+hflip, random crops; synthetic 500x375 JPEGs). For each variant, interleaved in every repeat: the loader
+alone (images/s through ``tools.engine.batches``) and one training epoch (``Trainer.train_epoch``:
+loader feeding the train step, what a user waits for). Reported: medians and seeded/unseeded ratios.
+"""
+import argparse
+import os
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+
+def unseeded_loader(cfg, num_classes):
+    """MindCV's create_loader mapping the transforms over the image column (no per-sample seeds)."""
+    from mindcv.data import create_loader
+
+    from tools.data import build_transforms, open_split
+
+    data = open_split(cfg, cfg.train_split, training=True)
+    return create_loader(dataset=data.dataset.project(["image", "label"]), batch_size=cfg.batch_size,
+                         drop_remainder=cfg.drop_remainder, is_training=True, num_classes=num_classes,
+                         transform=build_transforms(cfg, True), num_parallel_workers=cfg.num_parallel_workers)
+
+
+def loader_rate(loader):
+    import time
+
+    from tools.engine import batches
+
+    begin, images = time.perf_counter(), 0
+    for batch in batches(loader):
+        images += len(batch[0])
+    return images / (time.perf_counter() - begin)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--images", type=int, default=48, help="training images (synthetic Aircraft layout)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--image_resize", type=int, default=600)
+    args = parser.parse_args()
+    info = common.machine()
+    print(common.machine_line(info))
+    out = {"machine": info, "command": "bench/bench_seeded_augment.py " + " ".join(sys.argv[1:])}
+    from tools import runtime
+
+    with tempfile.TemporaryDirectory(prefix="bench_seeded_") as tmp:
+        data_dir = common.make_aircraft(os.path.join(tmp, "aircraft"), trainval=args.images, test=8,
+                                        distinct=args.images)
+        cfg = common.suite_config(common.AIRCRAFT_CONFIG, data_dir=data_dir, pretrained=False, log_interval=100000,
+                                  num_parallel_workers=args.workers, image_resize=args.image_resize)
+        common.quiet(runtime.setup, cfg)
+        run = common.SuiteRun(cfg)                       # seeded: the suite's own loader
+        loaders = {"seeded": run.loader, "unseeded": unseeded_loader(cfg, run.num_classes)}
+        rates = {name: {"loader": [], "train": []} for name in loaders}
+        run.trainer.train_epoch(loaders["seeded"], 1, run.steps)   # compile and warm up
+        for r in range(args.repeats):
+            for name, loader in loaders.items():
+                rates[name]["loader"].append(loader_rate(loader))
+                run.loader = loader
+                seconds, images = run.epoch(epoch=2 + r)
+                rates[name]["train"].append(images / seconds)
+            print(f"  repeat {r + 1}/{args.repeats}: " + ", ".join(
+                f"{n} loader {v['loader'][-1]:.1f} train {v['train'][-1]:.2f} images/s" for n, v in rates.items()),
+                flush=True)
+    out["rates_images_per_s"] = rates
+    medians = {n: {k: common.median(v) for k, v in kinds.items()} for n, kinds in rates.items()}
+    out["medians"] = medians
+    out["ratio_seeded_over_unseeded"] = {k: medians["seeded"][k] / medians["unseeded"][k] for k in ("loader", "train")}
+    rows = [[n, m["loader"], f"{common.spread(rates[n]['loader'])[0]:.1f}-{common.spread(rates[n]['loader'])[1]:.1f}",
+             m["train"], f"{common.spread(rates[n]['train'])[0]:.2f}-{common.spread(rates[n]['train'])[1]:.2f}"]
+            for n, m in medians.items()]
+    print()
+    common.print_table(["loader", "loader images/s", "range", "training images/s", "range"], rows)
+    ratio = out["ratio_seeded_over_unseeded"]
+    print(f"seeded / unseeded: loader {ratio['loader']:.3f}, training {ratio['train']:.3f} (target: training > 0.95)")
+    common.write_json("seeded_augment", out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
