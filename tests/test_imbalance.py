@@ -130,12 +130,12 @@ def test_balanced_training_split_through_open_split(imbalanced):
     counts = Counter()
     for seed in range(10):
         ds.config.set_seed(seed)
-        counts.update(int(label) for _, label in data.dataset.create_tuple_iterator(num_epochs=1, output_numpy=True))
+        counts.update(int(row[1]) for row in data.dataset.create_tuple_iterator(num_epochs=1, output_numpy=True))
     assert sum(counts.values()) == 10 * 30
     assert min(counts.values()) > 0.6 * 60 and max(counts.values()) < 1.4 * 60, counts   # 60 expected per class
     plain = open_split(parse_config(["--data_dir", imbalanced, "--train_split", "trainval", "--dataset", "",
                                      "--num_parallel_workers", "1"], "t"), "trainval", training=True)
-    seen = Counter(int(label) for _, label in plain.dataset.create_tuple_iterator(num_epochs=1, output_numpy=True))
+    seen = Counter(int(row[1]) for row in plain.dataset.create_tuple_iterator(num_epochs=1, output_numpy=True))
     assert [seen[i] for i in range(5)] == list(COUNTS.values())
 
 
