@@ -150,18 +150,19 @@ def test_hold_groups_zeroes_the_backbone_lr_for_the_held_steps():
 
 @pytest.mark.parametrize("flags,needle", [(["--freeze_backbone", "True"], "nothing would unfreeze"),
                                           (["--freeze_backbone", "True", "--cache_features", "True"], "freeze_epochs"),
-                                          (["--freeze_epochs", "-1"], "freeze_epochs")])
+                                          (["--freeze_epochs", "-1"], "freeze_epochs"),
+                                          (["--gradient_accumulation_steps", "2"], "gradient_accumulation_steps")])
 def test_impossible_freeze_epochs_settings_are_refused(flags, needle):
     with pytest.raises(UsageError, match=needle):
         parse_config(["--freeze_epochs", "2", *flags], "t")
 
 
-def test_graph_mode_with_accumulation_switches_batchnorm_back(setup):
+def test_graph_mode_switches_batchnorm_back(setup):
     """GRAPH mode, where BatchNorm's mode is a compile-time constant: the frozen step compiles with the
     backbone's BatchNorm in inference mode, the full step (compiled at the switch) with it training."""
     out = setup.root / "graph"
     proc = run_script("finetune.py", *setup.args, "--mode", "0", "--epoch_size", 2, "--freeze_epochs", 1,
-                      "--gradient_accumulation_steps", 2, "--tensorboard", "False", "--ckpt_save_dir", out)
+                      "--tensorboard", "False", "--ckpt_save_dir", out)
     assert proc.returncode == 0, proc.stderr
     init, first, second = weights(setup.init), weights(out / "resnet18-1.ckpt"), weights(out / "resnet18-2.ckpt")
     backbone = [n for n in init if n.startswith(BACKBONE)]

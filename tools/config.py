@@ -541,6 +541,9 @@ def _check_imbalance_and_schedule(values):
             raise UsageError("'freeze_epochs' cannot be used with 'freeze_backbone: True' (nothing would unfreeze)")
         if values.get("cache_features"):
             raise UsageError("'freeze_epochs' cannot be used with 'cache_features: True' (not supported)")
+        if values.get("gradient_accumulation_steps", 1) > 1:
+            raise UsageError("'freeze_epochs' cannot be used with 'gradient_accumulation_steps' > 1 (the backbone "
+                             "changed during the frozen epochs in GRAPH mode with accumulation: not supported)")
     if values.get("sampler") == "balanced" and (values.get("aug_repeats") or values.get("num_samples")):
         raise UsageError("'sampler: balanced' cannot be set with 'aug_repeats' or 'num_samples'")
     if values.get("class_weights") is not None and values.get("loss", "ce") != "ce":
