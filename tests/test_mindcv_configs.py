@@ -206,6 +206,16 @@ def test_model_limits_are_one_line_errors(tiny_aircraft, tmp_path):
     assert_one_line_error(proc, "model resnet18 cannot be built here", code=1)
 
 
+def test_mindspore_errors_are_cut_to_their_informative_line():
+    from tools.fileio import first_line
+
+    message = ("\n----------------------------------------------------\n- Kernel select failed:\n"
+               "----------------------------------------------------\nUnsupported op [ExtractImagePatches] on CPU, "
+               "Please confirm whether the device target setting is correct\nnode: ...")
+    assert first_line(RuntimeError(message)).startswith("Unsupported op [ExtractImagePatches] on CPU")
+    assert first_line(ValueError("")) == "ValueError"
+
+
 # ---- loss scaling as MindCV means it, on CPU too -------------------------------------------------
 
 def _step(mode, **cfg):

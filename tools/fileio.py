@@ -31,9 +31,13 @@ def atomic_write_text(path, text):
 
 
 def first_line(err):
-    """The first non-empty line of an exception's message, or its class name: for one-line errors."""
-    text = str(err).strip()
-    return text.splitlines()[0] if text else err.__class__.__name__
+    """The first informative line of an exception's message, or its class name: for one-line errors.
+    MindSpore's messages open with rules (``-----``) and headings (``- Kernel select failed:``)."""
+    for line in str(err).splitlines():
+        line = line.strip()
+        if line.strip("-= ") and not (line.startswith("- ") and line.endswith(":")):
+            return line
+    return err.__class__.__name__
 
 
 def check_writable_dir(path, key):
