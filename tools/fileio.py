@@ -1,4 +1,5 @@
 """Small file and error idioms shared by every module: atomic writes, output checks, one-line error text."""
+import hashlib
 import io
 import os
 import tempfile
@@ -84,3 +85,12 @@ def read_text_lines(path):
         lineno = data.count(b"\n", 0, err.start) + 1
         raise DataError(f"{path}:{lineno}: not UTF-8 text (byte 0x{data[err.start]:02x}); "
                         "save the file as UTF-8") from None
+
+
+def file_sha256(path):
+    """The SHA-256 hex digest of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
