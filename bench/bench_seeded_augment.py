@@ -47,6 +47,7 @@ def main():
     parser.add_argument("--images", type=int, default=48, help="training images (synthetic Aircraft layout)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--image_resize", type=int, default=600)
+    parser.add_argument("--loader_only", action="store_true", help="time the loaders only (quick, more repeats)")
     args = parser.parse_args()
     info = common.machine()
     print(common.machine_line(info))
@@ -62,28 +63,32 @@ def main():
         run = common.SuiteRun(cfg)                       # seeded: the suite's own loader
         loaders = {"seeded": run.loader, "unseeded": unseeded_loader(cfg, run.num_classes)}
         rates = {name: {"loader": [], "train": []} for name in loaders}
-        run.trainer.train_epoch(loaders["seeded"], 1, run.steps)   # compile and warm up
+        if not args.loader_only:
+            run.trainer.train_epoch(loaders["seeded"], 1, run.steps)   # compile
+        for loader in loaders.values():                             # warm up both pipelines (thread pools, files)
+            loader_rate(loader)
         for r in range(args.repeats):
             for name, loader in loaders.items():
                 rates[name]["loader"].append(loader_rate(loader))
-                run.loader = loader
-                seconds, images = run.epoch(epoch=2 + r)
-                rates[name]["train"].append(images / seconds)
+                if not args.loader_only:
+                    run.loader = loader
+                    seconds, images = run.epoch(epoch=2 + r)
+                    rates[name]["train"].append(images / seconds)
             print(f"  repeat {r + 1}/{args.repeats}: " + ", ".join(
-                f"{n} loader {v['loader'][-1]:.1f} train {v['train'][-1]:.2f} images/s" for n, v in rates.items()),
+                f"{n} loader {v['loader'][-1]:.1f} train {(v['train'] or [0])[-1]:.2f} images/s"
+                for n, v in rates.items()),
                 flush=True)
     out["rates_images_per_s"] = rates
     medians = {n: {k: common.median(v) for k, v in kinds.items()} for n, kinds in rates.items()}
     out["medians"] = medians
-    out["ratio_seeded_over_unseeded"] = {k: medians["seeded"][k] / medians["unseeded"][k] for k in ("loader", "train")}
-    rows = [[n, m["loader"], f"{common.spread(rates[n]['loader'])[0]:.1f}-{common.spread(rates[n]['loader'])[1]:.1f}",
-             m["train"], f"{common.spread(rates[n]['train'])[0]:.2f}-{common.spread(rates[n]['train'])[1]:.2f}"]
-            for n, m in medians.items()]
+    kinds = ("loader",) if args.loader_only else ("loader", "train")
+    out["ratio_seeded_over_unseeded"] = ratio = {k: medians["seeded"][k] / medians["unseeded"][k] for k in kinds}
+    rows = [[n] + [f"{m[k]:.2f} ({common.spread(rates[n][k])[0]:.2f}-{common.spread(rates[n][k])[1]:.2f})"
+                   for k in kinds] for n, m in medians.items()]
     print()
-    common.print_table(["loader", "loader images/s", "range", "training images/s", "range"], rows)
-    ratio = out["ratio_seeded_over_unseeded"]
-    print(f"seeded / unseeded: loader {ratio['loader']:.3f}, training {ratio['train']:.3f} (target: training > 0.95)")
-    common.write_json("seeded_augment", out)
+    common.print_table(["loader", *(f"{k} images/s median (range)" for k in kinds)], rows)
+    print("seeded / unseeded: " + ", ".join(f"{k} {ratio[k]:.3f}" for k in kinds) + " (target: training > 0.95)")
+    common.write_json("seeded_augment_loader" if args.loader_only else "seeded_augment", out)
     return 0
 
 

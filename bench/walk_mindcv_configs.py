@@ -1,7 +1,7 @@
 """Walk MindCV's own config files through finetune.py unchanged: a dry run of each, then optionally one
 tiny training epoch, and report which pass and, for the others, the one-line error.
 
-    .venv/bin/python bench/walk_mindcv_configs.py [--configs DIR] [--train] [--timeout 900] [--shard K/N]
+    .venv/bin/python bench/walk_mindcv_configs.py [--configs DIR] [--train | --train_only] [--timeout 900] [--shard K/N]
 
 ``--configs`` defaults to the 12 files in tests/mindcv_configs; MindCV's whole folder (179 files) comes
 from a clone of mindspore-lab/mindcv: ``git -C mindcv archive v0.3.0 configs | tar -x -C /tmp/mindcv``,
@@ -12,7 +12,8 @@ folder (600 train + 100 val images of 32 px, so MindCV's batch sizes up to 512 m
 
 ``--train`` then trains each config that passed for one epoch of 8 images (``--batch_size 4 --epoch_size 1
 --val_while_train False``; everything else as the file says, at its own image size), which is where models
-that do not fit the machine stop. Results: a Markdown table and runs/bench/walk_mindcv_configs.json.
+that do not fit the machine stop; ``--train_only`` skips the dry runs (training makes the same checks). Results:
+a Markdown table and runs/bench/walk_mindcv_configs[_train][_K_of_N].json, rewritten after every config.
 """
 import argparse
 import glob
@@ -99,6 +100,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", default=os.path.join(common.ROOT, "tests", "mindcv_configs"))
     parser.add_argument("--train", action="store_true", help="also train one tiny epoch per config")
+    parser.add_argument("--train_only", action="store_true",
+                        help="train every config without the dry run first (training makes the same checks)")
     parser.add_argument("--timeout", type=int, default=900, help="seconds per command")
     parser.add_argument("--shard", default="1/1", help="K/N: walk every N-th file from the K-th (run N at once)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
@@ -109,28 +112,34 @@ def main():
     print(common.machine_line(info), flush=True)
     k, n = (int(v) for v in args.shard.split("/"))
     paths = sorted(glob.glob(os.path.join(args.configs, "**", "*.yaml"), recursive=True))[k - 1::n]
+    name = "walk_mindcv_configs" + ("_train" if args.train_only else "") + (f"_{k}_of_{n}" if n > 1 else "")
+    train = args.train or args.train_only
+    results = []
     with tempfile.TemporaryDirectory() as scratch:
         data = common.make_aircraft(os.path.join(scratch, "data"), 600, 100, size=(32, 32), split_names=("train", "val"))
         tiny = common.make_aircraft(os.path.join(scratch, "tiny"), 8, 4, size=(32, 32), split_names=("train", "val"))
-        dry = dry_runs(paths, data, os.path.join(scratch, "never"), args.timeout)
-        results = []
+        passed_dry = {"code": 0, "message": "not run (--train_only)", "seconds": 0, "traceback": False}
+        dry = ({path: passed_dry for path in paths} if args.train_only
+               else dry_runs(paths, data, os.path.join(scratch, "never"), args.timeout))
         for path in paths:
             result = {"config": os.path.relpath(path, args.configs), "dry_run": dry[path]}
-            if args.train and dry[path]["code"] == 0:
+            if train and dry[path]["code"] == 0:
                 result["train"] = run(path, tiny, TRAIN_FLAGS, args.timeout,
                                       os.path.join(scratch, result["config"].replace("/", "_")))
                 print(f"{result['config']}: train {_status(result['train'])}", flush=True)
             results.append(result)
+            # written after every config, so a walk stopped half-way keeps what it measured
+            common.write_json(name, {"machine": info, "configs": args.configs, "train": train, "partial": True,
+                                     "results": results})
     rows = [[r["config"], _status(r["dry_run"]), _status(r["train"]) if "train" in r else "-"] for r in results]
     common.print_table(["config", "dry run", "one tiny epoch"], rows)
     passed = sum(r["dry_run"]["code"] == 0 for r in results)
     trained = sum(r.get("train", {}).get("code") == 0 for r in results)
     tracebacks = sum(r["dry_run"].get("traceback", False) or r.get("train", {}).get("traceback", False)
                      for r in results)
-    print(f"{passed}/{len(results)} dry runs pass" + (f", {trained} trained one epoch" if args.train else "")
+    print(f"{passed}/{len(results)} dry runs pass" + (f", {trained} trained one epoch" if train else "")
           + f"; {tracebacks} ended in a traceback")
-    common.write_json("walk_mindcv_configs" + (f"_{k}_of_{n}" if n > 1 else ""), {"machine": info, "configs": args.configs, "train": args.train,
-                                              "results": results})
+    common.write_json(name, {"machine": info, "configs": args.configs, "train": train, "results": results})
     return 0
 
 

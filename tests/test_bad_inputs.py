@@ -163,7 +163,7 @@ def test_validation_reports_skipped_images(corpus, trained):
     assert proc.returncode == 0, proc.stderr
     assert f"warning: skipping {corpus['bad_test']}: " in proc.stderr
     assert "skipped 1 unreadable images of split 'test'; using 10 of 11" in proc.stderr
-    assert "(10 images)" in proc.stdout
+    assert "(10 images, " in proc.stdout  # validate.py counts the images it evaluated
 
 
 @pytest.mark.parametrize("flags, needle", [
@@ -247,7 +247,7 @@ def test_num_classes_smaller_than_found_is_one_line(tiny_aircraft, tmp_path):
 
 @pytest.mark.parametrize("yaml_values, flags, code, needles", [
     ({"learning_rate": 0.01}, [], 2, ["unknown key 'learning_rate'"]),
-    ({"batch_size": "eight"}, [], 2, ["bad value 'eight' for 'batch_size'"]),
+    ({"label_smoothing": "high"}, [], 2, ["bad.yaml:1: bad value 'high' for 'label_smoothing'"]),
     ({}, ["--lr=-0.1"], 2, ["'lr' must be >= 0"]),
     ({}, ["--batch_size", "0"], 2, ["'batch_size' must be > 0"]),
     ({}, ["--train_split", "nope"], 1, ["split 'nope' not found", "trainval"]),

@@ -182,7 +182,7 @@ def crash(*args):
 
 def tiny_trainer(folder):
     net = nn.Dense(3, 2)
-    return Trainer(SimpleNamespace(ckpt_save_dir=str(folder), model="dense", seed=1), net, net, [0.1], ["a", "b"])
+    return Trainer(SimpleNamespace(ckpt_save_dir=str(folder), model="dense", seed=1, loss_scale_type="fixed"), net, net, [0.1], ["a", "b"])
 
 
 def test_a_crash_mid_write_leaves_the_previous_file_whole(tmp_path, monkeypatch):

@@ -6,7 +6,6 @@ Probabilities come from one or more views of each image (test-time augmentation)
 the checkpoint (``<checkpoint without .ckpt>.calibration.json``) with the checkpoint's sha256, so a
 retrained checkpoint is never paired with a stale temperature.
 """
-import hashlib
 import json
 import math
 import os
@@ -16,7 +15,7 @@ import numpy as np
 
 from tools import metrics
 from tools.errors import DataError
-from tools.fileio import atomic_write_text, first_line
+from tools.fileio import atomic_write_text, file_sha256, first_line
 
 ECE_BINS = 15
 TEMPERATURE_RANGE = (0.01, 100.0)  # searched on a log scale
@@ -82,14 +81,6 @@ def fit_temperature(views, labels):
 
 def calibration_path(ckpt_path):
     return os.path.splitext(ckpt_path)[0] + ".calibration.json"
-
-
-def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def save_temperature(ckpt_path, temperature, details):

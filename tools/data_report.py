@@ -20,7 +20,7 @@ if __package__ in (None, ""):
 import numpy as np  # noqa: E402
 
 from tools.errors import CliParser, DataError, UsageError, run_cli  # noqa: E402
-from tools.fileio import atomic_path, atomic_write_text  # noqa: E402
+from tools.fileio import atomic_write_text  # noqa: E402
 
 UNSPLIT = "all"
 HASH_SIDE = 32  # the image is shrunk to 32x32 grey; the 8x8 lowest DCT frequencies (less DC) make the hash
@@ -246,6 +246,8 @@ def plot_counts(names, table, png_path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from tools.reports import save_figure
+
     height = max(3.0, 0.22 * len(names) * max(1, len(table)) ** 0.5 + 1.2)
     fig, ax = plt.subplots(figsize=(9, height))
     bar = 0.8 / len(table)
@@ -257,11 +259,7 @@ def plot_counts(names, table, png_path):
     ax.set_title("Images per class")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     fig.tight_layout()
-    try:
-        with atomic_path(png_path) as tmp:
-            fig.savefig(tmp, format="png", dpi=120)
-    finally:
-        plt.close(fig)
+    save_figure(fig, png_path, dpi=120)
 
 
 def main(argv=None):

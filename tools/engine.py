@@ -50,7 +50,7 @@ def predict_logits(network, loader, batch_size):
     A last, smaller batch is padded to the first batch's size so that GRAPH mode compiles one graph;
     never beyond it (a ``batch_size`` larger than the split would otherwise allocate for nothing).
     """
-    was_training = network.training
+    was_training = getattr(network, "training", False)  # a MindIR GraphCell has no training mode
     network.set_train(False)
     all_logits, all_labels, full = [], [], None
     for images, labels in batches(loader, output_numpy=True):

@@ -1,4 +1,5 @@
 """Small file and error idioms shared by every module: atomic writes, output checks, one-line error text."""
+import hashlib
 import io
 import os
 import tempfile
@@ -31,9 +32,13 @@ def atomic_write_text(path, text):
 
 
 def first_line(err):
-    """The first non-empty line of an exception's message, or its class name: for one-line errors."""
-    text = str(err).strip()
-    return text.splitlines()[0] if text else err.__class__.__name__
+    """The first informative line of an exception's message, or its class name: for one-line errors.
+    MindSpore's messages open with rules (``-----``) and headings (``- Kernel select failed:``)."""
+    for line in str(err).splitlines():
+        line = line.strip()
+        if line.strip("-= ") and not (line.startswith("- ") and line.endswith(":")):
+            return line
+    return err.__class__.__name__
 
 
 def check_writable_dir(path, key):
@@ -80,3 +85,12 @@ def read_text_lines(path):
         lineno = data.count(b"\n", 0, err.start) + 1
         raise DataError(f"{path}:{lineno}: not UTF-8 text (byte 0x{data[err.start]:02x}); "
                         "save the file as UTF-8") from None
+
+
+def file_sha256(path):
+    """The SHA-256 hex digest of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

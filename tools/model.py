@@ -94,9 +94,15 @@ def check_input_size(network, cfg):
     network.set_train(False)
     try:
         network(ms.Tensor(np.zeros((1, cfg.in_channels, size, size), np.float32)))
+    except AttributeError as err:  # MindCV's code calls an API this MindSpore no longer has
+        raise DataError(f"model {cfg.model} cannot run on MindSpore {ms.__version__}: {first_line(err)}") from None
     except (ValueError, RuntimeError, TypeError, IndexError) as err:
+        if "Unsupported op" in str(err):
+            raise DataError(f"model {cfg.model} cannot run on {ms.get_context('device_target')} with MindSpore "
+                            f"{ms.__version__}: {first_line(err).split(', Please')[0]}") from None
         trained_at = _model_pretrained_cfgs.get(cfg.model, {}).get("input_size")
-        hint = f"it was trained at {trained_at[-1]} px" if trained_at else "models with a fixed patch grid need their training size, often 224"
+        hint = (f"it was trained at {trained_at[-1]} px" if trained_at
+                else "models with a fixed patch grid need their training size, often 224")
         raise DataError(f"model {cfg.model} cannot take {size}x{size} images (image_resize {size}; {hint}): "
                         f"{first_line(err)}") from None
     finally:

@@ -141,10 +141,11 @@ def write_predictions(path, records, fmt):
 
 # ---- figures -------------------------------------------------------------------------------------
 
-def _save(fig, path):
+def save_figure(fig, path, dpi=None):
+    """Write ``fig`` as a PNG atomically and close it (also when the write fails)."""
     try:
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=DPI)
+            fig.savefig(tmp, format="png", dpi=dpi or DPI)
     finally:
         plt.close(fig)
 
@@ -174,7 +175,7 @@ def plot_confusion_matrix(matrix, class_names, png_path):
                         color="white" if count > 0.5 * rows[i, 0] else "black")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
     fig.tight_layout()
-    _save(fig, png_path)
+    save_figure(fig, png_path)
 
 
 def plot_training_curves(rows, png_path):
@@ -196,7 +197,7 @@ def plot_training_curves(rows, png_path):
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
     fig.tight_layout()
-    _save(fig, png_path)
+    save_figure(fig, png_path)
 
 
 def grid_shape(count):
@@ -226,7 +227,7 @@ def plot_prediction_grid(records, png_path):
             color = RIGHT if record["true"] == record["pred"] else WRONG
         ax.set_title(title, color=color, fontsize=9)
     fig.tight_layout()
-    _save(fig, png_path)
+    save_figure(fig, png_path)
 
 
 def plot_reliability(curves, png_path):
@@ -248,4 +249,4 @@ def plot_reliability(curves, png_path):
     for axis in (ax, hist):
         axis.grid(alpha=0.3)
     fig.tight_layout()
-    _save(fig, png_path)
+    save_figure(fig, png_path)

@@ -55,11 +55,12 @@ def setup(cfg):
 
     try:
         init()
-    except RuntimeError as err:
-        raise DataError(f"the data-parallel cluster did not form ({os.environ.get('MS_WORKER_NUM') or os.environ.get('RANK_SIZE')} "
-                        f"workers expected at {os.environ.get('MS_SCHED_HOST')}:{os.environ.get('MS_SCHED_PORT')}): "
-                        f"{first_line(err).split('. ')[0]}; start every node with the same --worker_num, --master_addr and "
-                        "--master_port") from None
+    except RuntimeError as err:  # a node that never joined: MindSpore gives up after msrun's cluster_time_out
+        expected = os.environ.get("MS_WORKER_NUM") or os.environ.get("RANK_SIZE")
+        where = f"{os.environ.get('MS_SCHED_HOST')}:{os.environ.get('MS_SCHED_PORT')}"
+        raise DataError(f"the data-parallel cluster did not form ({expected} workers expected at {where}): "
+                        f"{first_line(err).split('. ')[0]}; start every node with the same --worker_num, "
+                        "--master_addr and --master_port") from None
     ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True)
     return get_group_size(), get_rank()
 

@@ -18,7 +18,6 @@ import numpy as np  # noqa: E402
 
 from tools.config import INT, STR, parse_config  # noqa: E402
 from tools.errors import DataError, UsageError, run_cli  # noqa: E402
-from tools.fileio import atomic_path  # noqa: E402
 
 EXTRA = {"Preview": [
     ("split", "", STR, "split to draw from; empty = train_split"),
@@ -55,6 +54,8 @@ def draw(images, names, png_path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from tools.reports import save_figure
+
     from tools.reports import grid_shape
 
     rows, cols = grid_shape(len(images))
@@ -65,11 +66,7 @@ def draw(images, names, png_path):
         ax.imshow(image)
         ax.set_title(name, fontsize=8)
     fig.tight_layout()
-    try:
-        with atomic_path(png_path) as tmp:
-            fig.savefig(tmp, format="png", dpi=100)
-    finally:
-        plt.close(fig)
+    save_figure(fig, png_path, dpi=100)
 
 
 def sample_batch(cfg):

@@ -24,6 +24,10 @@ class FlipViews:
     def __init__(self, network):
         self.network = network
 
+    @property
+    def training(self):
+        return getattr(self.network, "training", False)
+
     def set_train(self, mode=True):
         self.network.set_train(mode)
 
