@@ -117,10 +117,11 @@ def test_tensorboard_scalars_read_back(reference):
 
 
 def test_resume_before_at_and_after_the_switch_ends_as_the_uninterrupted_run(setup, reference):
-    """Stopped after epoch 1 (before the switch), 2 (at it) and 3 (after it), each time resumed."""
+    """Stopped after epoch 1 (before the switch), 2 (at it) and 3 (after it), each time resumed. A run cut
+    short by a smaller epoch_size is a finished run, so each extension names its state file."""
     out = setup.root / "chain"
     for epochs in range(1, EPOCHS + 1):
-        resume = ["--resume", "auto"] if epochs > 1 else []
+        resume = ["--resume", str(out / "resume.ckpt")] if epochs > 1 else []
         proc = run_script("finetune.py", *setup.args, "--epoch_size", epochs, "--ckpt_save_dir", out, *resume)
         assert proc.returncode == 0, proc.stderr
         assert ("backbone unfrozen from epoch 3" in proc.stdout) == (epochs == 3), (epochs, proc.stdout)
