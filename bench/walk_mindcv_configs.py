@@ -92,6 +92,16 @@ def dry_runs(paths, data_dir, out_dir, timeout, chunk=12):
     return results
 
 
+def quickest_first(paths, root, earlier):
+    """``paths`` ordered by their dry run's seconds in the ``earlier`` result files (unknown ones last)."""
+    seconds = {}
+    for name in earlier:
+        with open(name, encoding="utf-8") as f:
+            for row in json.load(f)["results"]:
+                seconds[os.path.join(root, row["config"])] = row["dry_run"]["seconds"]
+    return sorted(paths, key=lambda path: seconds.get(path, float("inf")))
+
+
 def _status(res):
     return "ok" if res["code"] == 0 else f"exit {res['code']}: {res['message'][:160]}"
 
@@ -104,6 +114,9 @@ def main():
                         help="train every config without the dry run first (training makes the same checks)")
     parser.add_argument("--timeout", type=int, default=900, help="seconds per command")
     parser.add_argument("--shard", default="1/1", help="K/N: walk every N-th file from the K-th (run N at once)")
+    parser.add_argument("--order_from", nargs="+", metavar="JSON",
+                        help="earlier walks' results: walk the configs with the quickest dry run first, so a "
+                             "walk stopped half-way has covered the most files")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -111,7 +124,10 @@ def main():
     info = common.machine()
     print(common.machine_line(info), flush=True)
     k, n = (int(v) for v in args.shard.split("/"))
-    paths = sorted(glob.glob(os.path.join(args.configs, "**", "*.yaml"), recursive=True))[k - 1::n]
+    paths = sorted(glob.glob(os.path.join(args.configs, "**", "*.yaml"), recursive=True))
+    if args.order_from:
+        paths = quickest_first(paths, args.configs, args.order_from)
+    paths = paths[k - 1::n]
     name = "walk_mindcv_configs" + ("_train" if args.train_only else "") + (f"_{k}_of_{n}" if n > 1 else "")
     train = args.train or args.train_only
     results = []
