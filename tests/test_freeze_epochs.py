@@ -151,6 +151,10 @@ def test_hold_groups_zeroes_the_backbone_lr_for_the_held_steps():
 
 @pytest.mark.parametrize("flags,needle", [(["--freeze_backbone", "True"], "nothing would unfreeze"),
                                           (["--freeze_backbone", "True", "--cache_features", "True"], "freeze_epochs"),
+                                          (["--cache_features", "True", "--sampler", "balanced"], "sampler"),
+                                          (["--cache_features", "True", "--ema", "True"], "ema"),
+                                          (["--cache_features", "True", "--freeze_bn_stats", "False"],
+                                           "freeze_bn_stats"),
                                           (["--freeze_epochs", "-1"], "freeze_epochs"),
                                           (["--gradient_accumulation_steps", "2"], "gradient_accumulation_steps")])
 def test_impossible_freeze_epochs_settings_are_refused(flags, needle):
@@ -170,3 +174,34 @@ def test_graph_mode_switches_batchnorm_back(setup):
     assert [n for n in backbone if not np.array_equal(first[n], init[n])] == []
     assert [n for n in backbone if np.array_equal(second[n], first[n])] == []      # moving statistics too
     assert not np.array_equal(first["classifier.weight"], init["classifier.weight"])
+
+
+def test_cached_features_in_the_frozen_epochs_then_full_and_resumed(setup):
+    """cache_features: epochs 1-2 train the head on features computed once (the backbone bitwise unchanged),
+    epochs 3-4 the whole network on images; stopped after epoch 1 and after epoch 3, each time resumed,
+    it ends as the uninterrupted run."""
+    args = [a for a in setup.args]
+    args[args.index("--sampler") + 1] = "none"            # cached features are read in a plain shuffle
+    args += ["--cache_features", "True", "--tensorboard", "False"]
+    ref, chain = setup.root / "cached_ref", setup.root / "cached_chain"
+    proc = run_script("finetune.py", *args, "--epoch_size", EPOCHS, "--ckpt_save_dir", ref)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("cache_features: ") == 1 and "backbone unfrozen from epoch 3" in proc.stdout
+    init = weights(setup.init)
+    backbone = [n for n in init if n.startswith(BACKBONE)]
+    for epoch in (1, 2):
+        saved = weights(ref / f"resnet18-{epoch}.ckpt")
+        assert [n for n in backbone if not np.array_equal(saved[n], init[n])] == [], epoch
+        assert not np.array_equal(saved["classifier.weight"], init["classifier.weight"])
+    fourth = weights(ref / "resnet18-4.ckpt")
+    assert [n for n in backbone if np.array_equal(fourth[n], init[n])] == []     # moving statistics too
+    for epochs in (1, 3, 4):
+        resume = ["--resume", str(chain / "resume.ckpt")] if epochs > 1 else []
+        proc = run_script("finetune.py", *args, "--epoch_size", epochs, "--ckpt_save_dir", chain, *resume)
+        assert proc.returncode == 0, proc.stderr
+    for name in ("resnet18_last.ckpt", "resume.ckpt"):
+        got, want = weights(chain / name), weights(ref / name)
+        keys = [k for k in want if not k.startswith("learning_rate")]
+        assert sorted(keys) == sorted(k for k in got if not k.startswith("learning_rate"))
+        for key in keys:
+            np.testing.assert_allclose(got[key], want[key], rtol=1e-4, atol=1e-5, err_msg=f"{name}: {key}")

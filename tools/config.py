@@ -254,8 +254,8 @@ OPTIONS = {
         ("freeze_bn_stats", True, BOOL, "(suite) frozen BatchNorm layers keep their running statistics"),
         ("cache_features", False, BOOL,
          "(suite) linear probe: run the frozen backbone once over the training images (evaluation transforms, "
-         "no augmentation) and train only the head on the cached features; needs freeze_backbone and "
-         "freeze_bn_stats, no mixup/cutmix"),
+         "no augmentation) and train only the head on the cached features (with freeze_epochs: during the "
+         "frozen epochs); needs freeze_backbone or freeze_epochs, and freeze_bn_stats, no mixup/cutmix"),
         ("lr_mult", {}, to_multipliers, "(suite) lr multipliers by name prefix, e.g. classifier=1.2 features.13=1.05"),
         ("wd_mult", {}, to_multipliers, "(suite) weight-decay multipliers by name prefix"),
         ("resume", "", STR, "(suite) continue a run: 'auto' (its ckpt_save_dir) or a resume.ckpt path"),
@@ -525,9 +525,16 @@ def check_values(values, sources=None):
 def _check_cache_features(values):
     """Cached features are what training would compute only with the whole backbone (and its
     BatchNorm statistics) frozen and no mixing of images."""
-    for key in ("freeze_backbone", "freeze_bn_stats"):
-        if not values[key]:
-            raise UsageError(f"'cache_features' needs '{key}: True'")
+    if not (values["freeze_backbone"] or values.get("freeze_epochs")):
+        raise UsageError("'cache_features' needs 'freeze_backbone: True' or 'freeze_epochs' > 0")
+    if not values["freeze_bn_stats"]:
+        raise UsageError("'cache_features' needs 'freeze_bn_stats: True'")
+    for key, why in (("sampler", "the cached features are read in a plain shuffle"),
+                     ("aug_repeats", "cached features are not augmented")):
+        if values.get(key) not in (None, 0, "none"):
+            raise UsageError(f"'cache_features' cannot be used with '{key}' ({why})")
+    if values.get("freeze_epochs") and values.get("ema"):
+        raise UsageError("'cache_features' with 'freeze_epochs' cannot be used with 'ema: True' (not supported)")
     for key in ("mixup", "cutmix"):
         if values[key] > 0:
             raise UsageError(f"'cache_features' cannot be used with '{key}' > 0 (images are not mixed in "
@@ -539,8 +546,6 @@ def _check_imbalance_and_schedule(values):
     if values.get("freeze_epochs"):
         if values.get("freeze_backbone"):
             raise UsageError("'freeze_epochs' cannot be used with 'freeze_backbone: True' (nothing would unfreeze)")
-        if values.get("cache_features"):
-            raise UsageError("'freeze_epochs' cannot be used with 'cache_features: True' (not supported)")
         if values.get("gradient_accumulation_steps", 1) > 1:
             raise UsageError("'freeze_epochs' cannot be used with 'gradient_accumulation_steps' > 1 (the backbone "
                              "changed during the frozen epochs in GRAPH mode with accumulation: not supported)")

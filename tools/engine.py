@@ -177,10 +177,11 @@ class Trainer:
 
     def _fit(self, train_loader, val_loader, start_epoch):
         steps = train_loader.get_dataset_size()
+        self.train_loader = train_loader  # a callback may replace it, as it may train_step (same steps per epoch)
         for epoch in range(start_epoch, self.cfg.epoch_size + 1):
             self.notify("on_epoch_begin", epoch)
             begin = time.time()
-            train_loss = self.train_epoch(train_loader, epoch, steps)
+            train_loss = self.train_epoch(self.train_loader, epoch, steps)
             row = {"epoch": epoch, "train_loss": train_loss, "lr": self.lrs[min(epoch * steps, len(self.lrs)) - 1]}
             validate = val_loader is not None and (epoch % self.cfg.val_interval == 0 or epoch == self.cfg.epoch_size)
             with ema_weights(self.train_step, self.cfg.ema):

@@ -13,7 +13,8 @@ One optimizer serves the whole run, built over what is trainable *after* the swi
   schedule's lr of that step (times its ``lr_mult``), no re-warmup; the head's lr never changes course.
 
 Both train steps share the optimizer (weights, moments, step counter), so the resume state is the same
-set of tensors before and after the switch; what a train step owns itself (EMA weights, loss-scale
+set of tensors before and after the switch (with ``cache_features`` the frozen step trains the head on
+features cached once; its cell still holds the whole network's parameters); what a train step owns itself (EMA weights, loss-scale
 state, accumulated gradients) is carried over at the switch. The backbone's optimizer moments see only
 weight decay during the frozen epochs (its gradients are zero there).
 """
@@ -48,8 +49,9 @@ def hold_groups(groups, names, held_steps):
 class FreezeThenUnfreeze(Callback):
     """Swaps the Trainer's train step at the epoch boundary after ``epochs`` epochs."""
 
-    def __init__(self, epochs, network, frozen_step, full_step, keep_bn_stats=True):
-        self.epochs, self.frozen_step, self.full_step = epochs, frozen_step, full_step
+    def __init__(self, epochs, network, frozen_step, full_step, keep_bn_stats=True, loaders=None):
+        """``loaders`` = (cached features, images): the frozen epochs train the head on cached features."""
+        self.epochs, self.frozen_step, self.full_step, self.loaders = epochs, frozen_step, full_step, loaders
         blocks = feature_blocks(network)
         self.batch_norms = [cell for _, cell in network.cells_and_names() if isinstance(cell, BATCH_NORMS)
                             and block_index(cell.gamma.name, blocks) is not None] if keep_bn_stats else []
@@ -60,11 +62,15 @@ class FreezeThenUnfreeze(Callback):
             for bn in self.batch_norms:
                 bn.use_batch_statistics = False
             trainer.train_step = self.frozen_step
+            if self.loaders:
+                trainer.train_loader = self.loaders[0]
         elif trainer.train_step is self.frozen_step:
             for bn, mode in zip(self.batch_norms, self.bn_modes):
                 bn.use_batch_statistics = mode
             carry_state(self.frozen_step, self.full_step)
             trainer.train_step = self.full_step
+            if self.loaders:
+                trainer.train_loader = self.loaders[1]
             if trainer.is_main:
                 print(f"freeze_epochs: backbone unfrozen from epoch {epoch}", flush=True)
 

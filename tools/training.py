@@ -85,18 +85,24 @@ def build_training(cfg, shard=(None, None), verbose=True, extract_features=True,
     if verbose and class_weights is not None:
         print(f"class_weights: {describe_weights(class_weights, train_data.class_names)}")
     network, frozen, loss_fn, lrs, optimizer = build_model(cfg, num_classes, steps, verbose, class_weights, schedule)
-    extract_seconds = None
+    extract_seconds, cached_loader, head = None, None, None
     if cfg.cache_features and extract_features:  # the head trains on features computed once
         begin = time.perf_counter()
-        train_loader, trained = cached_training(cfg, network, train_data.class_names, num_classes, shard)
+        cached_loader, head = cached_training(cfg, network, train_data.class_names, num_classes, shard)
         extract_seconds = time.perf_counter() - begin
+        if cached_loader.get_dataset_size() != steps:
+            raise UsageError(f"cache_features: {cached_loader.get_dataset_size()} batches of cached features, "
+                             f"{steps} of images; set cache_features: False")
+    if cfg.cache_features and extract_features and not cfg.freeze_epochs:
+        train_loader, trained = cached_loader, head
     else:
         trained = cut_gradients(network, frozen.frozen_blocks)
     train_step = build_train_step(cfg, trained, loss_fn, optimizer)
     callbacks = []
-    if cfg.freeze_epochs:  # the first epochs train through a second step on the cut network, same optimizer
-        frozen_step = build_train_step(cfg, frozen_network(network), loss_fn, optimizer)
-        callbacks.append(FreezeThenUnfreeze(cfg.freeze_epochs, network, frozen_step, train_step, cfg.freeze_bn_stats))
+    if cfg.freeze_epochs:  # the first epochs train through a second step (cut network or head), same optimizer
+        frozen_step = build_train_step(cfg, head or frozen_network(network), loss_fn, optimizer)
+        callbacks.append(FreezeThenUnfreeze(cfg.freeze_epochs, network, frozen_step, train_step, cfg.freeze_bn_stats,
+                                            loaders=(cached_loader, train_loader) if head else None))
         train_step = frozen_step
         if verbose:
             print(f"freeze_epochs: epochs 1-{cfg.freeze_epochs} train the head with the backbone frozen, then "
