@@ -147,6 +147,9 @@ def test_hold_groups_zeroes_the_backbone_lr_for_the_held_steps():
     assert held[1] == {"params": [p["features.0.w"], p["features.1.w"]], "lr": [0.0, 0.0, 0.0, 0.4],
                        "weight_decay": 0.5}
     assert held[2] == groups[1]
+    ramped = hold_groups(groups, {"features.0.w"}, 1, ramp_steps=2)   # 0, then 1/2 and 2/2 of the schedule
+    np.testing.assert_allclose(ramped[1]["lr"], [0.0, 0.2 * 1 / 2, 0.3, 0.4])
+    assert ramped[0]["lr"] == [0.1, 0.2, 0.3, 0.4]
 
 
 @pytest.mark.parametrize("flags,needle", [(["--freeze_backbone", "True"], "nothing would unfreeze"),
@@ -156,6 +159,8 @@ def test_hold_groups_zeroes_the_backbone_lr_for_the_held_steps():
                                           (["--cache_features", "True", "--freeze_bn_stats", "False"],
                                            "freeze_bn_stats"),
                                           (["--freeze_epochs", "-1"], "freeze_epochs"),
+                                          (["--freeze_epochs", "0", "--unfreeze_warmup_epochs", "1"],
+                                           "unfreeze_warmup_epochs"),
                                           (["--gradient_accumulation_steps", "2"], "gradient_accumulation_steps")])
 def test_impossible_freeze_epochs_settings_are_refused(flags, needle):
     with pytest.raises(UsageError, match=needle):

@@ -10,7 +10,8 @@ One optimizer serves the whole run, built over what is trainable *after* the swi
   block (no backward pass through the backbone) and whose backbone BatchNorm layers run in inference
   mode (running statistics kept, as ``freeze_backbone`` with ``freeze_bn_stats``);
 * from epoch N+1 the Trainer trains through the run's own train step: the backbone takes the
-  schedule's lr of that step (times its ``lr_mult``), no re-warmup; the head's lr never changes course.
+  schedule's lr of that step (times its ``lr_mult``), or with ``unfreeze_warmup_epochs: W`` a linear rise
+  to it over W epochs; the head's lr never changes course.
 
 Both train steps share the optimizer (weights, moments, step counter), so the resume state is the same
 set of tensors before and after the switch (with ``cache_features`` the frozen step trains the head on
@@ -29,9 +30,11 @@ def backbone_names(network):
     return {p.name for p in network.get_parameters() if block_index(p.name, blocks) is not None}
 
 
-def hold_groups(groups, names, held_steps):
+def hold_groups(groups, names, held_steps, ramp_steps=0):
     """Optimizer ``groups`` (tools.param_groups) with the parameters named in ``names`` moved to groups of
-    their own whose lr is 0 for the first ``held_steps`` steps."""
+    their own whose lr is 0 for the first ``held_steps`` steps, then (``unfreeze_warmup_epochs``) rises
+    linearly to the schedule's over ``ramp_steps`` steps: step k after the switch takes (k + 1) / ramp_steps
+    of the schedule's lr."""
     out = []
     for group in groups:
         if "params" not in group:
@@ -42,7 +45,9 @@ def hold_groups(groups, names, held_steps):
         if rest:
             out.append(dict(group, params=rest))
         if held:
-            out.append(dict(group, params=held, lr=[0.0] * held_steps + list(group["lr"][held_steps:])))
+            lrs = list(group["lr"])
+            ramp = [lr * (k + 1) / ramp_steps for k, lr in enumerate(lrs[held_steps:held_steps + ramp_steps])]
+            out.append(dict(group, params=held, lr=[0.0] * held_steps + ramp + lrs[held_steps + len(ramp):]))
     return out
 
 

@@ -62,7 +62,9 @@ def build_model(cfg, num_classes, steps, verbose=True, class_weights=None, sched
     loss_fn = create_loss(name=cfg.loss, weight=weight, reduction=cfg.reduction, label_smoothing=cfg.label_smoothing,
                           aux_factor=cfg.aux_factor)
     lrs = schedule(steps) if schedule else build_lr_schedule(cfg, steps)
-    optimizer = build_optimizer(cfg, network, lrs, verbose=verbose, held_steps=min(cfg.freeze_epochs * steps, len(lrs)))
+    held = min(cfg.freeze_epochs * steps, len(lrs))
+    optimizer = build_optimizer(cfg, network, lrs, verbose=verbose, held_steps=held,
+                                ramp_steps=min(cfg.unfreeze_warmup_epochs * steps, len(lrs) - held))
     return network, frozen, loss_fn, lrs, optimizer
 
 
