@@ -204,6 +204,10 @@ def test_model_limits_are_one_line_errors(tiny_aircraft, tmp_path):
     proc = run_script("finetune.py", "--data_dir", tiny_aircraft, *TINY_TRAIN_ARGS, "--model", "resnet18",
                       "--in_channels", "0", "--dry_run", "True")
     assert_one_line_error(proc, "model resnet18 cannot be built here", code=1)
+    proc = run_script("finetune.py", "--data_dir", tiny_aircraft, *TINY_TRAIN_ARGS, "--model", "volo_d1",
+                      "--image_resize", "224", "--dry_run", "True")   # MindSpore 2.7.2's pad refuses its paddings
+    assert_one_line_error(proc, "model volo_d1 cannot run on MindSpore 2.7.2, even at its training size 224 px",
+                          code=1)
 
 
 def test_mindspore_errors_are_cut_to_their_informative_line():

@@ -101,6 +101,9 @@ def check_input_size(network, cfg):
             raise DataError(f"model {cfg.model} cannot run on {ms.get_context('device_target')} with MindSpore "
                             f"{ms.__version__}: {first_line(err).split(', Please')[0]}") from None
         trained_at = _model_pretrained_cfgs.get(cfg.model, {}).get("input_size")
+        if trained_at and trained_at[-1] == size:  # not the image size: the model's code and this MindSpore
+            raise DataError(f"model {cfg.model} cannot run on MindSpore {ms.__version__}, even at its training "
+                            f"size {size} px: {first_line(err)}") from None
         hint = (f"it was trained at {trained_at[-1]} px" if trained_at
                 else "models with a fixed patch grid need their training size, often 224")
         raise DataError(f"model {cfg.model} cannot take {size}x{size} images (image_resize {size}; {hint}): "
