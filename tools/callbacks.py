@@ -5,7 +5,7 @@ The Trainer calls, in order: ``on_epoch_begin(trainer, epoch)`` before an epoch'
 first epoch of a resumed run), ``on_step_end(trainer, epoch, step, loss)`` after every step,
 ``on_epoch_end(trainer, epoch, row)`` after the epoch's validation, checkpoints and resume state
 (``row`` is its results row), and ``on_fit_end(trainer)`` when the loop ends (last epoch or early stop).
-A callback may replace ``trainer.train_step``.
+A callback may replace ``trainer.train_step`` and ``trainer.train_loader`` (with as many batches).
 """
 
 
