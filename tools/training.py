@@ -107,13 +107,17 @@ def build_training(cfg, shard=(None, None), verbose=True, extract_features=True,
                                             loaders=(cached_loader, train_loader) if head else None))
         train_step = frozen_step
         if verbose:
-            print(f"freeze_epochs: epochs 1-{cfg.freeze_epochs} train the head with the backbone frozen, then "
+            print(f"freeze_epochs: {_first_epochs(cfg.freeze_epochs)} train the head with the backbone frozen, then "
                   "the backbone trains too" + (f" (after epoch_size {cfg.epoch_size}: not in this run)"
                                                if cfg.freeze_epochs >= cfg.epoch_size else ""), flush=True)
     callbacks += tensorboard_callbacks(cfg, steps, shard[1] or 0)
     seed_dropouts(network, cfg.seed, shard[1] or 0)  # repeatable masks that a resume continues (MindSpore's are not)
     return Training(train_data, val_data, num_classes, train_loader, val_loader, steps, network, frozen, loss_fn,
                     lrs, optimizer, train_step, extract_seconds, callbacks, class_weights)
+
+
+def _first_epochs(count):
+    return "epoch 1" if count == 1 else f"epochs 1-{count}"
 
 
 def describe(cfg, run):
@@ -133,7 +137,7 @@ def describe(cfg, run):
     if cfg.cache_features:
         step.append("cache_features: the head trains on features extracted once (not done in a dry run)")
     if cfg.freeze_epochs:
-        step.append(f"freeze_epochs: epochs 1-{cfg.freeze_epochs} train with the backbone frozen "
+        step.append(f"freeze_epochs: {_first_epochs(cfg.freeze_epochs)} train with the backbone frozen "
                     f"({len(backbone_names(run.network) & {p.name for p in run.network.trainable_params()})} tensors "
                     f"at lr 0, no backward pass), then it trains on the schedule")
     balance = [f"class_weights: {describe_weights(run.class_weights, names)}"] if run.class_weights is not None else []
