@@ -274,8 +274,8 @@ OPTIONS = {
         ("early_stop_min_delta", 0.0, FLOAT, "(suite) a validation counts as better only by more than this"),
         ("freeze_epochs", 0, INT, "(suite) train the first N epochs with the backbone frozen (as freeze_backbone), "
                                   "then unfreeze what freeze_layers/freeze_patterns leave trainable"),
-        ("unfreeze_warmup_epochs", 0, INT, "(suite) with freeze_epochs: the backbone's lr rises linearly from 0 to "
-                                           "the schedule's over this many epochs after the switch"),
+        ("unfreeze_warmup_epochs", 1, INT, "(suite) with freeze_epochs: the backbone's lr rises linearly from 0 to "
+                                           "the schedule's over this many epochs after the switch (0: at once)"),
         ("tensorboard", False, BOOL, "(suite) write TensorBoard scalars to <ckpt_save_dir>/tensorboard/"),
     ],
     "Optimizer": [
@@ -546,8 +546,6 @@ def _check_cache_features(values):
 
 def _check_imbalance_and_schedule(values):
     """freeze_epochs needs something to unfreeze; the balanced sampler draws the whole split itself."""
-    if values.get("unfreeze_warmup_epochs") and not values.get("freeze_epochs"):
-        raise UsageError("'unfreeze_warmup_epochs' needs 'freeze_epochs' > 0")
     if values.get("freeze_epochs"):
         if values.get("freeze_backbone"):
             raise UsageError("'freeze_epochs' cannot be used with 'freeze_backbone: True' (nothing would unfreeze)")
