@@ -86,7 +86,7 @@ class Trainer:
 
     def __init__(self, cfg, network, train_step, lrs, class_names, rank=0, callbacks=(), world=1):
         self.cfg, self.network, self.train_step, self.lrs = cfg, network, train_step, lrs
-        self.batch_images = cfg.batch_size * world  # images per step over all data-parallel workers
+        self.world = world  # data-parallel workers: a step trains batch_size x world images
         self.run_start = time.time()
         self.class_names = class_names
         self.is_main = rank == 0
@@ -122,7 +122,7 @@ class Trainer:
         set_epoch(loader, epoch)  # and the same augmentation: a function of (seed, epoch, sample index)
         count, total = self.resume_step
         self.resume_step = (0, 0.0)
-        progress = Progress(epoch, self.cfg.epoch_size, steps, self.cfg.log_interval, self.batch_images,
+        progress = Progress(epoch, self.cfg.epoch_size, steps, self.cfg.log_interval, self.cfg.batch_size * self.world,
                             self.run_start, first_step=count, enabled=self.is_main)
         pending = []  # this window's losses, still on the device
         recovery = self.cfg.recovery_interval if self.is_main else 0
