@@ -8,8 +8,8 @@ subset, random initialisation, batch 32). Per run it reports the wall time to th
 finetune.py (``epoch 1/1 step 1/``), split into imports (``python -c "import mindspore, mindcv"``, timed
 alone), set-up (data check, model build, checkpoint load: first line minus the first step) and the first
 step (graph compilation + one step: the line's own ``elapsed``), and the wall time of predict.py on one
-image and validate.py on the 16-image test split with the last checkpoint of a run without validation (both load it and compile
-the inference graph). Variants: ``nocache`` (run twice, the second with the OS file cache warm) and
+image and validate.py on the 16-image test split with the last checkpoint of a run without validation
+(both load it and compile the inference graph). Variants: ``nocache`` (run twice, the second with the OS file cache warm) and
 ``cache`` (``MS_COMPILER_CACHE_ENABLE=1``, ``MS_COMPILER_CACHE_PATH`` a fresh folder: the first run fills
 it (cold), the second reads it (warm)). Prints warm/cold ratios and the load average of every run.
 """
@@ -67,7 +67,8 @@ def main(argv=None):
         imports, _ = timed([py, "-c", "import mindspore, mindcv"], base)
         print(f"imports (python -c 'import mindspore, mindcv'): {imports:.1f}s  load {load()}")
         ref = os.path.join(tmp, "ref")
-        timed(train + ["--ckpt_save_dir", ref, "--val_while_train", "False"], base)  # a finished run: its checkpoint for predict/validate
+        # a finished run (no validation, quicker): its checkpoint for predict/validate
+        timed(train + ["--ckpt_save_dir", ref, "--val_while_train", "False"], base)
         ckpt = os.path.join(ref, "mobilenet_v2_100_last.ckpt")
         image = os.path.join(data, "images", sorted(os.listdir(os.path.join(data, "images")))[0])
         predict = [py, "predict.py", "--config", os.path.join(ref, "config.yaml"), "--ckpt_path", ckpt,
