@@ -58,7 +58,8 @@ def main(argv=None):
     run_folder.take(cfg, rank)  # sets cfg.ckpt_save_dir (and resume) to the run's folder, held till exit
     hold_out_val(cfg)  # --val_fraction: the held-out split goes into the run folder and its config.yaml
     run = build_training(cfg, shard, verbose=rank == 0)
-    trainer = Trainer(cfg, run.network, run.train_step, run.lrs, run.class_names, rank, run.callbacks)
+    trainer = Trainer(cfg, run.network, run.train_step, run.lrs, run.class_names, rank, run.callbacks,
+                      world=shard[0] or 1)
     start_epoch = trainer.resume(cfg.resume) if cfg.resume else 1
 
     if rank == 0:

@@ -2,7 +2,9 @@
 (freeze-then-unfreeze, logging) plugs into the loop instead of editing it.
 
 The Trainer calls, in order: ``on_epoch_begin(trainer, epoch)`` before an epoch's first step (also the
-first epoch of a resumed run), ``on_step_end(trainer, epoch, step, loss)`` after every step,
+first epoch of a resumed run), ``on_step_end(trainer, epoch, step, loss)`` for every step, in order, at the
+loop's sync points (every ``log_interval`` steps, before a recovery state, at the epoch's end: the losses
+are read back from the device there),
 ``on_epoch_end(trainer, epoch, row)`` after the epoch's validation, checkpoints and resume state
 (``row`` is its results row), and ``on_fit_end(trainer)`` when the loop ends (last epoch or early stop).
 A callback may replace ``trainer.train_step`` and ``trainer.train_loader`` (with as many batches).

@@ -17,6 +17,7 @@ from tools.checkpoints import save_weights, write_checkpoint, write_json, write_
 from tools.errors import DataError
 from tools.fileio import atomic_path
 from tools.model import read_checkpoint
+from tools.progress import Progress
 from tools.reports import plot_training_curves
 from tools.seeded_augment import set_epoch
 from tools.seeded_dropout import is_dropout_counter
@@ -31,15 +32,20 @@ STATE_KEY = "suite_train_state"
 def batches(loader, output_numpy=False):
     """One pass over ``loader``, stopping between batches when a stop signal came (see
     :mod:`tools.stop_signals`). MindSpore's data engine installs a SIGINT handler that kills the
-    process (exit -15, no cleanup); Python's is put back so that Ctrl-C stays a KeyboardInterrupt."""
+    process (exit -15, no cleanup) when it starts; Python's is put back once, after the first batch,
+    so that Ctrl-C stays a KeyboardInterrupt."""
     iterator = loader.create_tuple_iterator(num_epochs=1, output_numpy=output_numpy)
+    handler_restored = False
     while True:
         stop_signals.check()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             batch = next(iterator)
         except StopIteration:
             return
+        finally:
+            if not handler_restored:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                handler_restored = True
         yield batch
 
 
@@ -75,36 +81,13 @@ def evaluate(network, loader, batch_size):
     return result
 
 
-class Progress:
-    """A one-line progress bar on a terminal, a line every ``interval`` steps otherwise."""
-
-    def __init__(self, total, interval, prefix, enabled=True):
-        self.total, self.interval, self.prefix, self.enabled = total, interval, prefix, enabled
-        self.tty = sys.stderr.isatty()
-        self.start = time.time()
-
-    def update(self, step, loss):
-        if not self.enabled:
-            return
-        elapsed = time.time() - self.start
-        text = f"{self.prefix} step {step}/{self.total} loss {loss:.4f} {elapsed:.1f}s"
-        if self.tty:
-            filled = int(20 * step / max(self.total, 1))
-            sys.stderr.write(f"\r{self.prefix} [{'#' * filled}{'.' * (20 - filled)}] {text[len(self.prefix) + 1:]}")
-            sys.stderr.flush()
-        elif step % self.interval == 0:
-            print(text, flush=True)
-
-    def close(self):
-        if self.tty and self.enabled:
-            sys.stderr.write("\n")
-
-
 class Trainer:
     """Runs the epochs, validates, writes checkpoints, the results table and the resume state."""
 
-    def __init__(self, cfg, network, train_step, lrs, class_names, rank=0, callbacks=()):
+    def __init__(self, cfg, network, train_step, lrs, class_names, rank=0, callbacks=(), world=1):
         self.cfg, self.network, self.train_step, self.lrs = cfg, network, train_step, lrs
+        self.world = world  # data-parallel workers: a step trains batch_size x world images
+        self.run_start = time.time()
         self.class_names = class_names
         self.is_main = rank == 0
         self.rows, self.best_top1, self.saved_epochs, self.stale, self.improved = [], None, [], 0, False
@@ -129,29 +112,49 @@ class Trainer:
     def train_epoch(self, loader, epoch, steps):
         """One pass over ``loader``; returns the mean loss. A NaN/Inf loss stops the run.
 
+        The host reads the losses back only at sync points (every ``log_interval`` steps, before a
+        recovery state is written, at the epoch's end), so steps run back to back as in MindCV's loop;
+        a non-finite loss is then named by its own step, and nothing is saved after it.
         With ``recovery_interval: N`` the resume state is also written every N steps; a run resumed from
         such a state skips the steps it had done (same data order and augmentation) and goes on from there.
         """
         ms.dataset.config.set_seed(self.cfg.seed + epoch)  # the same data order on resume
         set_epoch(loader, epoch)  # and the same augmentation: a function of (seed, epoch, sample index)
-        progress = Progress(steps, self.cfg.log_interval, f"epoch {epoch}/{self.cfg.epoch_size}", self.is_main)
         count, total = self.resume_step
         self.resume_step = (0, 0.0)
-        for images, labels in batches(loader.skip(count) if count else loader):
-            value = float(self.train_step(images, labels).asnumpy())
-            count += 1
+        progress = Progress(epoch, self.cfg.epoch_size, steps, self.cfg.log_interval, self.cfg.batch_size * self.world,
+                            self.run_start, first_step=count, enabled=self.is_main)
+        pending = []  # this window's losses, still on the device
+        recovery = self.cfg.recovery_interval if self.is_main else 0
+        try:
+            for images, labels in batches(loader.skip(count) if count else loader):
+                pending.append(self.train_step(images, labels))
+                count += 1
+                progress.step()
+                saving = recovery and count % recovery == 0 and count < steps
+                if saving or count % self.cfg.log_interval == 0 or count == steps:
+                    total = self._sync(pending, epoch, count, total)
+                    progress.report(count, total / count)
+                if saving:
+                    self._save_state(epoch - 1, step=(count, total))
+            total = self._sync(pending, epoch, count, total)
+        finally:
+            progress.close()
+        return total / max(count, 1)
+
+    def _sync(self, pending, epoch, count, total):
+        """Read back the ``pending`` losses of the steps up to ``count`` (and empty it), stop at a non-finite
+        one, tell the callbacks; returns the epoch's new loss sum."""
+        first = count - len(pending) + 1
+        values = [float(loss.asnumpy()) for loss in pending]
+        pending.clear()
+        for step, value in enumerate(values, first):
             if not math.isfinite(value):
-                progress.close()
-                raise DataError(f"loss is {value} at epoch {epoch} step {count}; stopping (the best checkpoint "
+                raise DataError(f"loss is {value} at epoch {epoch} step {step}; stopping (the best checkpoint "
                                 f"so far is kept): lower lr or check the data")
             total += value
-            progress.update(count, total / count)
-            self.notify("on_step_end", epoch, count, value)
-            if self.is_main and self.cfg.recovery_interval and count % self.cfg.recovery_interval == 0 \
-                    and count < steps:
-                self._save_state(epoch - 1, step=(count, total))
-        progress.close()
-        return total / max(count, 1)
+            self.notify("on_step_end", epoch, step, value)
+        return total
 
     def fit(self, train_loader, val_loader, start_epoch=1, resume_command=None):
         """Train from ``start_epoch`` to ``epoch_size`` (or an early stop); returns the result rows.
@@ -178,6 +181,7 @@ class Trainer:
     def _fit(self, train_loader, val_loader, start_epoch):
         steps = train_loader.get_dataset_size()
         self.train_loader = train_loader  # a callback may replace it, as it may train_step (same steps per epoch)
+        self.run_start = time.time()
         for epoch in range(start_epoch, self.cfg.epoch_size + 1):
             self.notify("on_epoch_begin", epoch)
             begin = time.time()

@@ -1,0 +1,132 @@
+"""Time to accuracy: MindCV's own pipeline doing full fine-tuning vs the suite's quickest recipes, as wall
+time to reach MindCV's final Top-1.
+
+    .venv/bin/python bench/bench_time_to_accuracy.py [--data_dir runs/fmnist_compare_data] \
+        [--ckpt_path checkpoints/mobilenet_v2_100_keras_imagenet.ckpt] [--epochs 5] [--recipes ...]
+
+The compare set (``make compare`` makes the data and the converted MobileNetV2; configs/mobilenetv2/
+fmnist_compare.yaml). ``mindcv``: MindCV 0.3.0's public API as a MindCV user writes it (create_dataset on
+the ImageNet-style tree made by tools/split_aircraft.py, create_transforms, create_loader, create_model with
+the converted weights loaded except the classifier, create_loss/scheduler/optimizer, create_trainer ->
+Model.train one epoch at a time, Model.eval for Top-1), timed from before ``import mindspore``; its wall time
+counts one evaluation (the final one). The suite's recipes are finetune.py runs with the same config and
+``epoch_size`` (wall time of the process; an epoch's Top-1 is reached at the process's end minus the
+``seconds`` of the later epochs in results.csv):
+
+* ``full``: full fine-tuning (the suite's loop on the same recipe);
+* ``cache_features``: the head alone on cached backbone features (freeze_backbone, freeze_bn_stats);
+* ``freeze_epochs``: the head alone for ``--freeze_epochs`` epochs, then full.
+
+Prints, per recipe, the Top-1 per epoch, the wall time to MindCV's final Top-1 (or "not reached" and its
+best) and the ratio to MindCV's wall time, with the load average.
+"""
+import argparse
+import csv
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+BEGIN = time.perf_counter()
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+COMPARE_CONFIG = os.path.join(common.ROOT, "configs", "mobilenetv2", "fmnist_compare.yaml")
+RECIPES = {
+    "full": [],
+    "cache_features": ["--freeze_backbone", "True", "--freeze_bn_stats", "True", "--cache_features", "True"],
+    "freeze_epochs": ["--freeze_epochs", "{freeze_epochs}"],
+}
+
+
+def mindcv_run(cfg, tree, num_classes, ckpt_path, begin):
+    """MindCV's full fine-tuning; returns [(wall seconds to the end of epoch i incl. one eval, top1)]."""
+    import mindspore as ms
+    from mindcv.data import create_dataset, create_loader, create_transforms
+
+    from bench_train import MindCVPipeline
+
+    pipeline = MindCVPipeline(cfg, tree, num_classes, sink=False)
+    params = {k: v for k, v in ms.load_checkpoint(ckpt_path).items() if not k.startswith("classifier")}
+    not_loaded, _ = ms.load_param_into_net(pipeline.network, params)
+    not_loaded = [n for n in not_loaded if not n.startswith("classifier")]
+    if not_loaded:
+        raise SystemExit(f"{ckpt_path}: {len(not_loaded)} of MindCV's parameters not in it (e.g. {not_loaded[0]})")
+    val = create_dataset(name="", root=tree, split=cfg.val_split, shuffle=False,
+                         num_parallel_workers=cfg.num_parallel_workers)
+    val_tf = create_transforms(dataset_name="", image_resize=cfg.image_resize, is_training=False,
+                               crop_pct=cfg.crop_pct, interpolation=cfg.interpolation, mean=cfg.mean, std=cfg.std)
+    val_loader = create_loader(dataset=val, batch_size=cfg.batch_size, drop_remainder=False, is_training=False,
+                               num_classes=num_classes, transform=val_tf, num_parallel_workers=cfg.num_parallel_workers)
+    rows, eval_seconds = [], 0.0
+    for _ in range(cfg.epoch_size):
+        pipeline.model.train(1, pipeline.loader, dataset_sink_mode=False)
+        train_end = time.perf_counter()
+        top1 = pipeline.model.eval(val_loader, dataset_sink_mode=False)["acc"]
+        now = time.perf_counter()
+        rows.append((train_end - begin - eval_seconds + (now - train_end), top1))
+        eval_seconds += now - train_end
+        print(f"  mindcv epoch {len(rows)}: top1 {top1:.4f} at {rows[-1][0]:.1f}s  load {os.getloadavg()[0]:.2f}",
+              flush=True)
+    return rows
+
+
+def suite_run(name, flags, args, out):
+    """One finetune.py run; returns [(wall seconds to the end of epoch i's validation, top1)]."""
+    cmd = [sys.executable, os.path.join(common.ROOT, "finetune.py"), "--config", COMPARE_CONFIG,
+           "--data_dir", args.data_dir, "--ckpt_path", args.ckpt_path, "--epoch_size", str(args.epochs),
+           "--ckpt_save_dir", out, *[f.format(freeze_epochs=args.freeze_epochs) for f in flags]]
+    begin = time.perf_counter()
+    subprocess.run(cmd, cwd=common.ROOT, env=dict(os.environ, GLOG_v="3"), check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - begin
+    with open(os.path.join(out, "results.csv"), encoding="utf-8") as f:
+        table = list(csv.DictReader(f))
+    seconds = [float(r["seconds"]) for r in table]
+    rows = [(wall - sum(seconds[i + 1:]), float(r["top1"])) for i, r in enumerate(table)]
+    for i, (at, top1) in enumerate(rows, 1):
+        print(f"  {name} epoch {i}: top1 {top1:.4f} at {at:.1f}s  load {os.getloadavg()[0]:.2f}", flush=True)
+    return rows
+
+
+def reached(rows, target):
+    return next((at for at, top1 in rows if top1 >= target - 1e-9), None)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data_dir", default=os.path.join(common.ROOT, "runs", "fmnist_compare_data"))
+    parser.add_argument("--ckpt_path", default=os.path.join(common.ROOT, "checkpoints",
+                                                            "mobilenet_v2_100_keras_imagenet.ckpt"))
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--freeze_epochs", type=int, default=1)
+    parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    args = parser.parse_args(argv)
+    for path in (args.data_dir, args.ckpt_path):
+        if not os.path.exists(path):
+            raise SystemExit(f"not found: {path} (make compare makes the data and the converted weights)")
+    info = common.machine()
+    print(common.machine_line(info))
+    cfg = common.suite_config(COMPARE_CONFIG, data_dir=args.data_dir, epoch_size=args.epochs, tf_same_padding=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = common.folder_tree(args.data_dir, os.path.join(tmp, "tree"))
+        num_classes = len(os.listdir(os.path.join(tree, cfg.train_split)))
+        results = {"mindcv": mindcv_run(cfg, tree, num_classes, args.ckpt_path, BEGIN)}
+        for name in args.recipes:
+            results[name] = suite_run(name, RECIPES[name], args, os.path.join(tmp, name))
+    mindcv_wall, target = results["mindcv"][-1]
+    print(f"MindCV full fine-tuning: final top1 {target:.4f} in {mindcv_wall:.1f}s")
+    summary = {}
+    for name in args.recipes:
+        at = reached(results[name], target)
+        best = max(top1 for _, top1 in results[name])
+        summary[name] = {"seconds_to_target": at, "ratio": at / mindcv_wall if at else None, "best_top1": best}
+        print(f"  {name}: " + (f"reached {target:.4f} at {at:.1f}s = {at / mindcv_wall:.2f}x MindCV's wall time"
+                               if at else f"did not reach {target:.4f} (best {best:.4f})"))
+    print(f"load average at end {[round(x, 2) for x in os.getloadavg()]}")
+    common.write_json("bench_time_to_accuracy", {"machine": info, "args": vars(args), "target": target,
+                                                 "mindcv_wall": mindcv_wall, "results": results, "summary": summary})
+
+
+if __name__ == "__main__":
+    main()
