@@ -6,8 +6,8 @@ Every mode runs ``finetune.py`` with the same config, data, seed and budget plus
 keys; extra flags are passed to every run. Columns follow the document's order, plus full
 fine-tuning from random initialisation and "freeze N epochs, then full" (``freeze_epochs: N``, N from
 ``--freeze_epochs``, default a quarter of ``epoch_size``). Block names follow the model's block mapping
-(``tools/blocks.py``): for models with ``features.i`` blocks (MobileNetV2/V3) "the first 7 layers"
-are ``features.0``-``features.6``; for others (ResNet, ...) the first 40% of the blocks. "Deep
+(``tools/blocks.py``) and "shallow layers" the model's family (``tools/families.py``): for MobileNetV2/V3
+"the first 7 layers" are ``features.0``-``features.6``; for others (ResNet, ...) the first 40% of the blocks. "Deep
 layers" are the last three blocks with weights (``features.13/14/15`` for MobileNetV3-small).
 """
 import csv
@@ -41,18 +41,15 @@ def mode_overrides(model_name, freeze_epochs=1):
     from mindcv.models import create_model
 
     from tools.blocks import feature_blocks
-    from tools.model import classifier_prefix
+    from tools.families import head_prefix, shallow_layers
 
     network = create_model(model_name, num_classes=10)
-    blocks = [b for b in feature_blocks(network) if any(
+    blocks = feature_blocks(network)
+    weighted = [b for b in blocks if any(
         p.name.startswith(tuple(prefix + "." for prefix in b.prefixes)) for p in network.get_parameters())]
-    if blocks and blocks[0].name.startswith("features."):
-        shallow_index = 7  # the document's features.0 .. features.6 (MobileNet family)
-    else:
-        last_shallow = blocks[max(1, round(0.4 * len(blocks))) - 1]
-        shallow_index = feature_blocks(network).index(last_shallow) + 1
-    deep = [b.prefixes[0] for b in blocks[-3:]]
-    head = classifier_prefix(model_name).split(".")[0]
+    shallow_index = shallow_layers(network, blocks, weighted)
+    deep = [b.prefixes[0] for b in weighted[-3:]]
+    head = head_prefix(model_name).split(".")[0]
     del network
     return {
         "freeze_all": ["--freeze_backbone", "True"],
