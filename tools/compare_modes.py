@@ -10,9 +10,8 @@ fine-tuning from random initialisation and "freeze N epochs, then full" (``freez
 "the first 7 layers" are ``features.0``-``features.6``; for others (ResNet, ...) the first 40% of the blocks. "Deep
 layers" are the last three blocks with weights (``features.13/14/15`` for MobileNetV3-small).
 """
-import csv
+import json
 import os
-import re
 import subprocess
 import sys
 
@@ -21,6 +20,8 @@ if __package__ in (None, ""):
     os.environ.setdefault("GLOG_v", "3")
 
 from tools.checkpoints import write_text  # noqa: E402
+from tools.engine import SUMMARY_FILE  # noqa: E402
+from tools.fileio import first_line  # noqa: E402
 from tools.errors import CliParser, DataError, UsageError, run_cli  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -63,22 +64,29 @@ def mode_overrides(model_name, freeze_epochs=1):
 
 
 def run_mode(config, out_dir, flags, extra):
-    """Run one mode; returns its summary dict read back from its outputs."""
+    """Run one mode; returns its measures read back from the run's ``summary.json``."""
     cmd = [sys.executable, os.path.join(ROOT, "finetune.py"), "--config", config, *extra, *flags,
            "--ckpt_save_dir", out_dir, "--val_while_train", "True"]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=os.getcwd())
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise DataError(f"mode run failed ({' '.join(flags) or 'no flags'}): {last}")
-    with open(os.path.join(out_dir, "results.csv"), newline="", encoding="utf-8") as f:
-        rows = [r for r in csv.DictReader(f) if r["top1"]]
-    best = max(rows, key=lambda r: float(r["top1"]))
-    trainable = re.search(r"trainable ([\d,]+) params", proc.stdout)
-    with open(os.path.join(out_dir, "results.csv"), newline="", encoding="utf-8") as f:
-        seconds = [float(r["seconds"]) for r in csv.DictReader(f)]
-    return {"top1": float(best["top1"]), "top5": float(best["top5"]) if best["top5"] else None,
-            "trainable": int(trainable.group(1).replace(",", "")) if trainable else None,
-            "sec_per_epoch": sum(seconds[1:]) / max(len(seconds) - 1, 1) if len(seconds) > 1 else seconds[0]}
+    summary = read_summary(out_dir)
+    best = summary["best_metrics"]
+    if not best:
+        raise DataError(f"mode run ({' '.join(flags) or 'no flags'}) validated no epoch: {out_dir}")
+    return {"top1": best.get("top1"), "top5": best.get("top5"), "trainable": summary.get("trainable_params"),
+            "sec_per_epoch": summary["sec_per_epoch"]}
+
+
+def read_summary(out_dir):
+    """The ``summary.json`` a finished run wrote into ``out_dir``."""
+    path = os.path.join(out_dir, SUMMARY_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as err:
+        raise DataError(f"cannot read the run summary {path}: {first_line(err)}") from None
 
 
 def format_tables(results):

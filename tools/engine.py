@@ -113,6 +113,7 @@ class Trainer:
         self.best_value = None  # best_metric's value at the best epoch (best_top1: that epoch's top1)
         self.callbacks = list(callbacks)  # tools.callbacks.Callback: hooks at epoch and step boundaries
         self.out_dir = cfg.ckpt_save_dir
+        self.summary_facts = {}  # more entries of summary.json (finetune.py: parameter counts, config digest)
 
     def notify(self, event, *args):
         """Call ``event`` (on_epoch_begin, on_step_end, on_epoch_end, on_fit_end) of every callback."""
@@ -172,8 +173,18 @@ class Trainer:
                 "epochs_done": rows[-1]["epoch"] if rows else 0, "epoch_size": self.cfg.epoch_size,
                 "early_stop": bool(rows) and rows[-1]["epoch"] < self.cfg.epoch_size, "best_top1": self.best_top1,
                 "best_checkpoint": self.checkpoint_path("best") if self.best_top1 is not None else None,
-                "last_checkpoint": self.checkpoint_path("last")})
+                "last_checkpoint": self.checkpoint_path("last"), **self._best_and_timing(rows), **self.summary_facts})
         return rows
+
+    def _best_and_timing(self, rows):
+        """summary.json's best epoch with its validation metrics, and the mean seconds per epoch (without
+        the first epoch, which includes graph compilation, when there are more)."""
+        best = next((r for r in rows if r.get(self.best_metric) is not None and r[self.best_metric] == self.best_value),
+                    None)
+        seconds = [r["seconds"] for r in rows]
+        return {"best_metric": self.best_metric, "best_epoch": best["epoch"] if best else None,
+                "best_metrics": {k: best[k] for k in ("top1", "top5", "mean_per_class_acc", "val_loss")} if best else None,
+                "sec_per_epoch": (sum(seconds[1:]) / (len(seconds) - 1) if len(seconds) > 1 else seconds[0]) if seconds else None}
 
     def _fit(self, train_loader, val_loader, start_epoch):
         steps = train_loader.get_dataset_size()
