@@ -7,15 +7,14 @@ Nothing here is imported by the suite; every benchmark is ``.venv/bin/python ben
 import json
 import os
 import platform
+import runpy
 import shutil
 import statistics
 import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-os.environ.setdefault("GLOG_v", "3")
+runpy.run_path(os.path.join(ROOT, "tools", "repo_root.py"))  # the repository root on sys.path, GLOG_v=3
 
 DEMO = os.path.join(ROOT, "data", "fashion_mnist")
 DEMO_CONFIG = os.path.join(ROOT, "configs", "demo.yaml")

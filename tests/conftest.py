@@ -10,7 +10,6 @@ from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(ROOT, "data", "fashion_mnist")
-sys.path.insert(0, ROOT)
 os.environ.setdefault("GLOG_v", "3")
 
 TINY_CLASSES = ["T-shirt/top", "Trouser", "Sneaker", "Ankle boot", "Bag"]

@@ -11,8 +11,6 @@ import pytest
 from PIL import Image
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
 
 from tools.aircraft_layout import image_path, read_annotation, read_names  # noqa: E402
 from tools.errors import DataError, UsageError  # noqa: E402

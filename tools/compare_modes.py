@@ -15,9 +15,8 @@ import os
 import subprocess
 import sys
 
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    os.environ.setdefault("GLOG_v", "3")
+if __package__ in (None, ""):  # run as python tools/...: see tools/repo_root.py
+    import repo_root  # noqa: F401
 
 from tools.checkpoints import write_text  # noqa: E402
 from tools.engine import SUMMARY_FILE  # noqa: E402

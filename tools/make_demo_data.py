@@ -21,10 +21,9 @@ Usage::
         [--test_per_class 20] [--size 28] [--source /usr/share/datasets/fashion-mnist] [--seed 0]
 """
 import os
-import sys
 
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if __package__ in (None, ""):  # run as python tools/...: see tools/repo_root.py
+    import repo_root  # noqa: F401
 
 import gzip
 import re

@@ -14,11 +14,10 @@ import filecmp
 import json
 import os
 import shutil
-import sys
 from collections import Counter
 
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if __package__ in (None, ""):  # run as python tools/...: see tools/repo_root.py
+    import repo_root  # noqa: F401
 
 from tools import aircraft_layout as layout
 from tools.errors import CliParser, DataError, UsageError, run_cli
