@@ -21,6 +21,7 @@ Usage::
         [--test_per_class 20] [--size 28] [--source /usr/share/datasets/fashion-mnist] [--seed 0]
 """
 import os
+import sys
 
 if __package__ in (None, ""):  # run as python tools/...: see tools/repo_root.py
     import repo_root  # noqa: F401
@@ -289,4 +290,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(main, sys.argv[1:])

@@ -14,6 +14,7 @@ import filecmp
 import json
 import os
 import shutil
+import sys
 from collections import Counter
 
 if __package__ in (None, ""):  # run as python tools/...: see tools/repo_root.py
@@ -244,4 +245,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(main, sys.argv[1:])
