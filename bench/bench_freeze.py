@@ -18,7 +18,6 @@ compile + warm-up step each (median of ``--repeats`` timings of ``--steps`` step
 every trainable parameter as the plain frozen network (in inference mode, so dropout is off).
 """
 import argparse
-import os
 import sys
 
 import common  # noqa: E402

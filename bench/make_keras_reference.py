@@ -27,7 +27,6 @@ Preprocessing (Keras's mobilenet_v2.preprocess_input): x / 127.5 - 1 on float32 
 import argparse
 import os
 import runpy
-import sys
 
 import numpy as np
 from PIL import Image
