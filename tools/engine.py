@@ -252,6 +252,11 @@ class Trainer:
                 os.remove(old)
         del self.saved_epochs[self.cfg.keep_checkpoint_max:]
 
+    def save_state(self, epoch):
+        """Write the resume state after ``epoch`` finished epochs, as the loop does at each epoch's end (the
+        public entry for tests and tools; the loop calls ``_save_state``, which also takes a mid-epoch step)."""
+        self._save_state(epoch)
+
     def _save_state(self, epoch, step=(0, 0.0)):
         """Everything a resumed run needs: train-step parameters (weights, optimizer state, step
         counter, EMA, dropout counters) and the loop's own state, after ``epoch`` finished epochs and
