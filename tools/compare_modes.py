@@ -19,7 +19,7 @@ if __package__ in (None, ""):  # run as python tools/...: see tools/repo_root.py
     import repo_root  # noqa: F401
 
 from tools.checkpoints import write_text  # noqa: E402
-from tools.engine import SUMMARY_FILE  # noqa: E402
+from tools.run_folder import SUMMARY_FILE  # noqa: E402
 from tools.fileio import first_line  # noqa: E402
 from tools.errors import CliParser, DataError, UsageError, run_cli  # noqa: E402
 

@@ -18,13 +18,10 @@ from tools.errors import DataError
 from tools.fileio import atomic_path
 from tools.model import read_checkpoint
 from tools.reports import plot_training_curves
+from tools.run_folder import CURVES_FILE, PREVIOUS_RESUME_FILE, RESUME_FILE, SUMMARY_FILE
 from tools.seeded_augment import set_epoch
 from tools.seeded_dropout import is_dropout_counter
 
-RESUME_FILE = "resume.ckpt"
-CURVES_FILE = "training_curves.png"
-PREVIOUS_RESUME_FILE = "resume_prev.ckpt"  # the state before, kept in case the newest is damaged
-SUMMARY_FILE = "summary.json"  # written when the run ends (all epochs or an early stop): the run is finished
 STATE_KEY = "suite_train_state"
 
 
