@@ -139,8 +139,8 @@ def test_msrun_without_distribute_is_refused(tiny_aircraft, tmp_path):
 
 
 LOCK_HOLDER = """
-import sys, time
-sys.path.insert(0, {root!r})
+import runpy, time
+runpy.run_path({repo_root!r})  # the repository root on sys.path (a subprocess: pytest.ini does not apply)
 from tools import run_folder
 assert run_folder._lock({folder!r}, fresh=True)
 print("locked", flush=True)
@@ -150,7 +150,7 @@ time.sleep(600)
 
 def test_a_folder_in_use_is_not_taken_and_a_dead_runs_lock_is_free(tmp_path, capsys):
     base = str(tmp_path / "run")
-    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER.format(root=ROOT, folder=base)],
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER.format(repo_root=os.path.join(ROOT, "tools", "repo_root.py"), folder=base)],
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
