@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 
 from tools import calibration, exported, runtime  # noqa: E402
 from tools.checkpoints import write_json  # noqa: E402
-from tools.config import INT, STR, STRS, parse_config  # noqa: E402
+from tools.config import INT, STR, STRS, choice, parse_config  # noqa: E402
 from tools.data import build_loader, open_split  # noqa: E402
 from tools.engine import predict_logits  # noqa: E402
 from tools.errors import DataError, UsageError, run_cli  # noqa: E402
@@ -35,14 +35,8 @@ PARITY_TOLERANCE = 1e-4     # MindIR vs checkpoint: largest difference of a prob
                             # relative to the largest logit (at least 1)
 
 
-def export_format(value):
-    if str(value).upper() not in FORMATS:
-        raise ValueError("expected MINDIR, ONNX or both")
-    return str(value).upper()
-
-
 EXTRA = {"Export": [
-    ("format", "MINDIR", export_format, "MINDIR, ONNX or both"),
+    ("format", "MINDIR", choice(*FORMATS, case=str.upper), "MINDIR, ONNX or both"),
     ("out", "", STR, "output path without extension (.mindir/.onnx and .classes.json are added); "
                      "empty = the checkpoint's path without .ckpt"),
     ("parity_images", [], STRS, "images (files/folders) on which the MindIR must match the checkpoint; "

@@ -16,7 +16,7 @@ from tools import run_folder, runtime  # noqa: E402
 from tools.config import BOOL, CONFIG_FILE_NAME, no_effect_notes, parse_config, save_config  # noqa: E402
 from tools.engine import Trainer, weights_digest  # noqa: E402
 from tools.errors import run_cli  # noqa: E402
-from tools.fileio import check_writable_dir  # noqa: E402
+from tools.fileio import check_writable_dir, file_sha256  # noqa: E402
 from tools.training import build_training, describe  # noqa: E402
 from tools.split_folder import hold_out_val  # noqa: E402
 
@@ -65,6 +65,8 @@ def main(argv=None):
     if rank == 0:
         os.makedirs(cfg.ckpt_save_dir, exist_ok=True)
         save_config(cfg, os.path.join(cfg.ckpt_save_dir, CONFIG_FILE_NAME))
+        trainer.summary_facts.update(trainable_params=run.frozen.trainable_params, frozen_params=run.frozen.frozen_params,
+                                     config_sha256=file_sha256(os.path.join(cfg.ckpt_save_dir, CONFIG_FILE_NAME)))
         print(run.frozen.summary())
         print(f"{cfg.model}: {run.num_classes} classes, {run.train_data.size} train images ({run.train_data.layout}), "
               f"{run.val_data.size if run.val_data else 0} val images, {run.steps} steps/epoch, {cfg.epoch_size} "

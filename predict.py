@@ -14,7 +14,7 @@ os.environ.setdefault("GLOG_v", "3")  # MindSpore: errors only
 import numpy as np  # noqa: E402
 
 from tools import calibration, exported, reports, runtime  # noqa: E402
-from tools.config import BOOL, FLOAT, INT, STR, STRS, parse_config  # noqa: E402
+from tools.config import BOOL, FLOAT, INT, STR, STRS, choice, parse_config  # noqa: E402
 from tools.data import build_loader, open_split  # noqa: E402
 from tools.errors import UsageError, run_cli  # noqa: E402
 from tools.fileio import check_output_file, check_writable_dir  # noqa: E402
@@ -23,30 +23,18 @@ from tools.model import checkpoint_network, class_names_of, numbered_classes, re
 from tools.tta import tta_mode, view_logits  # noqa: E402
 
 
-def output_format(value):
-    if value not in ("csv", "json"):
-        raise ValueError("expected csv or json")
-    return value
-
-
-def grid_selection(value):
-    if value not in ("first", "errors"):
-        raise ValueError("expected first or errors")
-    return value
-
-
 EXTRA = {"Prediction": [
     ("split", "", STR, "split to predict when no --input is given; empty = val_split"),
     ("input", [], STRS, "image files and/or folders (searched recursively) to predict instead of a split"),
     ("mindir", "", STR, "run this MindIR written by export.py instead of ckpt_path (its metadata gives the "
                         "preprocessing, class names and temperature: no --config needed)"),
     ("topk", 5, INT, "number of classes listed per image (capped at the class count)"),
-    ("format", "csv", output_format, "predictions file format: csv or json"),
+    ("format", "csv", choice("csv", "json"), "predictions file format: csv or json"),
     ("out", "", STR, "predictions file; empty = <out_dir>/predictions_<what>.<format>"),
     ("out_dir", "", STR, "output folder; empty = the folder of the checkpoint or MindIR"),
     ("visualize", False, BOOL, "also draw a grid of images with predicted (and true) classes"),
     ("grid_size", 16, INT, "at most this many images in the grid"),
-    ("grid_select", "first", grid_selection, "images in the grid: first (in order) or errors (misclassified, "
+    ("grid_select", "first", choice("first", "errors"), "images in the grid: first (in order) or errors (misclassified, "
                                              "highest loss first; needs a split)"),
     ("tta", "none", tta_mode, "test-time augmentation: none, or hflip (mean probability of the image and its "
                               "mirror image)"),

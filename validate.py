@@ -15,7 +15,7 @@ from tools import calibration, metrics, report_page, reports, runtime  # noqa: E
 from tools.checkpoints import write_json  # noqa: E402
 from tools.config import BOOL, INT, STR, parse_config  # noqa: E402
 from tools.data import build_loader, open_split, resolve_num_classes  # noqa: E402
-from tools.engine import CURVES_FILE  # noqa: E402
+from tools.run_folder import CURVES_FILE  # noqa: E402
 from tools.errors import UsageError, run_cli  # noqa: E402
 from tools.fileio import check_output_file, check_writable_dir  # noqa: E402
 from tools.model import checkpoint_network, class_names_of, read_checkpoint  # noqa: E402

@@ -18,10 +18,8 @@ compile + warm-up step each (median of ``--repeats`` timings of ``--steps`` step
 every trainable parameter as the plain frozen network (in inference mode, so dropout is off).
 """
 import argparse
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 

@@ -12,12 +12,10 @@ Settings as in bench_train.py: ``demo`` (configs/demo.yaml, 96 px, 28 px source 
 (Aircraft config: 600 px, randaug-m7-mstd0.5, from synthetic 500x375 JPEGs).
 """
 import argparse
-import os
 import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 
@@ -82,22 +80,13 @@ def main():
     parser.add_argument("--demo_images", type=int, help="smoke test: the first N demo trainval images only")
     parser.add_argument("--image_resize", type=int, help="smoke test: override the settings' resolution")
     args = parser.parse_args()
-    extra = {"image_resize": args.image_resize} if args.image_resize else {}
     info = common.machine()
     print(common.machine_line(info))
     out = {"machine": info, "command": "bench/bench_loader.py " + " ".join(sys.argv[1:]), "settings": {}}
     with tempfile.TemporaryDirectory(prefix="bench_loader_") as tmp:
         for name in args.settings:
-            if name == "demo":
-                demo = (common.make_demo_subset(os.path.join(tmp, "demo"), args.demo_images, 16) if args.demo_images
-                        else common.DEMO)
-                spec = (common.DEMO_CONFIG, demo, dict(pretrained=False, ckpt_path="", log_interval=100000, **extra))
-                steps = max(args.train_steps, 5)
-            else:
-                air = common.make_aircraft(os.path.join(tmp, "aircraft"), trainval=args.aircraft_images, test=8,
-                                           distinct=args.aircraft_images)
-                spec = (common.AIRCRAFT_CONFIG, air, dict(pretrained=False, log_interval=100000, **extra))
-                steps = args.train_steps
+            spec = common.setting_spec(name, tmp, args.demo_images, args.aircraft_images, args.image_resize)
+            steps = max(args.train_steps, 5) if name == "demo" else args.train_steps
             print(f"[{name}] ...", flush=True)
             out["settings"][name] = run_setting(name, *spec, args.workers, args.repeats, steps)
     rows = []

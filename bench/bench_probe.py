@@ -19,11 +19,9 @@ frozen backbone computes during training, except for data augmentation (the cach
 un-augmented view per image; caching K augmented views costs K extraction passes).
 """
 import argparse
-import os
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 
@@ -64,20 +62,12 @@ def main():
     parser.add_argument("--demo_images", type=int, help="smoke test: the first N demo trainval images only")
     parser.add_argument("--image_resize", type=int, help="smoke test: override the settings' resolution")
     args = parser.parse_args()
-    extra = {"image_resize": args.image_resize} if args.image_resize else {}
     info = common.machine()
     print(common.machine_line(info))
     out = {"machine": info, "command": "bench/bench_probe.py " + " ".join(sys.argv[1:]), "settings": {}}
     with tempfile.TemporaryDirectory(prefix="bench_probe_") as tmp:
         for name in args.settings:
-            if name == "demo":
-                demo = (common.make_demo_subset(os.path.join(tmp, "demo"), args.demo_images, 16) if args.demo_images
-                        else common.DEMO)
-                spec = (common.DEMO_CONFIG, demo, dict(pretrained=False, ckpt_path="", log_interval=100000, **extra))
-            else:
-                air = common.make_aircraft(os.path.join(tmp, "aircraft"), trainval=args.aircraft_images, test=8,
-                                           distinct=args.aircraft_images)
-                spec = (common.AIRCRAFT_CONFIG, air, dict(pretrained=False, log_interval=100000, **extra))
+            spec = common.setting_spec(name, tmp, args.demo_images, args.aircraft_images, args.image_resize)
             out["settings"][name] = run_setting(name, *spec, args.repeats)
     rows = [[name, r["model"], f"{r['image_resize']}px", r["train_images"], r["median_backbone_epoch_seconds"],
              f"{r['median_cached_epoch_seconds']:.4f}", f"{r['speedup_per_epoch']:.0f}x", r["extract_seconds"],

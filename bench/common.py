@@ -7,15 +7,13 @@ Nothing here is imported by the suite; every benchmark is ``.venv/bin/python ben
 import json
 import os
 import platform
+import runpy
 import shutil
 import statistics
-import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-os.environ.setdefault("GLOG_v", "3")
+runpy.run_path(os.path.join(ROOT, "tools", "repo_root.py"))  # the repository root on sys.path, GLOG_v=3
 
 DEMO = os.path.join(ROOT, "data", "fashion_mnist")
 DEMO_CONFIG = os.path.join(ROOT, "configs", "demo.yaml")
@@ -266,3 +264,15 @@ def time_steps(step, inputs, steps):
         out = out[0] if isinstance(out, (tuple, list)) else out
         float(out.asnumpy())
     return time.perf_counter() - begin
+
+
+def setting_spec(name, tmp, demo_images=None, aircraft_images=32, image_resize=None):
+    """``(config, data_dir, overrides)`` of the "demo" or "aircraft" setting of a benchmark, its data made
+    under ``tmp`` (the first ``demo_images`` demo images only, for a smoke test; ``aircraft_images``
+    distinct training images); ``image_resize`` overrides the setting's resolution."""
+    extra = {"image_resize": image_resize} if image_resize else {}
+    if name == "demo":
+        demo = make_demo_subset(os.path.join(tmp, "demo"), demo_images, 16) if demo_images else DEMO
+        return DEMO_CONFIG, demo, dict(pretrained=False, ckpt_path="", log_interval=100000, **extra)
+    air = make_aircraft(os.path.join(tmp, "aircraft"), trainval=aircraft_images, test=8, distinct=aircraft_images)
+    return AIRCRAFT_CONFIG, air, dict(pretrained=False, log_interval=100000, **extra)

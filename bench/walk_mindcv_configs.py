@@ -24,7 +24,6 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 TRAIN_FLAGS = ["--batch_size", "4", "--epoch_size", "1", "--val_while_train", "False", "--warmup_epochs", "0"]
@@ -53,7 +52,6 @@ def child(data_dir, out_dir, configs):
     import contextlib
     import io
 
-    sys.path.insert(0, common.ROOT)
     import finetune
     from tools.errors import DataError, UsageError
 

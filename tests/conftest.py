@@ -1,7 +1,9 @@
 """Shared fixtures: tiny datasets cut from the committed demo data, and a script runner."""
+import csv
 import os
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 import sys
 
 import numpy as np
@@ -10,7 +12,6 @@ from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(ROOT, "data", "fashion_mnist")
-sys.path.insert(0, ROOT)
 os.environ.setdefault("GLOG_v", "3")
 
 TINY_CLASSES = ["T-shirt/top", "Trouser", "Sneaker", "Ankle boot", "Bag"]
@@ -93,3 +94,73 @@ def assert_png(path, width, height):
         assert image.size == (width, height)
         pixels = np.asarray(image.convert("L"), dtype=np.float32)
     assert pixels.std() > 5, f"{path} looks blank"
+
+
+# ---- one trained run's validate/predict/export outputs, shared by test_validate_predict.py and test_export.py
+
+CKPT_NAME = "mobilenet_v3_small_100_last.ckpt"
+SPLIT_TAG = "mobilenet_v3_small_100_last_test"  # predict.py names its outputs by what they cover
+FAST = ["--mode", "1"]  # PyNative: no graph compilation, faster for one pass over 20 images
+
+
+def demo_image(index=0):
+    return os.path.join(DEMO, "images", sorted(os.listdir(os.path.join(DEMO, "images")))[index])
+
+
+def make_inputs(folder):
+    """Good images (jpg, png, gif in a subfolder) and bad ones; returns (good, bad) paths."""
+    os.makedirs(os.path.join(folder, "sub"))
+    good = [os.path.join(folder, "a.jpg"), os.path.join(folder, "b.JPEG"), os.path.join(folder, "sub", "c.png"),
+            os.path.join(folder, "sub", "d.gif")]
+    shutil.copy(demo_image(0), good[0])
+    shutil.copy(demo_image(1), good[1])
+    Image.open(demo_image(2)).save(good[2])
+    Image.open(demo_image(3)).save(good[3])
+    bad = [os.path.join(folder, name) for name in ("empty.jpg", "x.jpg", "truncated.jpg")]
+    open(bad[0], "wb").close()
+    with open(bad[1], "w") as f:
+        f.write("this is not an image\n")
+    data = open(demo_image(4), "rb").read()
+    with open(bad[2], "wb") as f:
+        f.write(data[: len(data) // 2])
+    with open(os.path.join(folder, "notes.txt"), "w") as f:
+        f.write("not an image name: not collected from a folder\n")
+    return good, bad
+
+
+def run_parallel(*commands):
+    with ThreadPoolExecutor(len(commands)) as pool:
+        return list(pool.map(lambda args: run_script(*args), commands))
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, tiny_run):
+    """On the session's tiny run: validate, predict (split and files), export and predict --mindir, once
+    (test_validate_predict.py and test_export.py read the outputs)."""
+    out = tiny_run["out"]
+    cfg, ckpt = os.path.join(out, "config.yaml"), os.path.join(out, CKPT_NAME)
+    base = ["--config", cfg, "--ckpt_path", ckpt, *FAST]
+    inputs = str(tmp_path_factory.mktemp("inputs"))
+    good, bad = make_inputs(inputs)
+    dirs = {name: os.path.join(out, name) for name in ("split", "files", "mindir")}
+    validate, split, files, export = run_parallel(
+        ("validate.py", *base, "--out", os.path.join(out, "metrics.json")),    # reports beside the checkpoint
+        ("predict.py", *base, "--split", "test", "--out_dir", dirs["split"], "--visualize"),
+        ("predict.py", *base, "--input", inputs, "--format", "json", "--topk", "3", "--out_dir", dirs["files"],
+         "--visualize", "--grid_size", "3"),
+        ("export.py", *base, "--format", "both", "--out", os.path.join(out, "model")))
+    mindir = run_script("predict.py", "--config", cfg, "--mindir", os.path.join(out, "model.mindir"), *FAST,
+                        "--split", "test", "--out_dir", dirs["mindir"])
+    return dict(out=out, dirs=dirs, good=good, bad=bad, validate=validate, split=split, files=files,
+                export=export, mindir=mindir)
+
+
+def read_csv(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.reader(f))
+
+
+def read_predictions(path):
+    """``(header, rows as dicts)`` of predictions.csv."""
+    table = read_csv(path)
+    return table[0], [dict(zip(table[0], row)) for row in table[1:]]

@@ -1,9 +1,11 @@
 """tools/compare_modes.py: the document's modes per model, and the table read back."""
 import csv
+import hashlib
 import os
+import re
 
 from conftest import TINY_TRAIN_ARGS, run_script
-from tools.compare_modes import format_tables, mode_overrides
+from tools.compare_modes import format_tables, mode_overrides, read_summary
 
 
 def test_modes_follow_the_block_mapping():
@@ -41,3 +43,22 @@ def test_two_modes_run_and_table_matches_their_results(tiny_aircraft, tmp_path):
             top1 = max(float(r["top1"]) for r in csv.DictReader(f))
         assert float(table["top1"][mode]) == top1
     assert int(table["trainable"]["freeze_all"]) < int(table["trainable"]["full"])
+
+
+def test_summary_json_holds_what_the_modes_table_reads(tiny_run):
+    """compare_modes reads finetune.py's summary.json; its values agree with results.csv, the printed
+    parameter counts and the saved config."""
+    summary = read_summary(tiny_run["out"])
+    with open(os.path.join(tiny_run["out"], "results.csv"), newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    best = max((r for r in rows if r["top1"]), key=lambda r: float(r["top1"]))
+    assert summary["best_epoch"] == int(best["epoch"]) and summary["best_metric"] == "top1"
+    assert abs(summary["best_metrics"]["top1"] - float(best["top1"])) < 1e-6
+    assert abs(summary["best_metrics"]["top5"] - float(best["top5"])) < 1e-6
+    seconds = [float(r["seconds"]) for r in rows]
+    assert abs(summary["sec_per_epoch"] - sum(seconds[1:]) / (len(seconds) - 1)) < 1e-3
+    printed = re.search(r"trainable ([\d,]+) params .*frozen ([\d,]+) params", tiny_run["stdout"])
+    assert (summary["trainable_params"], summary["frozen_params"]) == tuple(
+        int(g.replace(",", "")) for g in printed.groups())
+    with open(os.path.join(tiny_run["out"], "config.yaml"), "rb") as f:
+        assert summary["config_sha256"] == hashlib.sha256(f.read()).hexdigest()

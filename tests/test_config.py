@@ -164,3 +164,12 @@ def test_shortening_epochs_alone_still_decays():
                         "--epoch_size", "50"], "t")
     lrs = build_lr_schedule(cfg, steps_per_epoch=5)
     assert lrs[-1] < 0.01 * 0.77
+
+
+def test_base_file_sits_between_defaults_and_the_yaml(tmp_path):
+    """defaults < ``_base_`` file < YAML < command line; ``_base_`` is relative to the YAML that names it."""
+    (tmp_path / "sub").mkdir()
+    write_yaml(tmp_path / "sub" / "base.yaml", {"lr": 0.5, "batch_size": 16, "model": "resnet18"})
+    cfg_file = write_yaml(tmp_path / "c.yaml", {"_base_": "sub/base.yaml", "batch_size": 8})
+    cfg = parse_config(["--config", cfg_file, "--model", "resnet34"], "t")
+    assert (cfg.lr, cfg.batch_size, cfg.model, cfg.epoch_size) == (0.5, 8, "resnet34", 90)

@@ -3,26 +3,19 @@ import json
 import os
 
 import numpy as np
-import pytest
 
-from conftest import TINY_CLASSES, assert_one_line_error
-from test_validate_predict import SPLIT_TAG, _parallel, read_predictions, trained_run
+from conftest import SPLIT_TAG, TINY_CLASSES, assert_one_line_error, read_predictions, run_parallel
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory, tiny_run):
-    return trained_run(tmp_path_factory, tiny_run)
-
-
-def test_mindir_and_class_names_are_written(run):
-    assert os.path.isfile(os.path.join(run["out"], "model.mindir")), run["export"].stderr
-    info = json.load(open(os.path.join(run["out"], "model.classes.json")))
+def test_mindir_and_class_names_are_written(trained_run):
+    assert os.path.isfile(os.path.join(trained_run["out"], "model.mindir")), trained_run["export"].stderr
+    info = json.load(open(os.path.join(trained_run["out"], "model.classes.json")))
     assert info["class_names"] == TINY_CLASSES
     assert info["input_shape"] == [1, 3, 32, 32]
 
 
-def test_onnx_is_written_or_refused_in_one_line(run):
-    proc, onnx = run["export"], os.path.join(run["out"], "model.onnx")
+def test_onnx_is_written_or_refused_in_one_line(trained_run):
+    proc, onnx = trained_run["export"], os.path.join(trained_run["out"], "model.onnx")
     if proc.returncode == 0:
         assert os.path.getsize(onnx) > 0
     else:  # MobileNetV3's HSwish has no ONNX converter in MindSpore 2.7 (CPU)
@@ -30,10 +23,10 @@ def test_onnx_is_written_or_refused_in_one_line(run):
         assert not os.path.exists(onnx)
 
 
-def test_mindir_predictions_equal_checkpoint_predictions(run):
-    assert run["mindir"].returncode == 0, run["mindir"].stderr
-    _, ckpt_rows = read_predictions(os.path.join(run["dirs"]["split"], f"predictions_{SPLIT_TAG}.csv"))
-    _, mindir_rows = read_predictions(os.path.join(run["dirs"]["mindir"], "predictions_model_test.csv"))
+def test_mindir_predictions_equal_checkpoint_predictions(trained_run):
+    assert trained_run["mindir"].returncode == 0, trained_run["mindir"].stderr
+    _, ckpt_rows = read_predictions(os.path.join(trained_run["dirs"]["split"], f"predictions_{SPLIT_TAG}.csv"))
+    _, mindir_rows = read_predictions(os.path.join(trained_run["dirs"]["mindir"], "predictions_model_test.csv"))
     assert len(mindir_rows) == len(ckpt_rows) == 4 * len(TINY_CLASSES)
     k = len(TINY_CLASSES)
     for a, b in zip(ckpt_rows, mindir_rows):
@@ -53,9 +46,9 @@ def test_output_base_strips_known_extensions():
     assert output_base(Namespace(out="out/model.v2", ckpt_path="x.ckpt")) == "out/model.v2"
 
 
-def test_export_errors_are_one_line(run, tmp_path):
-    cfg = os.path.join(run["out"], "config.yaml")
-    bad_format, missing = _parallel(("export.py", "--config", cfg, "--format", "tflite"),
-                                    ("export.py", "--config", cfg, "--ckpt_path", tmp_path / "none.ckpt"))
-    assert_one_line_error(bad_format, "MINDIR, ONNX or both", code=2)
+def test_export_errors_are_one_line(trained_run, tmp_path):
+    cfg = os.path.join(trained_run["out"], "config.yaml")
+    bad_format, missing = run_parallel(("export.py", "--config", cfg, "--format", "tflite"),
+                                       ("export.py", "--config", cfg, "--ckpt_path", tmp_path / "none.ckpt"))
+    assert_one_line_error(bad_format, "expected one of MINDIR, ONNX, BOTH (any case)", code=2)
     assert_one_line_error(missing, "checkpoint not found", code=1)

@@ -11,7 +11,8 @@ from mindcv.utils.train_step import TrainStep
 from mindspore import Tensor, nn
 
 from tools.errors import UsageError
-from tools.freeze import BATCH_NORMS, apply_freezing
+from tools.freeze import apply_freezing
+from tools.norm_layers import BATCH_NORMS
 
 MODEL = "mobilenet_v3_small_100"
 STATISTICS = ("moving_mean", "moving_variance")

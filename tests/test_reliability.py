@@ -193,7 +193,7 @@ def test_a_crash_mid_write_leaves_the_previous_file_whole(tmp_path, monkeypatch)
     writers = [lambda: save_weights(net, str(tmp_path / "w.ckpt"), ["a", "b"]),
                lambda: write_results(str(tmp_path), rows), lambda: write_json(str(tmp_path / "m.json"), rows),
                lambda: save_config(cfg, str(tmp_path / "config.yaml")),
-               lambda: plot_training_curves(rows, str(tmp_path / "curves.png")), lambda: trainer._save_state(1)]
+               lambda: plot_training_curves(rows, str(tmp_path / "curves.png")), lambda: trainer.save_state(1)]
     for write in writers:
         write()
     before = digests(tmp_path)
@@ -208,16 +208,16 @@ def test_a_crash_mid_write_leaves_the_previous_file_whole(tmp_path, monkeypatch)
 
 def test_resume_auto_takes_the_previous_state_when_the_newest_is_missing_or_damaged(tmp_path, monkeypatch, capsys):
     trainer = tiny_trainer(tmp_path)
-    trainer._save_state(1)
-    trainer._save_state(2)
+    trainer.save_state(1)
+    trainer.save_state(2)
     real_replace = os.replace
     with monkeypatch.context() as patch:             # die between "resume -> resume_prev" and "new -> resume"
         patch.setattr(os, "replace", lambda src, dst: crash() if dst == trainer.state_path else real_replace(src, dst))
         with pytest.raises(Crash):
-            trainer._save_state(3)
+            trainer.save_state(3)
     assert not os.path.exists(trainer.state_path)
     assert tiny_trainer(tmp_path).resume("auto") == 3                # epoch 2's state: go on at 3
-    trainer._save_state(3)
+    trainer.save_state(3)
     with open(trainer.state_path, "r+b") as f:
         f.truncate(100)
     assert tiny_trainer(tmp_path).resume("auto") == 3

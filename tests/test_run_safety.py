@@ -58,10 +58,10 @@ def test_a_damaged_checkpoint_is_refused_and_mindcv_ones_without_crc_still_load(
 def test_resume_auto_falls_back_when_the_newest_state_has_flipped_bytes(tmp_path, capsys):
     net = ms.nn.Dense(300, 20)
     trainer = Trainer(SimpleNamespace(ckpt_save_dir=str(tmp_path), model="dense", seed=1, loss_scale_type="fixed"), net, net, [0.1], ["a"])
-    trainer._save_state(1)
+    trainer.save_state(1)
     first = net.weight.asnumpy().copy()
     net.weight.set_data(net.weight + 1)
-    trainer._save_state(2)
+    trainer.save_state(2)
     flip_tensor_bytes(trainer.state_path, net.weight.asnumpy())
     fresh = ms.nn.Dense(300, 20)
     again = Trainer(SimpleNamespace(ckpt_save_dir=str(tmp_path), model="dense", seed=1, loss_scale_type="fixed"), fresh, fresh, [0.1], ["a"])
@@ -74,7 +74,7 @@ def test_resume_auto_falls_back_when_the_newest_state_has_flipped_bytes(tmp_path
 def test_a_full_disk_is_one_line_and_keeps_the_last_good_state(tmp_path, monkeypatch):
     net = ms.nn.Dense(30, 20)
     trainer = Trainer(SimpleNamespace(ckpt_save_dir=str(tmp_path), model="dense", seed=1, loss_scale_type="fixed"), net, net, [0.1], ["a"])
-    trainer._save_state(1)
+    trainer.save_state(1)
     save_weights(net, str(tmp_path / "w.ckpt"), ["a"])
     before = {name: open(tmp_path / name, "rb").read() for name in os.listdir(tmp_path)}
     real_save = ms.save_checkpoint
@@ -87,7 +87,7 @@ def test_a_full_disk_is_one_line_and_keeps_the_last_good_state(tmp_path, monkeyp
 
     monkeypatch.setattr(ms, "save_checkpoint", disk_full)
     net.weight.set_data(net.weight + 1)
-    for write in (lambda: trainer._save_state(2), lambda: save_weights(net, str(tmp_path / "w.ckpt"), ["a"])):
+    for write in (lambda: trainer.save_state(2), lambda: save_weights(net, str(tmp_path / "w.ckpt"), ["a"])):
         with pytest.raises(DataError) as err:
             write()
         assert "No space left on device" in str(err.value) and "\n" not in str(err.value)
@@ -139,8 +139,8 @@ def test_msrun_without_distribute_is_refused(tiny_aircraft, tmp_path):
 
 
 LOCK_HOLDER = """
-import sys, time
-sys.path.insert(0, {root!r})
+import runpy, time
+runpy.run_path({repo_root!r})  # the repository root on sys.path (a subprocess: pytest.ini does not apply)
 from tools import run_folder
 assert run_folder._lock({folder!r}, fresh=True)
 print("locked", flush=True)
@@ -150,7 +150,7 @@ time.sleep(600)
 
 def test_a_folder_in_use_is_not_taken_and_a_dead_runs_lock_is_free(tmp_path, capsys):
     base = str(tmp_path / "run")
-    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER.format(root=ROOT, folder=base)],
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER.format(repo_root=os.path.join(ROOT, "tools", "repo_root.py"), folder=base)],
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"

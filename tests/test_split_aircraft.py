@@ -10,8 +10,6 @@ import pytest
 from PIL import Image
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:  # plain `pytest` (not `python -m pytest`) does not add the repo root
-    sys.path.insert(0, REPO)
 
 from tools import aircraft_layout as layout  # noqa: E402
 from tools import split_aircraft  # noqa: E402

@@ -1,82 +1,17 @@
 """validate.py and predict.py on one tiny trained model: metrics recomputed from the saved predictions,
 reports and figures, bad input files, both dataset layouts; plus unit tests of the report functions."""
-import csv
 import glob
 import json
 import os
-import shutil
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from conftest import DEMO, TINY_CLASSES, assert_one_line_error, assert_png, make_tiny_aircraft, run_script
+from conftest import (CKPT_NAME, FAST, SPLIT_TAG, TINY_CLASSES, assert_one_line_error, assert_png,
+                      make_tiny_aircraft, read_csv, read_predictions, run_parallel, run_script)
 from tools import metrics, reports
 
-CKPT_NAME = "mobilenet_v3_small_100_last.ckpt"
-SPLIT_TAG = "mobilenet_v3_small_100_last_test"  # predict.py names its outputs by what they cover
 REPORT_DIR = "report_mobilenet_v3_small_100_last_test"  # validate.py's default report folder
-FAST = ["--mode", "1"]  # PyNative: no graph compilation, faster for one pass over 20 images
-_RUN = {}
-
-
-def demo_image(index=0):
-    return os.path.join(DEMO, "images", sorted(os.listdir(os.path.join(DEMO, "images")))[index])
-
-
-def make_inputs(folder):
-    """Good images (jpg, png, gif in a subfolder) and bad ones; returns (good, bad) paths."""
-    os.makedirs(os.path.join(folder, "sub"))
-    good = [os.path.join(folder, "a.jpg"), os.path.join(folder, "b.JPEG"), os.path.join(folder, "sub", "c.png"),
-            os.path.join(folder, "sub", "d.gif")]
-    shutil.copy(demo_image(0), good[0])
-    shutil.copy(demo_image(1), good[1])
-    Image.open(demo_image(2)).save(good[2])
-    Image.open(demo_image(3)).save(good[3])
-    bad = [os.path.join(folder, name) for name in ("empty.jpg", "x.jpg", "truncated.jpg")]
-    open(bad[0], "wb").close()
-    with open(bad[1], "w") as f:
-        f.write("this is not an image\n")
-    data = open(demo_image(4), "rb").read()
-    with open(bad[2], "wb") as f:
-        f.write(data[: len(data) // 2])
-    with open(os.path.join(folder, "notes.txt"), "w") as f:
-        f.write("not an image name: not collected from a folder\n")
-    return good, bad
-
-
-def _parallel(*commands):
-    with ThreadPoolExecutor(len(commands)) as pool:
-        return list(pool.map(lambda args: run_script(*args), commands))
-
-
-def trained_run(tmp_path_factory, tiny_run):
-    """On the session's tiny run: validate, predict (split and files), export and predict --mindir, once."""
-    if _RUN:
-        return _RUN
-    out = tiny_run["out"]
-    cfg, ckpt = os.path.join(out, "config.yaml"), os.path.join(out, CKPT_NAME)
-    base = ["--config", cfg, "--ckpt_path", ckpt, *FAST]
-    inputs = str(tmp_path_factory.mktemp("inputs"))
-    good, bad = make_inputs(inputs)
-    dirs = {name: os.path.join(out, name) for name in ("split", "files", "mindir")}
-    validate, split, files, export = _parallel(
-        ("validate.py", *base, "--out", os.path.join(out, "metrics.json")),    # reports beside the checkpoint
-        ("predict.py", *base, "--split", "test", "--out_dir", dirs["split"], "--visualize"),
-        ("predict.py", *base, "--input", inputs, "--format", "json", "--topk", "3", "--out_dir", dirs["files"],
-         "--visualize", "--grid_size", "3"),
-        ("export.py", *base, "--format", "both", "--out", os.path.join(out, "model")))
-    mindir = run_script("predict.py", "--config", cfg, "--mindir", os.path.join(out, "model.mindir"), *FAST,
-                        "--split", "test", "--out_dir", dirs["mindir"])
-    _RUN.update(out=out, dirs=dirs, good=good, bad=bad, validate=validate, split=split, files=files,
-                export=export, mindir=mindir)
-    return _RUN
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory, tiny_run):
-    return trained_run(tmp_path_factory, tiny_run)
 
 
 def only(folder, pattern):
@@ -84,17 +19,6 @@ def only(folder, pattern):
     found = glob.glob(os.path.join(folder, pattern))
     assert len(found) == 1, (pattern, os.listdir(folder))
     return found[0]
-
-
-def read_csv(path):
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.reader(f))
-
-
-def read_predictions(path):
-    """``(header, rows as dicts)`` of predictions.csv."""
-    table = read_csv(path)
-    return table[0], [dict(zip(table[0], row)) for row in table[1:]]
 
 
 # ---- unit tests of tools/reports.py ----------------------------------------------------------------
@@ -151,15 +75,15 @@ def test_pred_txt_is_numpy_savetxt_format(tmp_path):
 
 # ---- validate.py ---------------------------------------------------------------------------------
 
-def test_runs_succeed_without_noise(run):
+def test_runs_succeed_without_noise(trained_run):
     for name in ("validate", "split", "mindir"):
-        assert run[name].returncode == 0, run[name].stderr
-        assert run[name].stderr == "", (name, run[name].stderr)  # no warnings, no 'Exception ignored'
+        assert trained_run[name].returncode == 0, trained_run[name].stderr
+        assert trained_run[name].stderr == "", (name, trained_run[name].stderr)  # no warnings, no 'Exception ignored'
 
 
-def test_validate_metrics_match_numpy_recomputation_from_predictions(run):
-    result = json.load(open(os.path.join(run["out"], "metrics.json")))
-    header, rows = read_predictions(os.path.join(run["dirs"]["split"], f"predictions_{SPLIT_TAG}.csv"))
+def test_validate_metrics_match_numpy_recomputation_from_predictions(trained_run):
+    result = json.load(open(os.path.join(trained_run["out"], "metrics.json")))
+    header, rows = read_predictions(os.path.join(trained_run["dirs"]["split"], f"predictions_{SPLIT_TAG}.csv"))
     true = np.array([TINY_CLASSES.index(r["true"]) for r in rows])
     pred = np.array([TINY_CLASSES.index(r["pred"]) for r in rows])
     top5 = [[r[f"top{i}"] for i in range(1, 6)] for r in rows]
@@ -171,13 +95,13 @@ def test_validate_metrics_match_numpy_recomputation_from_predictions(run):
     per_class = {name: float(np.mean(pred[true == i] == i)) for i, name in enumerate(TINY_CLASSES)}
     assert result["per_class"] == pytest.approx(per_class)
     assert result["mean_per_class_acc"] == pytest.approx(np.mean(list(per_class.values())))
-    pred_txt = np.loadtxt(os.path.join(run["dirs"]["split"], f"pred_{SPLIT_TAG}.txt"), dtype=int)
+    pred_txt = np.loadtxt(os.path.join(trained_run["dirs"]["split"], f"pred_{SPLIT_TAG}.txt"), dtype=int)
     assert pred_txt[:, 0].tolist() == pred.tolist() and pred_txt[:, 1].tolist() == true.tolist()
 
 
-def test_validate_writes_confusion_matrix_and_per_class_reports(run):
-    folder = os.path.join(run["out"], REPORT_DIR)  # default report_dir: beside the checkpoint
-    assert "mean per-class acc" in run["validate"].stdout
+def test_validate_writes_confusion_matrix_and_per_class_reports(trained_run):
+    folder = os.path.join(trained_run["out"], REPORT_DIR)  # default report_dir: beside the checkpoint
+    assert "mean per-class acc" in trained_run["validate"].stdout
     table = read_csv(os.path.join(folder, "confusion_matrix.csv"))
     assert table[0] == ["true\\pred"] + TINY_CLASSES                        # 'T-shirt/top' kept as is
     assert [row[0] for row in table[1:]] == TINY_CLASSES
@@ -186,7 +110,7 @@ def test_validate_writes_confusion_matrix_and_per_class_reports(run):
     assert per_class[0] == ["class", "support", "correct", "accuracy", "precision", "recall", "f1"]
     assert counts.sum(axis=1).tolist() == [int(r[1]) for r in per_class[1:]] == [4] * len(TINY_CLASSES)
     assert np.diag(counts).tolist() == [int(r[2]) for r in per_class[1:]]
-    result = json.load(open(os.path.join(run["out"], "metrics.json")))
+    result = json.load(open(os.path.join(trained_run["out"], "metrics.json")))
     assert [float(r[3]) for r in per_class[1:]] == pytest.approx([result["per_class"][c] for c in TINY_CLASSES])
     side = int(reports.matrix_inches(len(TINY_CLASSES)) * reports.DPI)
     assert_png(os.path.join(folder, "confusion_matrix.png"), side, side)
@@ -194,8 +118,8 @@ def test_validate_writes_confusion_matrix_and_per_class_reports(run):
 
 # ---- predict.py on a split -----------------------------------------------------------------------
 
-def test_predict_split_outputs(run, tiny_aircraft):
-    folder = run["dirs"]["split"]
+def test_predict_split_outputs(trained_run, tiny_aircraft):
+    folder = trained_run["dirs"]["split"]
     header, rows = read_predictions(os.path.join(folder, f"predictions_{SPLIT_TAG}.csv"))
     assert header == ["file", "true", "true_prob", "pred"] + [c for i in range(1, 6) for c in (f"top{i}", f"top{i}_prob")]
     lines = open(os.path.join(tiny_aircraft, "images_variant_test.txt")).read().splitlines()
@@ -217,38 +141,38 @@ def test_predict_split_outputs(run, tiny_aircraft):
 
 # ---- predict.py on files -------------------------------------------------------------------------
 
-def test_predict_files_skips_bad_ones_with_a_warning_each(run):
-    proc = run["files"]
+def test_predict_files_skips_bad_ones_with_a_warning_each(trained_run):
+    proc = trained_run["files"]
     assert proc.returncode == 0, proc.stderr
     warnings = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(warnings) == len(run["bad"]) + 1, proc.stderr               # one per file, then the count
-    for path in run["bad"]:
+    assert len(warnings) == len(trained_run["bad"]) + 1, proc.stderr               # one per file, then the count
+    for path in trained_run["bad"]:
         assert sum(line.startswith(f"warning: skipping {path}: ") for line in warnings) == 1, (path, warnings)
-    assert warnings[-1].startswith(f"warning: skipped {len(run['bad'])} unreadable images")
-    written = sorted(os.listdir(run["dirs"]["files"]))
+    assert warnings[-1].startswith(f"warning: skipped {len(trained_run['bad'])} unreadable images")
+    written = sorted(os.listdir(trained_run["dirs"]["files"]))
     assert len(written) == 2 and not any(name.startswith("pred_") for name in written), written  # no pred.txt
-    records = json.load(open(only(run["dirs"]["files"], "predictions_mobilenet_v3_small_100_last_files-*.json")))
-    assert sorted(r["file"] for r in records) == sorted(run["good"])
+    records = json.load(open(only(trained_run["dirs"]["files"], "predictions_mobilenet_v3_small_100_last_files-*.json")))
+    assert sorted(r["file"] for r in records) == sorted(trained_run["good"])
     for r in records:
         assert r["true"] is None and r["pred"] == r["topk"][0]["class"] and len(r["topk"]) == 3
         assert {t["class"] for t in r["topk"]} <= set(TINY_CLASSES)
         assert all(0 <= t["prob"] <= 1 for t in r["topk"])
     rows, cols = reports.grid_shape(3)
     size = int(reports.GRID_CELL_INCHES * reports.DPI)
-    assert_png(only(run["dirs"]["files"], "grid_first_mobilenet_v3_small_100_last_files-*.png"), cols * size, rows * size)
+    assert_png(only(trained_run["dirs"]["files"], "grid_first_mobilenet_v3_small_100_last_files-*.png"), cols * size, rows * size)
 
 
-def test_cli_errors_are_one_line(run, tmp_path):
-    cfg = os.path.join(run["out"], "config.yaml")
-    ckpt = os.path.join(run["out"], CKPT_NAME)
+def test_cli_errors_are_one_line(trained_run, tmp_path):
+    cfg = os.path.join(trained_run["out"], "config.yaml")
+    ckpt = os.path.join(trained_run["out"], CKPT_NAME)
     bad_only = tmp_path / "bad"
     bad_only.mkdir()
     (bad_only / "x.jpg").write_text("text")
-    no_model, missing, nothing, wrong_size = _parallel(
+    no_model, missing, nothing, wrong_size = run_parallel(
         ("predict.py", "--config", cfg, "--format", "json"),
         ("predict.py", "--config", cfg, "--ckpt_path", ckpt, *FAST, "--input", str(tmp_path / "nope.jpg")),
         ("predict.py", "--config", cfg, "--ckpt_path", ckpt, *FAST, "--input", str(bad_only)),
-        ("predict.py", "--mindir", os.path.join(run["out"], "model.mindir"), "--image_resize", "64"))
+        ("predict.py", "--mindir", os.path.join(trained_run["out"], "model.mindir"), "--image_resize", "64"))
     assert_one_line_error(no_model, "--ckpt_path", "--mindir", code=2)
     assert_one_line_error(missing, "input not found", "nope.jpg", code=1)
     assert_one_line_error(wrong_size, "takes 32x32 images but image_resize is 64", "--config", code=2)

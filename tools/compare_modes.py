@@ -6,21 +6,21 @@ Every mode runs ``finetune.py`` with the same config, data, seed and budget plus
 keys; extra flags are passed to every run. Columns follow the document's order, plus full
 fine-tuning from random initialisation and "freeze N epochs, then full" (``freeze_epochs: N``, N from
 ``--freeze_epochs``, default a quarter of ``epoch_size``). Block names follow the model's block mapping
-(``tools/blocks.py``): for models with ``features.i`` blocks (MobileNetV2/V3) "the first 7 layers"
-are ``features.0``-``features.6``; for others (ResNet, ...) the first 40% of the blocks. "Deep
+(``tools/blocks.py``) and "shallow layers" the model's family (``tools/families.py``): for MobileNetV2/V3
+"the first 7 layers" are ``features.0``-``features.6``; for others (ResNet, ...) the first 40% of the blocks. "Deep
 layers" are the last three blocks with weights (``features.13/14/15`` for MobileNetV3-small).
 """
-import csv
+import json
 import os
-import re
 import subprocess
 import sys
 
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    os.environ.setdefault("GLOG_v", "3")
+if __package__ in (None, ""):  # run as python tools/...: see tools/repo_root.py
+    import repo_root  # noqa: F401
 
 from tools.checkpoints import write_text  # noqa: E402
+from tools.run_folder import SUMMARY_FILE  # noqa: E402
+from tools.fileio import first_line  # noqa: E402
 from tools.errors import CliParser, DataError, UsageError, run_cli  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -41,18 +41,15 @@ def mode_overrides(model_name, freeze_epochs=1):
     from mindcv.models import create_model
 
     from tools.blocks import feature_blocks
-    from tools.model import classifier_prefix
+    from tools.families import head_prefix, shallow_layers
 
     network = create_model(model_name, num_classes=10)
-    blocks = [b for b in feature_blocks(network) if any(
+    blocks = feature_blocks(network)
+    weighted = [b for b in blocks if any(
         p.name.startswith(tuple(prefix + "." for prefix in b.prefixes)) for p in network.get_parameters())]
-    if blocks and blocks[0].name.startswith("features."):
-        shallow_index = 7  # the document's features.0 .. features.6 (MobileNet family)
-    else:
-        last_shallow = blocks[max(1, round(0.4 * len(blocks))) - 1]
-        shallow_index = feature_blocks(network).index(last_shallow) + 1
-    deep = [b.prefixes[0] for b in blocks[-3:]]
-    head = classifier_prefix(model_name).split(".")[0]
+    shallow_index = shallow_layers(network, blocks, weighted)
+    deep = [b.prefixes[0] for b in weighted[-3:]]
+    head = head_prefix(model_name).split(".")[0]
     del network
     return {
         "freeze_all": ["--freeze_backbone", "True"],
@@ -66,22 +63,29 @@ def mode_overrides(model_name, freeze_epochs=1):
 
 
 def run_mode(config, out_dir, flags, extra):
-    """Run one mode; returns its summary dict read back from its outputs."""
+    """Run one mode; returns its measures read back from the run's ``summary.json``."""
     cmd = [sys.executable, os.path.join(ROOT, "finetune.py"), "--config", config, *extra, *flags,
            "--ckpt_save_dir", out_dir, "--val_while_train", "True"]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=os.getcwd())
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise DataError(f"mode run failed ({' '.join(flags) or 'no flags'}): {last}")
-    with open(os.path.join(out_dir, "results.csv"), newline="", encoding="utf-8") as f:
-        rows = [r for r in csv.DictReader(f) if r["top1"]]
-    best = max(rows, key=lambda r: float(r["top1"]))
-    trainable = re.search(r"trainable ([\d,]+) params", proc.stdout)
-    with open(os.path.join(out_dir, "results.csv"), newline="", encoding="utf-8") as f:
-        seconds = [float(r["seconds"]) for r in csv.DictReader(f)]
-    return {"top1": float(best["top1"]), "top5": float(best["top5"]) if best["top5"] else None,
-            "trainable": int(trainable.group(1).replace(",", "")) if trainable else None,
-            "sec_per_epoch": sum(seconds[1:]) / max(len(seconds) - 1, 1) if len(seconds) > 1 else seconds[0]}
+    summary = read_summary(out_dir)
+    best = summary["best_metrics"]
+    if not best:
+        raise DataError(f"mode run ({' '.join(flags) or 'no flags'}) validated no epoch: {out_dir}")
+    return {"top1": best.get("top1"), "top5": best.get("top5"), "trainable": summary.get("trainable_params"),
+            "sec_per_epoch": summary["sec_per_epoch"]}
+
+
+def read_summary(out_dir):
+    """The ``summary.json`` a finished run wrote into ``out_dir``."""
+    path = os.path.join(out_dir, SUMMARY_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as err:
+        raise DataError(f"cannot read the run summary {path}: {first_line(err)}") from None
 
 
 def format_tables(results):

@@ -88,27 +88,24 @@ def to_multipliers(value):
     return {str(k): float(v) for k, v in value.items()}
 
 
-def _choice(*choices, optional=False):
-    def choice(value):
+def choice(*choices, optional=False, case=None):
+    """Converter of a value that must be one of ``choices`` (the one checker of the scripts' keys too);
+    ``optional``: none/null/~/empty give None; ``case`` (``str.lower``/``str.upper``): compared in any case
+    and stored in that case."""
+    def convert(value):
         if optional and (value is None or str(value).strip().lower() in _NONE):
             return None
-        text = str(value)
+        text = case(str(value).strip()) if case else str(value)
         if text not in choices:
-            raise ValueError(f"expected one of {', '.join(choices)}")
+            raise ValueError(f"expected one of {', '.join(choices)}{' (any case)' if case else ''}")
         return text
 
-    return choice
+    return convert
 
 
 def _name(*names):
     """A name compared case-insensitively, as MindCV's factories do (``name.lower()``); stored lowercase."""
-    def name(value):
-        text = str(value).strip().lower()
-        if text not in names:
-            raise ValueError(f"expected one of {', '.join(names)} (any case)")
-        return text
-
-    return name
+    return choice(*names, case=str.lower)
 
 
 def to_color_jitter(value):
@@ -174,10 +171,10 @@ OPTIONS = {
     "Dataset": [
         ("dataset", "", STR, "'' (or 'imagenet') = a custom folder/annotation dataset"),
         ("data_dir", "./", STR, "dataset root: split folders or Aircraft-style annotation files"),
-        ("dataset_format", "auto", _choice("auto", "folder", "list", "annotation"),
+        ("dataset_format", "auto", choice("auto", "folder", "list", "annotation"),
          "(suite) auto, folder (<data_dir>/<split>/<class>/), list (<split>.csv / <split>.txt) or annotation "
          "(images_<level>_<split>.txt)"),
-        ("label_level", "variant", _choice("variant", "family", "manufacturer"),
+        ("label_level", "variant", choice("variant", "family", "manufacturer"),
          "(suite) annotation label level: variant, family or manufacturer"),
         ("train_split", "train", STR, "train split name"),
         ("val_split", "val", STR, "validation split name"),
@@ -237,7 +234,7 @@ OPTIONS = {
         ("keep_checkpoint_max", 10, INT, "keep at most N epoch checkpoints"),
         ("ckpt_save_dir", "./ckpt", STR, "output folder: checkpoints, results, resolved config"),
         ("ckpt_save_interval", 1, INT, "save an epoch checkpoint every N epochs"),
-        ("ckpt_save_policy", "latest_k", _choice("latest_k", "top_k", optional=True), "latest_k or top_k"),
+        ("ckpt_save_policy", "latest_k", choice("latest_k", "top_k", optional=True), "latest_k or top_k"),
         ("epoch_size", 90, INT, "number of epochs"),
         ("dataset_sink_mode", True, BOOL, "MindCV key; accepted (the suite feeds batches step by step)"),
         ("ema", False, BOOL, "exponential moving average of weights"),
@@ -267,9 +264,9 @@ OPTIONS = {
         ("class_weights", None, to_class_weights,
          "(suite) weighted cross-entropy: none, balanced (n / (classes * count of the class) over the training "
          "split) or one weight per class"),
-        ("sampler", "none", _choice("none", "balanced"),
+        ("sampler", "none", choice("none", "balanced"),
          "(suite) balanced: each epoch draws the training split with replacement, every class equally likely"),
-        ("best_metric", "top1", _choice("top1", "mean_per_class_acc", "val_loss"),
+        ("best_metric", "top1", choice("top1", "mean_per_class_acc", "val_loss"),
          "(suite) the validation metric that picks the best checkpoint and drives early stopping"),
         ("early_stop_min_delta", 0.0, FLOAT, "(suite) a validation counts as better only by more than this"),
         ("freeze_epochs", 0, INT, "(suite) train the first N epochs with the backbone frozen (as freeze_backbone), "
@@ -283,7 +280,7 @@ OPTIONS = {
         ("momentum", 0.9, FLOAT, "momentum"),
         ("weight_decay", 1e-6, FLOAT, "weight decay"),
         ("use_nesterov", False, BOOL, "Nesterov momentum"),
-        ("weight_decay_filter", "disable", _choice("disable", "auto", "norm_and_bias"),
+        ("weight_decay_filter", "disable", choice("disable", "auto", "norm_and_bias"),
          "disable, auto or norm_and_bias"),
         ("filter_bias_and_bn", True, BOOL, "older MindCV key; accepted"),
         ("eps", 1e-10, FLOAT, "optimizer epsilon"),
@@ -310,8 +307,8 @@ OPTIONS = {
         ("reduction", "mean", _name("mean", "sum", "none"), "loss reduction: mean, sum or none"),
     ],
     "Mixed precision": [
-        ("amp_level", "O0", _choice("O0", "O1", "O2", "O3"), "training AMP level (O0 on CPU)"),
-        ("val_amp_level", "O0", _choice("O0", "O1", "O2", "O3"),
+        ("amp_level", "O0", choice("O0", "O1", "O2", "O3"), "training AMP level (O0 on CPU)"),
+        ("val_amp_level", "O0", choice("O0", "O1", "O2", "O3"),
          "AMP level of validate.py/predict.py/export.py (O0 on CPU; validation during training runs at amp_level)"),
         ("amp_cast_list", None, OPT_STR, "cells to cast"),
         ("loss_scale_type", "fixed", _name("fixed", "dynamic", "auto"),

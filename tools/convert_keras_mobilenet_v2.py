@@ -32,10 +32,9 @@ import subprocess
 import sys
 import zipfile
 
+if __package__ in (None, ""):  # run as python tools/...: see tools/repo_root.py
+    import repo_root  # noqa: F401
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-os.environ.setdefault("GLOG_v", "3")
 
 from tools.errors import CliParser, DataError, run_cli  # noqa: E402
 from tools.fileio import atomic_path, file_sha256, first_line  # noqa: E402
@@ -291,4 +290,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(main, sys.argv[1:])

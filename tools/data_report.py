@@ -14,8 +14,8 @@ import os
 import sys
 from collections import Counter, defaultdict
 
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if __package__ in (None, ""):  # run as python tools/...: see tools/repo_root.py
+    import repo_root  # noqa: F401
 
 import numpy as np  # noqa: E402
 

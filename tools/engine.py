@@ -19,13 +19,10 @@ from tools.fileio import atomic_path
 from tools.model import read_checkpoint
 from tools.progress import Progress
 from tools.reports import plot_training_curves
+from tools.run_folder import CURVES_FILE, PREVIOUS_RESUME_FILE, RESUME_FILE, SUMMARY_FILE
 from tools.seeded_augment import set_epoch
 from tools.seeded_dropout import is_dropout_counter
 
-RESUME_FILE = "resume.ckpt"
-CURVES_FILE = "training_curves.png"
-PREVIOUS_RESUME_FILE = "resume_prev.ckpt"  # the state before, kept in case the newest is damaged
-SUMMARY_FILE = "summary.json"  # written when the run ends (all epochs or an early stop): the run is finished
 STATE_KEY = "suite_train_state"
 
 
@@ -96,6 +93,7 @@ class Trainer:
         self.best_value = None  # best_metric's value at the best epoch (best_top1: that epoch's top1)
         self.callbacks = list(callbacks)  # tools.callbacks.Callback: hooks at epoch and step boundaries
         self.out_dir = cfg.ckpt_save_dir
+        self.summary_facts = {}  # more entries of summary.json (finetune.py: parameter counts, config digest)
 
     def notify(self, event, *args):
         """Call ``event`` (on_epoch_begin, on_step_end, on_epoch_end, on_fit_end) of every callback."""
@@ -175,8 +173,18 @@ class Trainer:
                 "epochs_done": rows[-1]["epoch"] if rows else 0, "epoch_size": self.cfg.epoch_size,
                 "early_stop": bool(rows) and rows[-1]["epoch"] < self.cfg.epoch_size, "best_top1": self.best_top1,
                 "best_checkpoint": self.checkpoint_path("best") if self.best_top1 is not None else None,
-                "last_checkpoint": self.checkpoint_path("last")})
+                "last_checkpoint": self.checkpoint_path("last"), **self._best_and_timing(rows), **self.summary_facts})
         return rows
+
+    def _best_and_timing(self, rows):
+        """summary.json's best epoch with its validation metrics, and the mean seconds per epoch (without
+        the first epoch, which includes graph compilation, when there are more)."""
+        best = next((r for r in rows if r.get(self.best_metric) is not None and r[self.best_metric] == self.best_value),
+                    None)
+        seconds = [r["seconds"] for r in rows]
+        return {"best_metric": self.best_metric, "best_epoch": best["epoch"] if best else None,
+                "best_metrics": {k: best[k] for k in ("top1", "top5", "mean_per_class_acc", "val_loss")} if best else None,
+                "sec_per_epoch": (sum(seconds[1:]) / (len(seconds) - 1) if len(seconds) > 1 else seconds[0]) if seconds else None}
 
     def _fit(self, train_loader, val_loader, start_epoch):
         steps = train_loader.get_dataset_size()
@@ -245,6 +253,11 @@ class Trainer:
             if os.path.exists(old):
                 os.remove(old)
         del self.saved_epochs[self.cfg.keep_checkpoint_max:]
+
+    def save_state(self, epoch):
+        """Write the resume state after ``epoch`` finished epochs, as the loop does at each epoch's end (the
+        public entry for tests and tools; the loop calls ``_save_state``, which also takes a mid-epoch step)."""
+        self._save_state(epoch)
 
     def _save_state(self, epoch, step=(0, 0.0)):
         """Everything a resumed run needs: train-step parameters (weights, optimizer state, step

@@ -22,13 +22,9 @@ from mindspore import nn, ops
 
 from tools.blocks import block_index, feature_blocks
 from tools.errors import UsageError
+from tools.norm_layers import batch_norms
 from tools.stages import split_forward
 
-try:  # the base of BatchNorm1d/2d and SyncBatchNorm; BatchNorm3d wraps a BatchNorm2d
-    from mindspore.nn.layer.normalization import _BatchNorm
-    BATCH_NORMS = (_BatchNorm,)
-except ImportError:  # pragma: no cover - older/newer MindSpore layouts
-    BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.SyncBatchNorm)
 
 
 @dataclass
@@ -95,20 +91,16 @@ def _compile_patterns(patterns):
     return compiled
 
 
-def _batch_norms(network):
-    return [cell for _, cell in network.cells_and_names() if isinstance(cell, BATCH_NORMS)]
-
-
 def _freeze_bn_statistics(network, names):
     """Put the BatchNorm layers whose gamma and beta were frozen in inference mode; returns how many."""
-    frozen = [bn for bn in _batch_norms(network) if bn.gamma.name in names and bn.beta.name in names]
+    frozen = [bn for bn in batch_norms(network) if bn.gamma.name in names and bn.beta.name in names]
     for bn in frozen:
         bn.use_batch_statistics = False
     return len(frozen)
 
 
 def _report(network, bn_layers, blocks):
-    statistics = {id(p) for bn in _batch_norms(network) for p in (bn.moving_mean, bn.moving_variance)}
+    statistics = {id(p) for bn in batch_norms(network) for p in (bn.moving_mean, bn.moving_variance)}
     params = [p for p in network.get_parameters() if id(p) not in statistics]
     trainable = [p for p in params if p.requires_grad]
     frozen = [p for p in params if not p.requires_grad]

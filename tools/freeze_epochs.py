@@ -21,7 +21,8 @@ weight decay during the frozen epochs (its gradients are zero there).
 """
 from tools.blocks import block_index, feature_blocks
 from tools.callbacks import Callback
-from tools.freeze import BATCH_NORMS, cut_gradients
+from tools.freeze import cut_gradients
+from tools.norm_layers import batch_norms
 
 
 def backbone_names(network):
@@ -58,8 +59,8 @@ class FreezeThenUnfreeze(Callback):
         """``loaders`` = (cached features, images): the frozen epochs train the head on cached features."""
         self.epochs, self.frozen_step, self.full_step, self.loaders = epochs, frozen_step, full_step, loaders
         blocks = feature_blocks(network)
-        self.batch_norms = [cell for _, cell in network.cells_and_names() if isinstance(cell, BATCH_NORMS)
-                            and block_index(cell.gamma.name, blocks) is not None] if keep_bn_stats else []
+        self.batch_norms = [cell for cell in batch_norms(network)
+                            if block_index(cell.gamma.name, blocks) is not None] if keep_bn_stats else []
         self.bn_modes = [bn.use_batch_statistics for bn in self.batch_norms]  # as the run's freezing left them
 
     def on_epoch_begin(self, trainer, epoch):

@@ -23,8 +23,8 @@ Usage::
 import os
 import sys
 
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if __package__ in (None, ""):  # run as python tools/...: see tools/repo_root.py
+    import repo_root  # noqa: F401
 
 import gzip
 import re
@@ -290,4 +290,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(main, sys.argv[1:])

@@ -18,21 +18,17 @@ import numpy as np
 from mindspore.common import initializer as ms_init
 from mindcv.models import create_model
 from mindcv.utils.amp import auto_mixed_precision
-from mindcv.models.registry import _model_pretrained_cfgs, list_models
+from mindcv.models.registry import list_models
 from mindcv.models.helpers import get_checkpoint_download_root
 from mindcv.utils.download import DownLoad
 
 from tools.errors import DataError, UsageError
+from tools.families import head_prefix, pretrained_value
 from tools.fileio import first_line
 from tools.tf_padding import apply_tf_same_padding
 
 CLASS_NAMES_KEY = "suite_class_names"
 MIN_MATCHED_FRACTION = 0.5
-
-
-def classifier_prefix(model_name):
-    """Name prefix of the model's classification head (e.g. ``classifier.3`` for MobileNetV3)."""
-    return _model_pretrained_cfgs.get(model_name, {}).get("classifier", "classifier")
 
 
 def create_network(cfg, num_classes, init_from_ckpt=True):
@@ -100,7 +96,7 @@ def check_input_size(network, cfg):
         if "Unsupported op" in str(err):
             raise DataError(f"model {cfg.model} cannot run on {ms.get_context('device_target')} with MindSpore "
                             f"{ms.__version__}: {first_line(err).split(', Please')[0]}") from None
-        trained_at = _model_pretrained_cfgs.get(cfg.model, {}).get("input_size")
+        trained_at = pretrained_value(cfg.model, "input_size")
         if trained_at and trained_at[-1] == size:  # not the image size: the model's code and this MindSpore
             raise DataError(f"model {cfg.model} cannot run on MindSpore {ms.__version__}, even at its training "
                             f"size {size} px: {first_line(err)}") from None
@@ -137,7 +133,7 @@ def fetch_pretrained(model_name):
     MindCV leaves an empty file behind when a download fails, which breaks every later run;
     here a failed or empty download is removed and reported in one line.
     """
-    url = _model_pretrained_cfgs.get(model_name, {}).get("url")
+    url = pretrained_value(model_name, "url")
     if not url:
         raise DataError(f"MindCV has no pretrained weights for {model_name}; set pretrained: False and ckpt_path")
     path = os.path.join(get_checkpoint_download_root(), os.path.basename(url))
@@ -192,7 +188,7 @@ def load_weights(network, path, model_name, params=None, drop_head=True):
     With ``drop_head=False`` (evaluation) a classifier of another shape is an error.
     """
     params = read_checkpoint(path) if params is None else params
-    head = classifier_prefix(model_name) + "."
+    head = head_prefix(model_name) + "."
     own = {p.name: p for p in network.get_parameters()}
     kept, dropped, ignored = {}, [], 0
     for name, value in params.items():

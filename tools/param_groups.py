@@ -8,14 +8,12 @@ here, by giving the parameters it spares a group of their own with ``weight_deca
 The groups are meant for ``create_optimizer(groups, ..., weight_decay_filter="auto")`` (MindCV's only
 mode that passes groups through) or for a MindSpore optimizer directly.
 """
-from mindspore import nn
 
 from tools.blocks import block_index, feature_blocks, matches
 from tools.errors import UsageError
+from tools.norm_layers import norm_layers
 
 WEIGHT_DECAY_FILTERS = ("disable", "auto", "norm_and_bias")
-NORM_CELLS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.LayerNorm, nn.LayerNormExt,
-              nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
 NORM_AND_BIAS_LEAVES = ("gamma", "beta", "bias")
 
 
@@ -45,8 +43,7 @@ def _no_decay_names(network, params, weight_decay_filter):
         return set()
     if weight_decay_filter == "auto":  # MindSpore's rule for ungrouped parameters
         return {p.name for p in params if "beta" in p.name or "gamma" in p.name}
-    norm = {p.name for _, cell in network.cells_and_names() if isinstance(cell, NORM_CELLS)
-            for p in cell.get_parameters()}
+    norm = {p.name for cell in norm_layers(network) for p in cell.get_parameters()}
     return norm | {p.name for p in params if p.name.rsplit(".", 1)[-1] in NORM_AND_BIAS_LEAVES}
 
 

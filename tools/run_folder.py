@@ -21,10 +21,14 @@ import sys
 import time
 
 from tools.config import CONFIG_FILE_NAME
-from tools.engine import PREVIOUS_RESUME_FILE, RESUME_FILE, SUMMARY_FILE
 from tools.errors import DataError
 from tools.fileio import check_writable_dir
 
+# the files of a run folder (README: "Outputs"); the Trainer (tools/engine.py) writes them under these names
+RESUME_FILE = "resume.ckpt"
+PREVIOUS_RESUME_FILE = "resume_prev.ckpt"  # the state before, kept in case the newest is damaged
+SUMMARY_FILE = "summary.json"  # written when the run ends (all epochs or an early stop): the run is finished
+CURVES_FILE = "training_curves.png"
 LOCK_FILE = ".run.lock"
 STATE_FILES = (RESUME_FILE, PREVIOUS_RESUME_FILE)
 RUN_FILES = ("results.csv", CONFIG_FILE_NAME, SUMMARY_FILE, LOCK_FILE) + STATE_FILES

@@ -10,8 +10,8 @@ sample is titled with its two largest class weights. Every config key can be ove
 import os
 import sys
 
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if __package__ in (None, ""):  # run as python tools/...: see tools/repo_root.py
+    import repo_root  # noqa: F401
 os.environ.setdefault("GLOG_v", "3")
 
 import numpy as np  # noqa: E402

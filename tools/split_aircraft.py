@@ -17,8 +17,8 @@ import shutil
 import sys
 from collections import Counter
 
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if __package__ in (None, ""):  # run as python tools/...: see tools/repo_root.py
+    import repo_root  # noqa: F401
 
 from tools import aircraft_layout as layout
 from tools.errors import CliParser, DataError, UsageError, run_cli
@@ -245,4 +245,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(main, sys.argv[1:])

@@ -20,8 +20,8 @@ import os
 import sys
 import zlib
 
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if __package__ in (None, ""):  # run as python tools/...: see tools/repo_root.py
+    import repo_root  # noqa: F401
 
 import numpy as np  # noqa: E402
 

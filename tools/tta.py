@@ -6,15 +6,13 @@ path (:func:`tools.engine.predict_logits`), so every image is still seen exactly
 import numpy as np
 from mindspore import Tensor
 
+from tools.config import choice
 from tools.engine import predict_logits
 
 TTA_MODES = ("none", "hflip")
 
 
-def tta_mode(value):
-    if str(value) not in TTA_MODES:
-        raise ValueError(f"expected {' or '.join(TTA_MODES)}")
-    return str(value)
+tta_mode = choice(*TTA_MODES)
 
 
 class FlipViews:
