@@ -4,8 +4,6 @@ on an imbalanced split, the balanced class weights they print, that the best che
 best_metric, and the TensorBoard event file read back."""
 import csv
 import os
-import re
-import shutil
 import struct
 from types import SimpleNamespace
 
