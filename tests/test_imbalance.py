@@ -3,7 +3,6 @@ sampler draws classes equally, shards and reseeds per epoch, and the best epoch 
 from collections import Counter
 from types import SimpleNamespace
 
-import mindspore as ms
 import mindspore.dataset as ds
 import numpy as np
 import pytest

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import TINY_CLASSES, assert_one_line_error, assert_png, run_script
-from test_validate_predict import FAST, SPLIT_TAG, _parallel, read_predictions
+from conftest import (FAST, SPLIT_TAG, TINY_CLASSES, assert_one_line_error, assert_png, read_predictions,
+                      run_parallel, run_script)
 from tools import calibration, metrics, reports
 
 CHROMIUM = "/usr/bin/chromium"
@@ -165,7 +165,7 @@ def analysed(tiny_run, tmp_path_factory):
     cfg, ckpt = os.path.join(out, "config.yaml"), os.path.join(out, CKPT)
     base = ["--config", cfg, "--ckpt_path", ckpt, *FAST]
     runs = {"validate": run_script("validate.py", *base, "--calibrate", "True", "--tta", "hflip")}
-    runs["export"], runs["errors"], runs["raw"] = _parallel(
+    runs["export"], runs["errors"], runs["raw"] = run_parallel(
         ("export.py", *base, "--out", os.path.join(out, "model")),
         ("predict.py", *base, "--split", "test", "--visualize", "--grid_select", "errors", "--grid_size", "4",
          "--min_prob", "0.5", "--out_dir", os.path.join(out, "errors")),
@@ -340,7 +340,7 @@ def test_stale_or_bad_calibration_is_ignored_with_a_warning(analysed, tmp_path):
 
 def test_bad_analysis_flags_are_one_line_errors(analysed, tmp_path):
     base = ["--config", os.path.join(analysed["out"], "config.yaml"), "--ckpt_path", os.path.join(analysed["out"], CKPT)]
-    tta, select, prob = _parallel(("validate.py", *base, "--tta", "vflip"),
+    tta, select, prob = run_parallel(("validate.py", *base, "--tta", "vflip"),
                                   ("predict.py", *base, "--input", str(tmp_path), "--grid_select", "errors"),
                                   ("predict.py", *base, "--min_prob", "1.5"))
     assert_one_line_error(tta, "tta", "none or hflip", code=2)
