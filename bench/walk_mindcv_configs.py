@@ -2,6 +2,7 @@
 tiny training epoch, and report which pass and, for the others, the one-line error.
 
     .venv/bin/python bench/walk_mindcv_configs.py [--configs DIR] [--train | --train_only] [--timeout 900] [--shard K/N]
+        [--order_from EARLIER.json ...]
 
 ``--configs`` defaults to the 12 files in tests/mindcv_configs; MindCV's whole folder (179 files) comes
 from a clone of mindspore-lab/mindcv: ``git -C mindcv archive v0.3.0 configs | tar -x -C /tmp/mindcv``,
