@@ -343,7 +343,7 @@ def test_bad_analysis_flags_are_one_line_errors(analysed, tmp_path):
     tta, select, prob = run_parallel(("validate.py", *base, "--tta", "vflip"),
                                   ("predict.py", *base, "--input", str(tmp_path), "--grid_select", "errors"),
                                   ("predict.py", *base, "--min_prob", "1.5"))
-    assert_one_line_error(tta, "tta", "none or hflip", code=2)
+    assert_one_line_error(tta, "tta", "expected one of none, hflip", code=2)
     assert_one_line_error(select, "--grid_select errors", "split", code=2)
     assert_one_line_error(prob, "min_prob", "[0, 1]", code=2)
 
