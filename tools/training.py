@@ -107,7 +107,7 @@ def build_training(cfg, shard=(None, None), verbose=True, extract_features=True,
                                             loaders=(cached_loader, train_loader) if head else None))
         train_step = frozen_step
         if verbose:
-            print(f"freeze_epochs: {_first_epochs(cfg.freeze_epochs)} train the head with the backbone frozen, then "
+            print(f"freeze_epochs: {_first_epochs(cfg.freeze_epochs)} the head with the backbone frozen, then "
                   "the backbone trains too" + (f" (after epoch_size {cfg.epoch_size}: not in this run)"
                                                if cfg.freeze_epochs >= cfg.epoch_size else ""), flush=True)
     callbacks += tensorboard_callbacks(cfg, steps, shard[1] or 0)
@@ -117,7 +117,8 @@ def build_training(cfg, shard=(None, None), verbose=True, extract_features=True,
 
 
 def _first_epochs(count):
-    return "epoch 1" if count == 1 else f"epochs 1-{count}"
+    """The frozen epochs with their verb: 'epoch 1 trains' or 'epochs 1-N train'."""
+    return "epoch 1 trains" if count == 1 else f"epochs 1-{count} train"
 
 
 def describe(cfg, run):
@@ -137,9 +138,11 @@ def describe(cfg, run):
     if cfg.cache_features:
         step.append("cache_features: the head trains on features extracted once (not done in a dry run)")
     if cfg.freeze_epochs:
-        step.append(f"freeze_epochs: {_first_epochs(cfg.freeze_epochs)} train with the backbone frozen "
+        step.append(f"freeze_epochs: {_first_epochs(cfg.freeze_epochs)} with the backbone frozen "
                     f"({len(backbone_names(run.network) & {p.name for p in run.network.trainable_params()})} tensors "
-                    f"at lr 0, no backward pass), then it trains on the schedule")
+                    f"at lr 0, no backward pass), then it trains on the schedule"
+                    + (f" (its lr rising over {cfg.unfreeze_warmup_epochs} epoch{'s' * (cfg.unfreeze_warmup_epochs > 1)})"
+                       if cfg.unfreeze_warmup_epochs else ""))
     balance = [f"class_weights: {describe_weights(run.class_weights, names)}"] if run.class_weights is not None else []
     if cfg.sampler == "balanced":
         balance.append("sampler: balanced (every class equally likely in each epoch's draw)")
