@@ -1,5 +1,5 @@
-"""freeze_epochs: the backbone stays bitwise unchanged (BatchNorm statistics too) through epoch N and trains
-after; a run resumed before, at and after the switch ends as the uninterrupted one. The same runs check,
+"""freeze_epochs: the backbone stays bitwise unchanged (BatchNorm statistics too, and in the EMA) through epoch N
+and trains after; a run resumed before, at and after the switch ends as the uninterrupted one. The same runs check,
 on an imbalanced split, the balanced class weights they print, that the best checkpoint follows
 best_metric, and the TensorBoard event file read back."""
 import csv
@@ -22,7 +22,7 @@ from tools.freeze_epochs import hold_groups
 # cut short at epoch k is the first k epochs of the 4-epoch run
 ARGS = [*TINY_TRAIN_ARGS, "--mode", "1", "--model", "resnet18", "--opt", "momentum", "--scheduler", "constant",
         "--freeze_epochs", "2", "--class_weights", "balanced", "--sampler", "balanced", "--best_metric", "val_loss",
-        "--tensorboard", "True"]
+        "--tensorboard", "True", "--ema", "True"]   # checkpoints hold the EMA weights: bitwise too while frozen
 EPOCHS = 4
 BACKBONE = ("conv1.", "bn1.", "layer1.", "layer2.", "layer3.", "layer4.")
 
@@ -184,7 +184,7 @@ def test_cached_features_in_the_frozen_epochs_then_full_and_resumed(setup):
     it ends as the uninterrupted run."""
     args = [a for a in setup.args]
     args[args.index("--sampler") + 1] = "none"            # cached features are read in a plain shuffle
-    args += ["--cache_features", "True", "--tensorboard", "False"]
+    args += ["--cache_features", "True", "--tensorboard", "False", "--ema", "False"]   # ema: refused with the cache
     ref, chain = setup.root / "cached_ref", setup.root / "cached_chain"
     proc = run_script("finetune.py", *args, "--epoch_size", EPOCHS, "--ckpt_save_dir", ref)
     assert proc.returncode == 0, proc.stderr

@@ -113,6 +113,45 @@ def test_training_extras_run(tiny_aircraft, tmp_path):
     assert np.array_equal(saved["classifier.weight"], live["ema.classifier.weight"])
 
 
+@pytest.mark.parametrize("mode", [0, 1], indirect=True)
+def test_ema_keeps_an_unchanged_weight_bitwise_averages_the_trained_ones_and_training_goes_on(mode):
+    """MindCV's ``ema * f + w * (1 - f)`` moves a frozen weight by rounding (reproduced: 3e-8 after 50
+    steps); the suite's EMA leaves it bitwise equal and is still the same average of the trained weights."""
+    from mindspore import Tensor, nn
+
+    from tools.engine import ema_weights
+    from tools.train_step import SuiteTrainStep
+
+    ms.set_context(mode=mode)
+    ms.set_seed(1)
+    net = nn.SequentialCell(nn.Dense(4, 8), nn.ReLU(), nn.Dense(8, 3))
+    net[0].weight.requires_grad = net[0].bias.requires_grad = False
+    frozen = net[0].weight.asnumpy().copy()
+    decay = 0.9999
+    step = SuiteTrainStep(nn.WithLossCell(net, nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")),
+                          nn.SGD(net.trainable_params(), 0.1), Tensor(1.0, ms.float32), ema=True,
+                          ema_decay=decay).set_train()
+    images = Tensor(np.random.RandomState(0).rand(4, 4).astype(np.float32) * 3)
+    labels = Tensor(np.array([0, 1, 2, 0], np.int32))
+    expected = net[2].weight.asnumpy().astype(np.float64)
+    for t in range(1, 51):
+        step(images, labels)
+        factor = decay * (1 - np.exp(-t / 2000))
+        expected = expected * factor + net[2].weight.asnumpy() * (1 - factor)
+    ema = {p.name: p.asnumpy() for p in step.ema_weight}
+    assert np.array_equal(ema["ema.0.weight"], frozen)
+    assert not np.array_equal(ema["ema.2.weight"], net[2].weight.asnumpy())
+    np.testing.assert_allclose(ema["ema.2.weight"], expected, rtol=1e-5, atol=1e-7)
+    # validation swaps the EMA weights in and back; training must go on after it (with Parameter.set_data,
+    # PyNative's step stopped updating the weights: epochs after the first trained nothing, silently)
+    live = net[2].weight.asnumpy().copy()
+    with ema_weights(step, True):
+        assert np.array_equal(net[2].weight.asnumpy(), ema["ema.2.weight"])
+    assert np.array_equal(net[2].weight.asnumpy(), live)
+    step(images, labels)
+    assert not np.array_equal(net[2].weight.asnumpy(), live)
+
+
 @pytest.mark.parametrize("name,expect", [
     ("1_freeze_all.yaml", {"freeze_backbone": True}), ("2_freeze_first7.yaml", {"freeze_layers": 7}),
     ("3_full.yaml", {"freeze_layers": 0, "lr_mult": {}}), ("4_classifier_lr.yaml", {"lr_mult": {"classifier": 1.2}}),

@@ -22,6 +22,7 @@ from tools.reports import plot_training_curves
 from tools.run_folder import CURVES_FILE, PREVIOUS_RESUME_FILE, RESUME_FILE, SUMMARY_FILE
 from tools.seeded_augment import set_epoch
 from tools.seeded_dropout import is_dropout_counter
+from tools.train_step import overwrite
 
 STATE_KEY = "suite_train_state"
 
@@ -330,12 +331,12 @@ def ema_weights(train_step, enabled):
         return
     live = [(p, p.data.copy()) for p in train_step.weights_all]
     for param, ema in zip(train_step.weights_all, train_step.ema_weight):
-        param.set_data(ema.data.copy())
+        overwrite(param, ema)
     try:
         yield
     finally:
         for param, value in live:
-            param.set_data(value)
+            overwrite(param, value)
 
 
 def _from_config(name, dynamic_scale=False):

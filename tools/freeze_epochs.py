@@ -23,6 +23,7 @@ from tools.blocks import block_index, feature_blocks
 from tools.callbacks import Callback
 from tools.freeze import cut_gradients
 from tools.norm_layers import batch_norms
+from tools.train_step import overwrite
 
 
 def backbone_names(network):
@@ -88,7 +89,7 @@ def carry_state(source, target):
     for param in source.get_parameters():
         twin = own.get(param.name)
         if twin is not None and twin is not param:
-            twin.set_data(param.data.copy())
+            overwrite(twin, param)
 
 
 def frozen_network(network):

@@ -7,6 +7,9 @@ gaps closed here, in one place.
 * Loss scaling that checks for overflow (``loss_scale_type: dynamic``, ``drop_overflow_update``)
   also runs on CPU: MindSpore reads Ascend overflow registers there, which CPU kernels lack, so the
   check counts non-finite gradients instead.
+* EMA leaves a weight that does not change bitwise unchanged: MindCV computes
+  ``ema * f + w * (1 - f)``, which rounds away from ``w`` when ``ema == w``; here ``ema - (ema - w) * (1 - f)``,
+  the same average, is exact then (frozen layers, ``freeze_epochs``, BatchNorm statistics kept).
 """
 import mindspore as ms
 from mindspore import Tensor, nn, ops
@@ -17,6 +20,12 @@ from mindcv.utils.trainer_factory import add_loss_network
 DYNAMIC_SCALE_FACTOR, DYNAMIC_SCALE_WINDOW = 2, 2000  # MindCV's values for loss_scale_type: dynamic
 
 _count_nonfinite = ops.MultitypeFuncGraph("count_nonfinite")
+_exact_ema = ops.MultitypeFuncGraph("exact_ema")
+
+
+@_exact_ema.register("Tensor", "Tensor", "Tensor")
+def _exact_ema_tensor(factor, ema_weight, weight):
+    return ops.assign(ema_weight, ema_weight - (ema_weight - weight) * (1 - factor))
 
 
 @_count_nonfinite.register("Tensor")
@@ -36,7 +45,8 @@ class _ReduceThenClip(nn.Cell):
 
 
 class SuiteTrainStep(TrainStep):
-    """``TrainStep`` whose clipping follows the gradient mean and whose overflow check runs on CPU."""
+    """``TrainStep`` whose clipping follows the gradient mean, whose overflow check runs on CPU and whose
+    EMA is exact for unchanged weights."""
 
     def __init__(self, network, optimizer, scale_sense, clip_grad=False, clip_value=15.0, **kwargs):
         super().__init__(network, optimizer, scale_sense, clip_grad=False, **kwargs)
@@ -46,6 +56,11 @@ class SuiteTrainStep(TrainStep):
                 self.gradient_accumulation.grad_reducer = self.grad_reducer
         self.count_overflow = ms.get_context("device_target") == "CPU"
 
+    def ema_update(self):
+        self.updates += 1
+        factor = self.ema_decay * (1 - ops.exp(-self.updates / 2000))  # MindCV's warm-up of the decay
+        return self.hyper_map(ops.partial(_exact_ema, factor), self.ema_weight, self.weights_all)
+
     def get_overflow_status(self, status, compute_output):
         if self.count_overflow:
             count = ops.addn(self.hyper_map(_count_nonfinite, compute_output))
@@ -53,6 +68,13 @@ class SuiteTrainStep(TrainStep):
                 count = self.allreduce(count)
             return count > 0
         return super().get_overflow_status(status, compute_output)
+
+
+def overwrite(param, value):
+    """Write ``value`` into ``param`` in place. ``Parameter.set_data`` between steps (MindSpore 2.7.2,
+    PyNative) leaves a train step that already ran updating the old buffer: from then on the weights
+    stop training, silently (reproduced in tests/test_techniques.py). ``ops.assign`` keeps the buffer."""
+    ops.assign(param, value)
 
 
 def scale_sense(cfg):
