@@ -162,5 +162,7 @@ class CheckpointSaver:
         return params, json.loads(params.pop(STATE_KEY))
 
     def restore(self, state):
-        """Continue the rotation of the run that wrote ``state`` (from :meth:`read_state`)."""
-        self.saved_epochs = [tuple(item) for item in state["saved_epochs"]]
+        """Continue the rotation of the run that wrote ``state`` (from :meth:`read_state`). Its files are
+        taken in this saver's folder, whatever path the state names: a run folder that was copied or moved
+        deletes its own files, never the original run's."""
+        self.saved_epochs = [(score, epoch, self.epoch_path(epoch)) for score, epoch, _ in state["saved_epochs"]]
