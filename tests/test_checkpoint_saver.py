@@ -109,7 +109,8 @@ def test_a_resume_state_of_the_earlier_trainer_format_resumes_and_rotates(tmp_pa
     for epoch in (2, 3):
         ms.save_checkpoint(network_at(net, epoch), os.path.join(folder, f"net-{epoch}.ckpt"), crc_check=True)
     state = {"epoch": 3, "rows": [], "best_top1": 0.5, "stale": 1, "best_metric": "val_loss", "best_value": 0.5,
-             "saved_epochs": [[-0.5, 2, os.path.join(folder, "net-2.ckpt")], [-0.7, 3, os.path.join(folder, "net-3.ckpt")]],
+             "saved_epochs": [[-0.5, 2, os.path.join(folder, "net-2.ckpt")],
+                              [-0.7, 3, os.path.join(folder, "net-3.ckpt")]],
              "frozen": [], "step": [0, 0.0]}
     ms.save_checkpoint(net, os.path.join(folder, "resume.ckpt"), append_dict={"suite_train_state": json.dumps(state)},
                        crc_check=True)
