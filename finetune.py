@@ -75,8 +75,8 @@ def main(argv=None):
     if shard[0]:
         print(f"rank {rank}: final weights digest {weights_digest(run.network)}", flush=True)
     if rank == 0 and trainer.best_top1 is not None:
-        print(f"best val top1 {trainer.best_top1:.4f}; checkpoints: {trainer.checkpoint_path('best')}, "
-              f"{trainer.checkpoint_path('last')}")
+        print(f"best val top1 {trainer.best_top1:.4f}; checkpoints: {trainer.saver.best_path}, "
+              f"{trainer.saver.last_path}")
     return 0
 
 

@@ -151,7 +151,7 @@ def test_best_epoch_follows_best_metric_and_min_delta(tmp_path, metric, min_delt
     trainer = Trainer(cfg, None, None, [0.1], ["a"])
     improved = []
     for row in ROWS:
-        trainer._track_best(row)
+        trainer.track_best(row)
         improved.append(trainer.improved)
     assert improved.index(True) == 0 and max(i + 1 for i, up in enumerate(improved) if up) == best_epoch
     assert trainer.best_value == ROWS[best_epoch - 1][metric] and trainer.best_top1 == ROWS[best_epoch - 1]["top1"]

@@ -212,16 +212,16 @@ def test_resume_auto_takes_the_previous_state_when_the_newest_is_missing_or_dama
     trainer.save_state(2)
     real_replace = os.replace
     with monkeypatch.context() as patch:             # die between "resume -> resume_prev" and "new -> resume"
-        patch.setattr(os, "replace", lambda src, dst: crash() if dst == trainer.state_path else real_replace(src, dst))
+        patch.setattr(os, "replace", lambda src, dst: crash() if dst == trainer.saver.state_path else real_replace(src, dst))
         with pytest.raises(Crash):
             trainer.save_state(3)
-    assert not os.path.exists(trainer.state_path)
+    assert not os.path.exists(trainer.saver.state_path)
     assert tiny_trainer(tmp_path).resume("auto") == 3                # epoch 2's state: go on at 3
     trainer.save_state(3)
-    with open(trainer.state_path, "r+b") as f:
+    with open(trainer.saver.state_path, "r+b") as f:
         f.truncate(100)
     assert tiny_trainer(tmp_path).resume("auto") == 3
     warning = capsys.readouterr().err.strip()
     assert "resume.ckpt" in warning and "trying the previous state" in warning and "\n" not in warning
     with pytest.raises(DataError, match="cannot read checkpoint .*resume.ckpt"):
-        tiny_trainer(tmp_path).resume(trainer.state_path)
+        tiny_trainer(tmp_path).resume(trainer.saver.state_path)

@@ -62,7 +62,7 @@ def test_resume_auto_falls_back_when_the_newest_state_has_flipped_bytes(tmp_path
     first = net.weight.asnumpy().copy()
     net.weight.set_data(net.weight + 1)
     trainer.save_state(2)
-    flip_tensor_bytes(trainer.state_path, net.weight.asnumpy())
+    flip_tensor_bytes(trainer.saver.state_path, net.weight.asnumpy())
     fresh = ms.nn.Dense(300, 20)
     again = Trainer(SimpleNamespace(ckpt_save_dir=str(tmp_path), model="dense", seed=1, loss_scale_type="fixed"), fresh, fresh, [0.1], ["a"])
     assert again.resume("auto") == 2                                    # epoch 1's state: go on at 2
@@ -142,7 +142,7 @@ LOCK_HOLDER = """
 import runpy, time
 runpy.run_path({repo_root!r})  # the repository root on sys.path (a subprocess: pytest.ini does not apply)
 from tools import run_folder
-assert run_folder._lock({folder!r}, fresh=True)
+assert run_folder.lock({folder!r}, fresh=True)
 print("locked", flush=True)
 time.sleep(600)
 """
@@ -174,10 +174,28 @@ def test_a_folder_in_use_is_not_taken_and_a_dead_runs_lock_is_free(tmp_path, cap
     cfg = SimpleNamespace(ckpt_save_dir=base, resume="auto", overwrite=False)
     assert run_folder.take(cfg) == base and cfg.resume == "auto"        # ... and resume: auto continues it
     run_folder.release(base)
-    fresh = SimpleNamespace(ckpt_save_dir=str(tmp_path / "new"), resume="", overwrite=False)
-    assert run_folder.take(fresh) == str(tmp_path / "new") and os.listdir(fresh.ckpt_save_dir) == [".run.lock"]
-    run_folder._leave_no_empty_folder()                                 # what the end of a run that wrote nothing does
-    assert not os.path.exists(tmp_path / "new")
+
+
+TAKE_AND_END = """
+import os, runpy, types
+runpy.run_path({repo_root!r})
+from tools import run_folder
+for folder, writes in (({empty!r}, False), ({used!r}, True)):
+    assert run_folder.take(types.SimpleNamespace(ckpt_save_dir=folder, resume="", overwrite=False)) == folder
+    assert os.listdir(folder) == [".run.lock"]
+    if writes:
+        open(os.path.join(folder, "results.csv"), "w").close()
+print("taken", flush=True)
+"""
+
+
+def test_a_run_that_ends_before_writing_anything_leaves_no_folder(tmp_path):
+    empty, used = str(tmp_path / "empty"), str(tmp_path / "used")
+    code = TAKE_AND_END.format(repo_root=os.path.join(ROOT, "tools", "repo_root.py"), empty=empty, used=used)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "taken", proc.stderr
+    assert not os.path.exists(empty)                                    # the next run takes the same folder
+    assert sorted(os.listdir(used)) == [".run.lock", "results.csv"] and run_folder.status(used) == "interrupted"
 
 
 def start(cmd, log):

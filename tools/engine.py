@@ -1,6 +1,5 @@
 """The training loop and evaluation: one train step per batch, validation every few epochs."""
 import hashlib
-import json
 import math
 import os
 import signal
@@ -13,18 +12,15 @@ import numpy as np
 from mindspore import Tensor
 
 from tools import metrics, stop_signals
-from tools.checkpoints import save_weights, write_checkpoint, write_json, write_results
+from tools.checkpoints import CheckpointSaver, write_json, write_results
 from tools.errors import DataError
-from tools.fileio import atomic_path
-from tools.model import read_checkpoint
+from tools.metrics import as_score
 from tools.progress import Progress
 from tools.reports import plot_training_curves
-from tools.run_folder import CURVES_FILE, PREVIOUS_RESUME_FILE, RESUME_FILE, SUMMARY_FILE
+from tools.run_folder import CURVES_FILE, SUMMARY_FILE
 from tools.seeded_augment import set_epoch
 from tools.seeded_dropout import is_dropout_counter
 from tools.train_step import overwrite
-
-STATE_KEY = "suite_train_state"
 
 
 def batches(loader, output_numpy=False):
@@ -80,7 +76,8 @@ def evaluate(network, loader, batch_size):
 
 
 class Trainer:
-    """Runs the epochs, validates, writes checkpoints, the results table and the resume state."""
+    """Runs the epochs, validates, tracks the best epoch, calls the callbacks and writes the results table;
+    its ``saver`` (:class:`tools.checkpoints.CheckpointSaver`) writes the checkpoints and the resume state."""
 
     def __init__(self, cfg, network, train_step, lrs, class_names, rank=0, callbacks=(), world=1):
         self.cfg, self.network, self.train_step, self.lrs = cfg, network, train_step, lrs
@@ -88,25 +85,19 @@ class Trainer:
         self.run_start = time.time()
         self.class_names = class_names
         self.is_main = rank == 0
-        self.rows, self.best_top1, self.saved_epochs, self.stale, self.improved = [], None, [], 0, False
+        self.rows, self.best_top1, self.stale, self.improved = [], None, 0, False
         self.resume_step = (0, 0.0)  # (steps done, their summed loss) of a resumed, unfinished epoch
         self.best_metric = getattr(cfg, "best_metric", "top1")
         self.best_value = None  # best_metric's value at the best epoch (best_top1: that epoch's top1)
         self.callbacks = list(callbacks)  # tools.callbacks.Callback: hooks at epoch and step boundaries
         self.out_dir = cfg.ckpt_save_dir
+        self.saver = CheckpointSaver.from_config(cfg, class_names)
         self.summary_facts = {}  # more entries of summary.json (finetune.py: parameter counts, config digest)
 
     def notify(self, event, *args):
         """Call ``event`` (on_epoch_begin, on_step_end, on_epoch_end, on_fit_end) of every callback."""
         for callback in self.callbacks:
             getattr(callback, event)(self, *args)
-
-    def checkpoint_path(self, tag):
-        return os.path.join(self.out_dir, f"{self.cfg.model}_{tag}.ckpt")
-
-    @property
-    def state_path(self):
-        return os.path.join(self.out_dir, RESUME_FILE)
 
     def train_epoch(self, loader, epoch, steps):
         """One pass over ``loader``; returns the mean loss. A NaN/Inf loss stops the run.
@@ -135,7 +126,7 @@ class Trainer:
                     total = self._sync(pending, epoch, count, total)
                     progress.report(count, total / count)
                 if saving:
-                    self._save_state(epoch - 1, step=(count, total))
+                    self.save_state(epoch - 1, step=(count, total))
             total = self._sync(pending, epoch, count, total)
         finally:
             progress.close()
@@ -173,8 +164,8 @@ class Trainer:
             write_json(os.path.join(self.out_dir, SUMMARY_FILE), {
                 "epochs_done": rows[-1]["epoch"] if rows else 0, "epoch_size": self.cfg.epoch_size,
                 "early_stop": bool(rows) and rows[-1]["epoch"] < self.cfg.epoch_size, "best_top1": self.best_top1,
-                "best_checkpoint": self.checkpoint_path("best") if self.best_top1 is not None else None,
-                "last_checkpoint": self.checkpoint_path("last"), **self._best_and_timing(rows), **self.summary_facts})
+                "best_checkpoint": self.saver.best_path if self.best_top1 is not None else None,
+                "last_checkpoint": self.saver.last_path, **self._best_and_timing(rows), **self.summary_facts})
         return rows
 
     def _best_and_timing(self, rows):
@@ -202,13 +193,13 @@ class Trainer:
                     result = evaluate(self.network, val_loader, self.cfg.batch_size)
                     row.update(val_loss=result["loss"], top1=result["top1"], top5=result["top5"],
                                mean_per_class_acc=result["mean_per_class_acc"])
-                    self._track_best(row)
+                    self.track_best(row)
                 row["seconds"] = time.time() - begin
                 self.rows.append(row)
                 if self.is_main:
                     self._save(epoch, row)
             if self.is_main:
-                self._save_state(epoch)
+                self.save_state(epoch)
                 print(_epoch_line(self.cfg.epoch_size, row), flush=True)
             self.notify("on_epoch_end", epoch, row)
             if self.cfg.early_stop_patience and self.stale >= self.cfg.early_stop_patience:
@@ -220,57 +211,32 @@ class Trainer:
         self.notify("on_fit_end")
         return self.rows
 
-    def _track_best(self, row):
-        """An epoch is better when its ``best_metric`` beats the best so far by more than early_stop_min_delta."""
+    def track_best(self, row):
+        """Take a validated epoch's ``row``: it is the new best (``improved``; ``best_value``, ``best_top1``
+        become its own, ``stale`` 0) when its ``best_metric`` beats the best so far by more than
+        early_stop_min_delta; otherwise ``stale`` (validations without a better one) grows by one."""
         value = row[self.best_metric]
         margin = getattr(self.cfg, "early_stop_min_delta", 0.0)
-        if self.best_value is None or _higher_is_better(self.best_metric, value) > \
-                _higher_is_better(self.best_metric, self.best_value) + margin:
+        score = as_score(self.best_metric, value)
+        if self.best_value is None or score > as_score(self.best_metric, self.best_value) + margin:
             self.best_value, self.best_top1, self.stale, self.improved = value, row["top1"], 0, True
         else:
             self.stale, self.improved = self.stale + 1, False
 
     def _save(self, epoch, row):
-        extra = {"epoch": epoch}
-        save_weights(self.network, self.checkpoint_path("last"), self.class_names, extra)
-        if row.get("top1") is not None and self.improved:
-            save_weights(self.network, self.checkpoint_path("best"), self.class_names, extra)
-        if epoch % self.cfg.ckpt_save_interval == 0:
-            self._save_epoch_checkpoint(epoch, row)
+        self.saver.save(self.network, epoch, row, best=row.get("top1") is not None and self.improved)
         write_results(self.out_dir, self.rows)
         plot_training_curves(self.rows, os.path.join(self.out_dir, CURVES_FILE))
 
-    def _save_epoch_checkpoint(self, epoch, row):
-        """``{model}-{epoch}.ckpt``, keeping the latest (or, with top_k, best) ``keep_checkpoint_max``."""
-        path = os.path.join(self.out_dir, f"{self.cfg.model}-{epoch}.ckpt")
-        save_weights(self.network, path, self.class_names, {"epoch": epoch})
-        score = -math.inf if row.get("top1") is None else _higher_is_better(self.best_metric, row[self.best_metric])
-        self.saved_epochs.append((score, epoch, path))
-        if self.cfg.ckpt_save_policy == "top_k":
-            self.saved_epochs.sort(key=lambda item: (-item[0], -item[1]))
-        else:
-            self.saved_epochs.sort(key=lambda item: -item[1])
-        for _, _, old in self.saved_epochs[self.cfg.keep_checkpoint_max:]:
-            if os.path.exists(old):
-                os.remove(old)
-        del self.saved_epochs[self.cfg.keep_checkpoint_max:]
-
-    def save_state(self, epoch):
-        """Write the resume state after ``epoch`` finished epochs, as the loop does at each epoch's end (the
-        public entry for tests and tools; the loop calls ``_save_state``, which also takes a mid-epoch step)."""
-        self._save_state(epoch)
-
-    def _save_state(self, epoch, step=(0, 0.0)):
-        """Everything a resumed run needs: train-step parameters (weights, optimizer state, step
-        counter, EMA, dropout counters) and the loop's own state, after ``epoch`` finished epochs and
-        ``step`` = (steps done, their summed loss) of the next one; written atomically."""
+    def save_state(self, epoch, step=(0, 0.0)):
+        """Write the resume state: everything a resumed run needs, after ``epoch`` finished epochs and
+        ``step`` = (steps done, their summed loss) of the next one: train-step parameters (weights,
+        optimizer state, step counter, EMA, dropout counters) and the loop's own state (the saver adds
+        its kept epoch checkpoints and writes it atomically)."""
         state = {"epoch": epoch, "rows": self.rows, "best_top1": self.best_top1, "stale": self.stale,
                  "best_metric": self.best_metric, "best_value": self.best_value,
-                 "saved_epochs": self.saved_epochs, "frozen": _frozen_names(self.network), "step": list(step)}
-        with atomic_path(self.state_path, ".tmp.ckpt") as tmp:
-            write_checkpoint(self.train_step, tmp, {STATE_KEY: json.dumps(state)})
-            if os.path.exists(self.state_path):
-                os.replace(self.state_path, os.path.join(self.out_dir, PREVIOUS_RESUME_FILE))
+                 "frozen": _frozen_names(self.network), "step": list(step)}
+        self.saver.write_state(self.train_step, state)
 
     def resume(self, resume):
         """Restore from ``resume`` ('auto' or a path); returns the epoch to start from (1 = afresh).
@@ -281,10 +247,9 @@ class Trainer:
             if not os.path.isfile(resume):
                 raise DataError(f"resume checkpoint not found: {resume}")
             return self.restore(resume)
-        candidates = [p for p in (self.state_path, os.path.join(self.out_dir, PREVIOUS_RESUME_FILE))
-                      if os.path.isfile(p)]
+        candidates = self.saver.state_files()
         if not candidates:
-            print(f"note: resume: auto found no {self.state_path}; starting a new run")
+            print(f"note: resume: auto found no {self.saver.state_path}; starting a new run")
             return 1
         for path in candidates:
             try:
@@ -295,10 +260,7 @@ class Trainer:
 
     def restore(self, path):
         """Load a resume state; returns the epoch to continue from."""
-        params = read_checkpoint(path)
-        if STATE_KEY not in params:
-            raise DataError(f"{path} is not a resume checkpoint of finetune.py (use ckpt_path to initialise)")
-        state = json.loads(params.pop(STATE_KEY))
+        params, state = self.saver.read_state(path)
         if state["frozen"] != _frozen_names(self.network):
             raise DataError(f"{path}: the run was saved with other frozen layers; resume with its config")
         if state.get("best_metric", "top1") != self.best_metric:
@@ -318,7 +280,7 @@ class Trainer:
                             "resume with the run's own config")
         self.rows, self.best_top1, self.stale = state["rows"], state["best_top1"], state["stale"]
         self.best_value = state.get("best_value", self.best_top1)
-        self.saved_epochs = [tuple(item) for item in state["saved_epochs"]]
+        self.saver.restore(state)
         self.resume_step = tuple(state.get("step", (0, 0.0)))
         return state["epoch"] + 1
 
@@ -345,11 +307,6 @@ def _from_config(name, dynamic_scale=False):
     if name == "scale_sense":
         return not dynamic_scale
     return name.startswith("learning_rate") or name == "momentum"
-
-
-def _higher_is_better(metric, value):
-    """``value`` of ``metric`` on a scale where higher is better (val_loss is negated)."""
-    return -value if metric == "val_loss" else value
 
 
 def _frozen_names(network):

@@ -73,6 +73,12 @@ def f1_averages(matrix):
     return float(f1[present].mean()), float((f1[present] * support[present]).sum() / support[present].sum())
 
 
+def as_score(metric, value):
+    """``value`` of ``metric`` (top1, mean_per_class_acc, val_loss) on a scale where higher is better:
+    val_loss is negated. The best epoch and top_k checkpoints are chosen by it."""
+    return -value if metric == "val_loss" else value
+
+
 def mean_per_class_accuracy(labels, preds, num_classes):
     """Mean of the per-class accuracies over the classes that have samples (balanced accuracy)."""
     _, _, accuracy = per_class_accuracy(confusion_matrix(labels, preds, num_classes))

@@ -24,7 +24,8 @@ from tools.config import CONFIG_FILE_NAME
 from tools.errors import DataError
 from tools.fileio import check_writable_dir
 
-# the files of a run folder (README: "Outputs"); the Trainer (tools/engine.py) writes them under these names
+# the files of a run folder (README: "Outputs"); the Trainer (tools/engine.py) and its CheckpointSaver
+# (tools/checkpoints.py) write them under these names
 RESUME_FILE = "resume.ckpt"
 PREVIOUS_RESUME_FILE = "resume_prev.ckpt"  # the state before, kept in case the newest is damaged
 SUMMARY_FILE = "summary.json"  # written when the run ends (all epochs or an early stop): the run is finished
@@ -97,8 +98,9 @@ def siblings(base):
     return [base] + [f"{base}_{n}" for n in sorted(numbers)]
 
 
-def _lock(folder, fresh):
-    """Take ``folder``'s lock without waiting; ``fresh``: only when no lock file existed (a new run)."""
+def lock(folder, fresh):
+    """Take ``folder``'s lock (creating the folder) without waiting; returns whether it was taken. ``fresh``:
+    only when no lock file existed (a new run). The lock holds until :func:`release` or the process's end."""
     try:
         os.makedirs(folder)
         _created.add(os.path.realpath(folder))
@@ -154,7 +156,7 @@ def _new_run_folder(base, overwrite):
     if overwrite:
         if holder(base):
             raise DataError(f"{_in_use(base)}; overwrite: True does not take a running run's folder")
-        if not _lock(base, fresh=False):
+        if not lock(base, fresh=False):
             raise DataError(_in_use(base))
         for name in (SUMMARY_FILE,) + STATE_FILES:  # the earlier run's state: a new run must not resume it
             if os.path.exists(os.path.join(base, name)):
@@ -163,7 +165,7 @@ def _new_run_folder(base, overwrite):
     for n in range(1, 10000):
         folder = base if n == 1 else f"{base}_{n}"
         taken = holds_run(folder) if n == 1 else os.path.exists(folder) and bool(os.listdir(folder))
-        if not taken and _lock(folder, fresh=True):
+        if not taken and lock(folder, fresh=True):
             if folder != base:
                 why = _in_use(base) if holder(base) else f"{base} holds a previous run"
                 print(f"note: {why}; writing to {folder} (overwrite: True reuses {base})")
@@ -178,7 +180,7 @@ def _resume_folder(cfg):
             raise DataError(f"resume checkpoint not found: {cfg.resume}")
         folder = os.path.dirname(os.path.abspath(cfg.resume))
         check_writable_dir(folder, "resume")
-        if not _lock(folder, fresh=False):
+        if not lock(folder, fresh=False):
             raise DataError(_in_use(folder))
         if os.path.realpath(folder) != os.path.realpath(cfg.ckpt_save_dir):
             print(f"note: resuming the run in {folder} (the folder of {cfg.resume})")
@@ -189,7 +191,7 @@ def _resume_folder(cfg):
         interrupted = [folder for folder in siblings(cfg.ckpt_save_dir) if status(folder) == "interrupted"]
         if not interrupted:
             return None
-        if _lock(interrupted[-1], fresh=False):
+        if lock(interrupted[-1], fresh=False):
             if not os.path.exists(os.path.join(interrupted[-1], SUMMARY_FILE)):  # it did not finish meanwhile
                 print(f"resume: auto continues the interrupted run in {interrupted[-1]}")
                 return interrupted[-1]
