@@ -2,7 +2,7 @@
 tiny training epoch, and report which pass and, for the others, the one-line error.
 
     .venv/bin/python bench/walk_mindcv_configs.py [--configs DIR] [--train | --train_only] [--timeout 900] [--shard K/N]
-        [--order_from EARLIER.json ...]
+        [--order_from EARLIER.json ...] [--continue_from EARLIER_TRAIN.json ...]
 
 ``--configs`` defaults to the 12 files in tests/mindcv_configs; MindCV's whole folder (179 files) comes
 from a clone of mindspore-lab/mindcv: ``git -C mindcv archive v0.3.0 configs | tar -x -C /tmp/mindcv``,
@@ -101,6 +101,15 @@ def quickest_first(paths, root, earlier):
     return sorted(paths, key=lambda path: seconds.get(path, float("inf")))
 
 
+def earlier_rows(names):
+    """The result rows of earlier walks' files ``names`` (a walk stopped half-way goes on from them)."""
+    rows = []
+    for name in names:
+        with open(name, encoding="utf-8") as f:
+            rows += json.load(f)["results"]
+    return rows
+
+
 def _status(res):
     return "ok" if res["code"] == 0 else f"exit {res['code']}: {res['message'][:160]}"
 
@@ -116,6 +125,8 @@ def main():
     parser.add_argument("--order_from", nargs="+", metavar="JSON",
                         help="earlier walks' results: walk the configs with the quickest dry run first, so a "
                              "walk stopped half-way has covered the most files")
+    parser.add_argument("--continue_from", nargs="+", metavar="JSON", default=[],
+                        help="earlier walks' results: keep their rows and walk only the configs they lack")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -129,7 +140,9 @@ def main():
     paths = paths[k - 1::n]
     name = "walk_mindcv_configs" + ("_train" if args.train_only else "") + (f"_{k}_of_{n}" if n > 1 else "")
     train = args.train or args.train_only
-    results = []
+    results = earlier_rows(args.continue_from)
+    done = {os.path.join(args.configs, row["config"]) for row in results}
+    paths = [path for path in paths if path not in done]
     with tempfile.TemporaryDirectory() as scratch:
         data = common.make_aircraft(os.path.join(scratch, "data"), 600, 100, size=(32, 32), split_names=("train", "val"))
         tiny = common.make_aircraft(os.path.join(scratch, "tiny"), 8, 4, size=(32, 32), split_names=("train", "val"))

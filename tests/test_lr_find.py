@@ -53,6 +53,20 @@ def test_suggestion_falls_in_the_working_range(mode):
     assert working[0] <= min_over_10 <= working[-1], (min_over_10, working[0], working[-1])
 
 
+@pytest.mark.parametrize("losses", [[2.0, 1.8, 1.5, 1.2, 1.0, 0.9, 1.5, 3.0, 9.0, 30.0, 80.0, 1.0],   # diverges at 10
+                                    [2.0, 1.9, 1.7, float("nan"), 1.0, 1.0, 1.0]])                   # NaN at 4
+def test_losses_read_in_windows_give_the_step_by_step_rows(losses):
+    """Reading the losses back every 5 steps stops at the same step with the same rows as reading each one."""
+    def run(read_every):
+        values = iter(losses)
+        return range_test(lambda *batch: Tensor(np.float32(next(values))), lambda: [(None, None)],
+                          ramp(1e-3, 1.0, len(losses)), diverge=4.0, read_every=read_every)
+
+    step_by_step = run(1)
+    assert 0 < len(step_by_step) < len(losses)
+    assert run(5) == run(4) == step_by_step
+
+
 def test_suggest_needs_a_descent_before_the_minimum():
     rows = [(i, lr, 1.0 + i, 1.0 + i) for i, lr in enumerate(ramp(1e-3, 1, 20), 1)]   # rises from the start
     steepest, min_over_10 = suggest(rows)

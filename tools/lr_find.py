@@ -41,12 +41,15 @@ def ramp(start_lr, end_lr, num_steps):
     return [float(v) for v in np.geomspace(start_lr, end_lr, num_steps)]
 
 
-def range_test(train_step, batch_source, lrs, smoothing=0.9, diverge=4.0):
+def range_test(train_step, batch_source, lrs, smoothing=0.9, diverge=4.0, read_every=5):
     """Run ``train_step(images, labels)`` once per lr of ``lrs`` (the optimizer follows the same list, one
     value per step) on batches from ``batch_source()`` (called again when a pass ends); returns rows
     ``(step, lr, loss, smoothed)`` up to where the smoothed, bias-corrected loss first exceeds ``diverge``
-    times its minimum (that step included) or a loss is not finite."""
-    rows, average, best = [], 0.0, math.inf
+    times its minimum (that step included) or a loss is not finite.
+
+    The losses are read back every ``read_every`` steps, so that steps run back to back as in training;
+    the rows are those of a step-by-step read (at most ``read_every - 1`` steps run past the stop, unread)."""
+    rows, pending, average, best = [], [], 0.0, math.inf
     batches = iter(())
     for step, lr in enumerate(lrs, 1):
         batch = next(batches, None)
@@ -55,15 +58,20 @@ def range_test(train_step, batch_source, lrs, smoothing=0.9, diverge=4.0):
             batch = next(batches, None)
             if batch is None:
                 raise DataError("the training split makes no batch")
-        loss = float(train_step(*batch).asnumpy())
-        if not math.isfinite(loss):
-            break
-        average = smoothing * average + (1 - smoothing) * loss
-        smoothed = average / (1 - smoothing ** step)
-        rows.append((step, lr, loss, smoothed))
-        best = min(best, smoothed)
-        if smoothed > diverge * best:
-            break
+        pending.append((step, lr, train_step(*batch)))
+        if len(pending) < read_every and step < len(lrs):
+            continue
+        for done, done_lr, loss in pending:
+            loss = float(loss.asnumpy())
+            if not math.isfinite(loss):
+                return rows
+            average = smoothing * average + (1 - smoothing) * loss
+            smoothed = average / (1 - smoothing ** done)
+            rows.append((done, done_lr, loss, smoothed))
+            best = min(best, smoothed)
+            if smoothed > diverge * best:
+                return rows
+        pending.clear()
     return rows
 
 
