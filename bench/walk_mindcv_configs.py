@@ -14,7 +14,8 @@ folder (600 train + 100 val images of 32 px, so MindCV's batch sizes up to 512 m
 ``--train`` then trains each config that passed for one epoch of 8 images (``--batch_size 4 --epoch_size 1
 --val_while_train False``; everything else as the file says, at its own image size), which is where models
 that do not fit the machine stop; ``--train_only`` skips the dry runs (training makes the same checks). Results:
-a Markdown table and runs/bench/walk_mindcv_configs[_train][_K_of_N].json, rewritten after every config.
+a Markdown table and runs/bench/walk_mindcv_configs[_train][_K_of_N].json, rewritten after every config;
+``--continue_from`` that file (of the same shard) goes on where a stopped walk ended.
 """
 import argparse
 import glob
