@@ -41,10 +41,8 @@ def main():
     args = parser.parse_args()
     from tools import check_cache
 
-    info = common.machine()
-    print(common.machine_line(info))
-    out = {"machine": info, "command": "bench/bench_check_cache.py " + " ".join(sys.argv[1:]),
-           "images": args.images, "size": args.size, "cores": check_cache.cpu_count(), "variants": {}}
+    header = common.report_header()
+    out = {**header, "images": args.images, "size": args.size, "cores": check_cache.cpu_count(), "variants": {}}
     with tempfile.TemporaryDirectory(prefix="bench_check_cache_") as tmp:
         data = common.make_aircraft(os.path.join(tmp, "data"), trainval=args.images, test=0,
                                     distinct=args.distinct, size=tuple(args.size))

@@ -46,11 +46,9 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--steps", type=int, default=5)
     args = parser.parse_args()
-    info = common.machine()
-    print(common.machine_line(info))
+    header = common.report_header()
     names = {0: "GRAPH", 1: "PYNATIVE"}
-    out = {"machine": info, "command": "bench/bench_compile.py " + " ".join(sys.argv[1:]),
-           "modes": {names[m]: {"runs": []} for m in (0, 1)}}
+    out = {**header, "modes": {names[m]: {"runs": []} for m in (0, 1)}}
     for r in range(args.repeats):
         for mode in (0, 1):
             proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", str(mode), str(args.steps)],

@@ -90,12 +90,10 @@ def main():
     args = parser.parse_args()
     import mindspore as ms
 
-    info = common.machine()
-    print(common.machine_line(info))
+    header = common.report_header()
     ms.set_context(mode=args.mode, device_target="CPU")
     ms.set_seed(0)
-    out = {"machine": info, "command": "bench/bench_freeze.py " + " ".join(sys.argv[1:]),
-           "model": "mobilenet_v3_small_100", "image_resize": args.image_resize, "batch_size": args.batch_size,
+    out = {**header, "model": "mobilenet_v3_small_100", "image_resize": args.image_resize, "batch_size": args.batch_size,
            "graph_mode": args.mode == 0, "steps_per_timing": args.steps, "repeats": args.repeats, "modes": {}}
     if args.check:
         out["check"] = check_cut()

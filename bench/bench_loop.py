@@ -22,8 +22,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--demo_images", type=int, default=256, help="the first N demo trainval images (0: all)")
     args = parser.parse_args(argv)
-    info = common.machine()
-    print(common.machine_line(info))
+    header = common.report_header()
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = common.make_demo_subset(os.path.join(tmp, "demo"), args.demo_images, 16) \
             if args.demo_images else common.DEMO
@@ -43,7 +42,7 @@ def main(argv=None):
     print(f"median images/s: every step {medians['every step']:.1f}, every log_interval "
           f"{medians['every log_interval']:.1f}; ratio {ratio:.3f}  (load average at end "
           f"{[round(x, 2) for x in os.getloadavg()]})")
-    common.write_json("bench_loop", {"machine": info, "args": vars(args), "images_per_s": rates, "ratio": ratio})
+    common.write_json("bench_loop", {**header, "args": vars(args), "images_per_s": rates, "ratio": ratio})
 
 
 if __name__ == "__main__":

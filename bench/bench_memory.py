@@ -117,9 +117,8 @@ def main():
     parser.add_argument("--finetune_repeats", type=int, default=1)
     parser.add_argument("--skip_finetune", action="store_true")
     args = parser.parse_args()
-    info = common.machine()
-    print(common.machine_line(info))
-    out = {"machine": info, "command": "bench/bench_memory.py " + " ".join(sys.argv[1:]), "images": args.images}
+    header = common.report_header()
+    out = {**header, "images": args.images}
     with tempfile.TemporaryDirectory(prefix="bench_memory_") as tmp:
         data = common.make_aircraft(os.path.join(tmp, "data"), trainval=args.images * 2 // 3,
                                     test=args.images - args.images * 2 // 3, distinct=200)

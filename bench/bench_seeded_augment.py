@@ -48,9 +48,8 @@ def main():
     parser.add_argument("--image_resize", type=int, default=600)
     parser.add_argument("--loader_only", action="store_true", help="time the loaders only (quick, more repeats)")
     args = parser.parse_args()
-    info = common.machine()
-    print(common.machine_line(info))
-    out = {"machine": info, "command": "bench/bench_seeded_augment.py " + " ".join(sys.argv[1:])}
+    header = common.report_header()
+    out = dict(header)
     from tools import runtime
 
     with tempfile.TemporaryDirectory(prefix="bench_seeded_") as tmp:

@@ -25,9 +25,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--modes", nargs="+", default=["hardlink", "copy"])
     args = parser.parse_args()
-    info = common.machine()
-    print(common.machine_line(info))
-    out = {"machine": info, "command": "bench/bench_split.py " + " ".join(sys.argv[1:]), "images": args.images,
+    header = common.report_header()
+    out = {**header, "images": args.images,
            "modes": {m: {"seconds": []} for m in args.modes}}
     tool = os.path.join(common.ROOT, "tools", "split_aircraft.py")
     with tempfile.TemporaryDirectory(prefix="bench_split_") as tmp:

@@ -55,8 +55,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=1, help="warm runs per variant")
     parser.add_argument("--validate", type=int, default=1, help="0: leave validate.py out (quicker)")
     args = parser.parse_args(argv)
-    info = common.machine()
-    print(common.machine_line(info))
+    header = common.report_header()
     py = sys.executable
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -98,7 +97,7 @@ def main(argv=None):
     for key in ("to_first_step", "first_step", "predict") + (("validate",) if args.validate else ()):
         ratios = {v: common.median([r[key] for r in results[v][1:]]) / results[v][0][key] for v in ("nocache", "cache")}
         print(f"warm/cold {key}: nocache {ratios['nocache']:.2f}, cache {ratios['cache']:.2f}")
-    common.write_json("bench_startup", {"machine": info, "imports": imports, "results": results})
+    common.write_json("bench_startup", {**header, "imports": imports, "results": results})
 
 
 if __name__ == "__main__":

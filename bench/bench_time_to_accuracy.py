@@ -105,8 +105,7 @@ def main(argv=None):
     for path in (args.data_dir, args.ckpt_path):
         if not os.path.exists(path):
             raise SystemExit(f"not found: {path} (make compare makes the data and the converted weights)")
-    info = common.machine()
-    print(common.machine_line(info))
+    header = common.report_header()
     cfg = common.suite_config(COMPARE_CONFIG, data_dir=args.data_dir, epoch_size=args.epochs, tf_same_padding=False)
     with tempfile.TemporaryDirectory() as tmp:
         tree = common.folder_tree(args.data_dir, os.path.join(tmp, "tree"))
@@ -124,7 +123,7 @@ def main(argv=None):
         print(f"  {name}: " + (f"reached {target:.4f} at {at:.1f}s = {at / mindcv_wall:.2f}x MindCV's wall time"
                                if at else f"did not reach {target:.4f} (best {best:.4f})"))
     print(f"load average at end {[round(x, 2) for x in os.getloadavg()]}")
-    common.write_json("bench_time_to_accuracy", {"machine": info, "args": vars(args), "target": target,
+    common.write_json("bench_time_to_accuracy", {**header, "args": vars(args), "target": target,
                                                  "mindcv_wall": mindcv_wall, "results": results, "summary": summary})
 
 

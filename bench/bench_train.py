@@ -173,9 +173,8 @@ def main():
     parser.add_argument("--demo_images", type=int, help="smoke test: the first N demo trainval images only")
     parser.add_argument("--image_resize", type=int, help="smoke test: override the settings' resolution")
     args = parser.parse_args()
-    info = common.machine()
-    print(common.machine_line(info))
-    out = {"machine": info, "command": "bench/bench_train.py " + " ".join(sys.argv[1:]), "settings": {}}
+    header = common.report_header()
+    out = {**header, "settings": {}}
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         specs = settings(tmp, args.aircraft_images, args.demo_images, args.image_resize)
         for name in args.settings:

@@ -10,6 +10,7 @@ import platform
 import runpy
 import shutil
 import statistics
+import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -56,6 +57,15 @@ def machine_line(info):
     return (f"machine: {info.get('nproc')} CPUs ({info.get('cpu')}), MindSpore {info.get('mindspore')}, "
             f"MindCV {info.get('mindcv')}, Python {info.get('python')}, load average at start "
             f"{info.get('loadavg_start')}")
+
+
+def report_header():
+    """Print the machine line; the start of every benchmark's JSON: the machine facts and the command that
+    reproduces it."""
+    info = machine()
+    print(machine_line(info), flush=True)
+    script = os.path.relpath(os.path.abspath(sys.argv[0]), ROOT)
+    return {"machine": info, "command": " ".join([script, *sys.argv[1:]])}
 
 
 # ----------------------------------------------------------------------------------------- numbers

@@ -132,8 +132,7 @@ def main():
     args = parser.parse_args()
     if args.child:
         return child(args.child[0], args.child[1], args.child[2:])
-    info = common.machine()
-    print(common.machine_line(info), flush=True)
+    header = common.report_header()
     k, n = (int(v) for v in args.shard.split("/"))
     paths = sorted(glob.glob(os.path.join(args.configs, "**", "*.yaml"), recursive=True))
     if args.order_from:
@@ -158,7 +157,7 @@ def main():
                 print(f"{result['config']}: train {_status(result['train'])}", flush=True)
             results.append(result)
             # written after every config, so a walk stopped half-way keeps what it measured
-            common.write_json(name, {"machine": info, "configs": args.configs, "train": train, "partial": True,
+            common.write_json(name, {**header, "configs": args.configs, "train": train, "partial": True,
                                      "results": results})
     rows = [[r["config"], _status(r["dry_run"]), _status(r["train"]) if "train" in r else "-"] for r in results]
     common.print_table(["config", "dry run", "one tiny epoch"], rows)
@@ -168,7 +167,7 @@ def main():
                      for r in results)
     print(f"{passed}/{len(results)} dry runs pass" + (f", {trained} trained one epoch" if train else "")
           + f"; {tracebacks} ended in a traceback")
-    common.write_json(name, {"machine": info, "configs": args.configs, "train": train, "results": results})
+    common.write_json(name, {**header, "configs": args.configs, "train": train, "results": results})
     return 0
 
 
