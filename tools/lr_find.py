@@ -28,9 +28,9 @@ from tools.fileio import atomic_path  # noqa: E402
 CSV_FILE, PNG_FILE = "lr_find.csv", "lr_find.png"
 EXTRA = {"lr_find.py": [
     ("out", "", STR, "output folder for lr_find.csv and lr_find.png (required; not a run folder)"),
-    ("start_lr", 1e-7, FLOAT, "first lr of the ramp"),
+    ("start_lr", 1e-6, FLOAT, "first lr of the ramp"),
     ("end_lr", 10.0, FLOAT, "last lr of the ramp"),
-    ("num_steps", 100, INT, "at most this many steps (one batch each)"),
+    ("num_steps", 50, INT, "at most this many steps (one batch each): 7 per decade from 1e-6 to 10"),
     ("smoothing", 0.9, FLOAT, "weight of the past in the loss's exponential moving average (0 = none)"),
     ("diverge", 4.0, FLOAT, "stop when the smoothed loss exceeds this many times its minimum"),
 ]}
