@@ -10,10 +10,8 @@ round-robin and prints the median images/s of each and their ratio, with the loa
 """
 import argparse
 import os
-import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 

@@ -21,7 +21,6 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 FIRST = re.compile(r"epoch 1/1 step 1/\d+ .* elapsed (\S+)s")

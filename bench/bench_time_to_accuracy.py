@@ -29,7 +29,6 @@ import tempfile
 import time
 
 BEGIN = time.perf_counter()
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 COMPARE_CONFIG = os.path.join(common.ROOT, "configs", "mobilenetv2", "fmnist_compare.yaml")
