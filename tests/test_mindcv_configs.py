@@ -18,7 +18,7 @@ import yaml
 from mindspore import Tensor, nn
 from PIL import Image
 
-from conftest import ROOT, TINY_TRAIN_ARGS, assert_one_line_error, run_script
+from conftest import ROOT, TINY_TRAIN_ARGS, assert_one_line_error, run_main, run_script
 from tools.config import (LOSSES, NO_EFFECT, OPTIMIZERS, SCHEDULERS, no_effect_notes, option_table,
                           parse_config)
 from tools.errors import UsageError
@@ -198,14 +198,14 @@ def test_dry_run_as_a_user_types_it(tiny_aircraft, tmp_path):
 # ---- every model builds or fails in one line -----------------------------------------------------
 
 def test_model_limits_are_one_line_errors(tiny_aircraft, tmp_path):
-    proc = run_script("finetune.py", "--data_dir", tiny_aircraft, *TINY_TRAIN_ARGS, "--model", "swin_tiny",
-                      "--image_resize", "64", "--dry_run", "True")
+    proc = run_main("finetune.py", "--data_dir", tiny_aircraft, *TINY_TRAIN_ARGS, "--model", "swin_tiny",
+                    "--image_resize", "64", "--dry_run", "True")
     assert_one_line_error(proc, "model swin_tiny cannot take 64x64 images", code=1)
-    proc = run_script("finetune.py", "--data_dir", tiny_aircraft, *TINY_TRAIN_ARGS, "--model", "resnet18",
-                      "--in_channels", "0", "--dry_run", "True")
+    proc = run_main("finetune.py", "--data_dir", tiny_aircraft, *TINY_TRAIN_ARGS, "--model", "resnet18",
+                    "--in_channels", "0", "--dry_run", "True")
     assert_one_line_error(proc, "model resnet18 cannot be built here", code=1)
-    proc = run_script("finetune.py", "--data_dir", tiny_aircraft, *TINY_TRAIN_ARGS, "--model", "volo_d1",
-                      "--image_resize", "224", "--dry_run", "True")   # MindSpore 2.7.2's pad refuses its paddings
+    proc = run_main("finetune.py", "--data_dir", tiny_aircraft, *TINY_TRAIN_ARGS, "--model", "volo_d1",
+                    "--image_resize", "224", "--dry_run", "True")   # MindSpore 2.7.2's pad refuses its paddings
     assert_one_line_error(proc, "model volo_d1 cannot run on MindSpore 2.7.2, even at its training size 224 px",
                           code=1)
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import TINY_TRAIN_ARGS, assert_one_line_error, run_script
+from conftest import TINY_TRAIN_ARGS, assert_one_line_error, run_main, run_script
 from tools import check_cache, class_balance, split_folder
 from tools.config import option_table, parse_config
 from tools.data import detect_layout, open_source
@@ -149,8 +149,8 @@ def test_other_encodings_are_one_line_errors_with_file_and_line(tmp_path, name):
 def test_bad_list_from_the_command_line_is_one_line(tmp_path):
     make_listed(tmp_path, count=2)
     (tmp_path / "train.csv").write_bytes("image,label\npics/000.jpg,Café\n".encode("cp1252"))
-    proc = run_script("finetune.py", "--data_dir", tmp_path, *TINY_TRAIN_ARGS, "--ckpt_save_dir", tmp_path / "run",
-                      "--train_split", "train", "--check_cache_dir", "off")
+    proc = run_main("finetune.py", "--data_dir", tmp_path, *TINY_TRAIN_ARGS, "--ckpt_save_dir", tmp_path / "run",
+                    "--train_split", "train", "--check_cache_dir", "off")
     assert_one_line_error(proc, "train.csv:2: not UTF-8 text", code=1)
 
 
