@@ -235,6 +235,7 @@ def test_finetune_val_fraction_and_validate_evaluates_the_held_out_images(tmp_pa
     make_class_folders(data, {"T-shirt/top".replace("/", "_"): 8, "Ankle boot": 8, "Bag": 4})
     run = tmp_path / "run"
     args = [a for a in TINY_TRAIN_ARGS if a not in ("trainval", "test", "--train_split", "--val_split")]
+    args += ["--mode", "1", "--model", "resnet18"]   # PyNative (validate.py too, from the saved config)
     proc = run_script("finetune.py", "--data_dir", data, *args, "--epoch_size", "1", "--val_fraction", "0.25",
                       "--split_seed", "5", "--ckpt_save_dir", run, "--check_cache_dir", tmp_path / "cache")
     assert proc.returncode == 0, proc.stderr
@@ -247,7 +248,7 @@ def test_finetune_val_fraction_and_validate_evaluates_the_held_out_images(tmp_pa
         saved = f.read()
     assert f"list_dir: {run / 'split'}" in saved and "dataset_format: list" in saved
 
-    ckpt = run / "mobilenet_v3_small_100_best.ckpt"
+    ckpt = run / "resnet18_best.ckpt"
     val = run_script("validate.py", "--config", run / "config.yaml", "--ckpt_path", ckpt)
     assert val.returncode == 0, val.stderr
     assert "on val (5 images, " in val.stdout
