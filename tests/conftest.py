@@ -77,6 +77,54 @@ def run_script(script, *args, cwd=ROOT):
                           capture_output=True, text=True, timeout=600)
 
 
+def run_main(script, *args):
+    """``script``'s ``main(argv)`` called in this process through ``tools.errors.run_cli``, as its command line
+    does (its output and exit code), without a new process and MindSpore import: for the tests of a one-line
+    error. Python's and the C++ libraries' output are both caught; the end of the process is played as far as
+    the suite sees it (a run folder left with nothing in it is removed) and MindSpore's mode and device and the
+    Python and NumPy random states are put back. Tests of process behaviour (signals, msrun) use run_script."""
+    import importlib
+    import io
+    import random
+    import tempfile
+    from contextlib import redirect_stderr, redirect_stdout
+
+    import mindspore as ms
+
+    from tools import run_folder
+    from tools.errors import run_cli
+
+    module = importlib.import_module(os.path.splitext(script)[0].replace("/", "."))
+    context = {key: ms.get_context(key) for key in ("mode", "device_target")}
+    states = random.getstate(), np.random.get_state()
+    out, err, code = io.StringIO(), io.StringIO(), None
+    with tempfile.TemporaryFile("w+") as native:    # fds 1 and 2: what MindSpore's C++ side prints
+        saved = [os.dup(1), os.dup(2)]
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(native.fileno(), 1)
+        os.dup2(native.fileno(), 2)
+        try:
+            with redirect_stdout(out), redirect_stderr(err):
+                try:
+                    run_cli(module.main, [str(arg) for arg in args])
+                except SystemExit as end:
+                    code = end.code if isinstance(end.code, int) else (0 if end.code is None else 1)
+                finally:
+                    run_folder._leave_no_empty_folder()   # registered with atexit: what the process end does
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            ms.set_context(**context)
+            random.setstate(states[0])
+            np.random.set_state(states[1])
+        native.seek(0)
+        stderr = err.getvalue() + native.read()
+    return subprocess.CompletedProcess([script, *args], code, out.getvalue(), stderr)
+
+
 def assert_one_line_error(proc, *needles, code=None):
     """A failed run: non-zero (or ``code``) exit, no traceback, one stderr line naming ``needles``."""
     assert proc.returncode != 0 if code is None else proc.returncode == code, (proc.returncode, proc.stderr)

@@ -15,7 +15,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import DEMO, TINY_CLASSES, TINY_TRAIN_ARGS, assert_one_line_error, make_tiny_aircraft, run_script
+from conftest import (DEMO, TINY_CLASSES, TINY_TRAIN_ARGS, assert_one_line_error, make_tiny_aircraft, run_main,
+                      run_script)
 from tools.config import parse_config
 from tools.data import open_split
 from tools.errors import UsageError
@@ -171,7 +172,7 @@ def test_validation_reports_skipped_images(corpus, trained):
     (["--max_bad_images", "3"], "more than max_bad_images: 3"),
 ])
 def test_too_many_bad_images_is_one_line(corpus, tmp_path, flags, needle):
-    proc = run_script("finetune.py", "--data_dir", corpus["data"], *FAST_TRAIN_ARGS, *flags, "--ckpt_save_dir", tmp_path)
+    proc = run_main("finetune.py", "--data_dir", corpus["data"], *FAST_TRAIN_ARGS, *flags, "--ckpt_save_dir", tmp_path)
     assert_one_line_error(proc, corpus["bad"]["corrupt"], "not an image", needle, code=1)
 
 
@@ -212,7 +213,7 @@ def test_split_folder_without_images_is_one_line(tmp_path):
     data = make_tree(tmp_path / "data", splits=("trainval",))
     for name in ("a_class", "b_class"):
         os.makedirs(tmp_path / "data" / "test" / name)
-    proc = run_script("finetune.py", "--data_dir", data, *FAST_TRAIN_ARGS, "--ckpt_save_dir", tmp_path / "out")
+    proc = run_main("finetune.py", "--data_dir", data, *FAST_TRAIN_ARGS, "--ckpt_save_dir", tmp_path / "out")
     assert_one_line_error(proc, "split 'test'", "holds no images", code=1)
 
 
@@ -235,13 +236,13 @@ def tree_with_unknown_val_class(tmp_path):
 @pytest.mark.parametrize("make", [annotation_with_unknown_val_class, tree_with_unknown_val_class])
 def test_val_class_not_in_train_is_one_line(tmp_path, make):
     data, needles = make(tmp_path)
-    proc = run_script("finetune.py", "--data_dir", data, *FAST_TRAIN_ARGS, "--ckpt_save_dir", tmp_path / "out")
+    proc = run_main("finetune.py", "--data_dir", data, *FAST_TRAIN_ARGS, "--ckpt_save_dir", tmp_path / "out")
     assert_one_line_error(proc, *needles, code=1)
 
 
 def test_num_classes_smaller_than_found_is_one_line(tiny_aircraft, tmp_path):
-    proc = run_script("finetune.py", "--data_dir", tiny_aircraft, *FAST_TRAIN_ARGS, "--num_classes", "3",
-                      "--ckpt_save_dir", tmp_path)
+    proc = run_main("finetune.py", "--data_dir", tiny_aircraft, *FAST_TRAIN_ARGS, "--num_classes", "3",
+                    "--ckpt_save_dir", tmp_path)
     assert_one_line_error(proc, "num_classes is 3", "5 classes", code=2)
 
 
@@ -255,8 +256,8 @@ def test_num_classes_smaller_than_found_is_one_line(tiny_aircraft, tmp_path):
 def test_bad_config_is_one_line(tiny_aircraft, tmp_path, yaml_values, flags, code, needles):
     config = tmp_path / "bad.yaml"
     config.write_text(yaml.safe_dump(yaml_values))
-    proc = run_script("finetune.py", "--data_dir", tiny_aircraft, *FAST_TRAIN_ARGS, "--config", config, *flags,
-                      "--ckpt_save_dir", tmp_path / "out")
+    proc = run_main("finetune.py", "--data_dir", tiny_aircraft, *FAST_TRAIN_ARGS, "--config", config, *flags,
+                    "--ckpt_save_dir", tmp_path / "out")
     assert_one_line_error(proc, *needles, code=code)
 
 

@@ -2,7 +2,7 @@
 import pytest
 import yaml
 
-from conftest import ROOT, assert_one_line_error, run_script
+from conftest import ROOT, assert_one_line_error, run_main, run_script
 from tools.config import option_table, parse_config, save_config
 from tools.errors import UsageError
 
@@ -102,7 +102,7 @@ def test_saved_config_round_trips(tmp_path):
 
 
 def test_help_lists_keys_with_defaults():
-    proc = run_script("finetune.py", "--help")
+    proc = run_main("finetune.py", "--help")
     assert proc.returncode == 0
     for text in ("--lr", "(default: 0.001)", "--dataset_format", "--weight_decay_filter"):
         assert text in proc.stdout

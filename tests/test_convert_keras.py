@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import ROOT, assert_one_line_error, run_script
+from conftest import ROOT, assert_one_line_error, run_main, run_script
 
 import mindspore as ms
 from mindcv.models import create_model
@@ -140,6 +140,6 @@ def test_without_tf_padding_features_differ(head_ckpt, reference, restore_mode, 
 
 
 def test_missing_h5_is_one_line_error(tmp_path):
-    proc = run_script(SCRIPT, "--h5", tmp_path / "nope.h5", "--out", tmp_path / "x.ckpt")
+    proc = run_main(SCRIPT, "--h5", tmp_path / "nope.h5", "--out", tmp_path / "x.ckpt")
     assert_one_line_error(proc, "nope.h5", code=1)
     assert not os.path.exists(tmp_path / "x.ckpt")

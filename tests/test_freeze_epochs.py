@@ -19,10 +19,12 @@ from tools.errors import UsageError
 from tools.freeze_epochs import hold_groups
 
 # resnet18 (no dropout: a resumed run repeats the uninterrupted one exactly); a constant lr, so that a run
-# cut short at epoch k is the first k epochs of the 4-epoch run
-ARGS = [*TINY_TRAIN_ARGS, "--mode", "1", "--model", "resnet18", "--opt", "momentum", "--scheduler", "constant",
-        "--freeze_epochs", "2", "--class_weights", "balanced", "--sampler", "balanced", "--best_metric", "val_loss",
-        "--tensorboard", "True", "--ema", "True"]   # checkpoints hold the EMA weights: bitwise too while frozen
+# cut short at epoch k is the first k epochs of the 4-epoch run; batches of 16: one step an epoch (30 images)
+BATCH = 16
+ARGS = [*TINY_TRAIN_ARGS, "--batch_size", BATCH, "--mode", "1", "--model", "resnet18", "--opt", "momentum",
+        "--scheduler", "constant", "--freeze_epochs", "2", "--class_weights", "balanced", "--sampler", "balanced",
+        "--best_metric", "val_loss", "--tensorboard", "True",
+        "--ema", "True"]   # checkpoints hold the EMA weights: bitwise too while frozen
 EPOCHS = 4
 BACKBONE = ("conv1.", "bn1.", "layer1.", "layer2.", "layer3.", "layer4.")
 
@@ -109,7 +111,7 @@ def test_tensorboard_scalars_read_back(reference):
                      ("train/epoch_loss", "train_loss"), ("time/seconds_per_epoch", "seconds")):
         assert [s for s, _ in scalars[tag]] == [1, 2, 3, 4], tag
         np.testing.assert_allclose([v for _, v in scalars[tag]], [float(r[key]) for r in rows], rtol=1e-5, err_msg=tag)
-    steps = 30 // 8
+    steps = 30 // BATCH
     assert [s for s, _ in scalars["train/loss"]] == list(range(1, EPOCHS * steps + 1))     # log_interval 1
     np.testing.assert_allclose([v for _, v in scalars["train/lr"]], 0.01, rtol=1e-6)
 

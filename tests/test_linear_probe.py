@@ -8,7 +8,7 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-from conftest import assert_one_line_error, make_tiny_aircraft, run_script
+from conftest import assert_one_line_error, make_tiny_aircraft, run_main, run_script
 from tools.config import parse_config
 from tools.errors import UsageError
 
@@ -56,8 +56,8 @@ def test_cached_features_train_the_same_head(data, tmp_path):
 
 
 def test_cache_features_needs_freeze_backbone(data, tmp_path):
-    proc = run_script("finetune.py", "--data_dir", data, *ARGS, "--freeze_backbone", "False",
-                      "--cache_features", "True", "--ckpt_save_dir", str(tmp_path / "out"))
+    proc = run_main("finetune.py", "--data_dir", data, *ARGS, "--freeze_backbone", "False",
+                    "--cache_features", "True", "--ckpt_save_dir", str(tmp_path / "out"))
     assert_one_line_error(proc, "cache_features", "freeze_backbone", code=2)
 
 

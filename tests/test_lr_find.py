@@ -8,7 +8,7 @@ import pytest
 from mindcv.loss import create_loss
 from mindspore import Tensor, nn
 
-from conftest import TINY_TRAIN_ARGS, assert_one_line_error, assert_png, run_script
+from conftest import TINY_TRAIN_ARGS, assert_one_line_error, assert_png, run_main, run_script
 from tools.lr_find import ramp, range_test, suggest
 
 
@@ -94,7 +94,7 @@ def test_command_writes_table_and_figure_and_no_run_folder(tiny_aircraft, tmp_pa
 def test_refuses_a_run_folder_as_out(tmp_path):
     (tmp_path / "results.csv").write_text("epoch\n")
     (tmp_path / "m_best.ckpt").write_bytes(b"weights")
-    proc = run_script("tools/lr_find.py", "--data_dir", "x", "--out", tmp_path)
+    proc = run_main("tools/lr_find.py", "--data_dir", "x", "--out", tmp_path)
     assert_one_line_error(proc, "holds a training run", code=2)
     assert (tmp_path / "m_best.ckpt").read_bytes() == b"weights" and sorted(os.listdir(tmp_path)) == [
         "m_best.ckpt", "results.csv"]

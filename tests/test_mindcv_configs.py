@@ -18,7 +18,7 @@ import yaml
 from mindspore import Tensor, nn
 from PIL import Image
 
-from conftest import ROOT, TINY_TRAIN_ARGS, assert_one_line_error, run_script
+from conftest import ROOT, TINY_TRAIN_ARGS, assert_one_line_error, make_tiny_aircraft, run_main, run_script
 from tools.config import (LOSSES, NO_EFFECT, OPTIMIZERS, SCHEDULERS, no_effect_notes, option_table,
                           parse_config)
 from tools.errors import UsageError
@@ -198,14 +198,14 @@ def test_dry_run_as_a_user_types_it(tiny_aircraft, tmp_path):
 # ---- every model builds or fails in one line -----------------------------------------------------
 
 def test_model_limits_are_one_line_errors(tiny_aircraft, tmp_path):
-    proc = run_script("finetune.py", "--data_dir", tiny_aircraft, *TINY_TRAIN_ARGS, "--model", "swin_tiny",
-                      "--image_resize", "64", "--dry_run", "True")
+    proc = run_main("finetune.py", "--data_dir", tiny_aircraft, *TINY_TRAIN_ARGS, "--model", "swin_tiny",
+                    "--image_resize", "64", "--dry_run", "True")
     assert_one_line_error(proc, "model swin_tiny cannot take 64x64 images", code=1)
-    proc = run_script("finetune.py", "--data_dir", tiny_aircraft, *TINY_TRAIN_ARGS, "--model", "resnet18",
-                      "--in_channels", "0", "--dry_run", "True")
+    proc = run_main("finetune.py", "--data_dir", tiny_aircraft, *TINY_TRAIN_ARGS, "--model", "resnet18",
+                    "--in_channels", "0", "--dry_run", "True")
     assert_one_line_error(proc, "model resnet18 cannot be built here", code=1)
-    proc = run_script("finetune.py", "--data_dir", tiny_aircraft, *TINY_TRAIN_ARGS, "--model", "volo_d1",
-                      "--image_resize", "224", "--dry_run", "True")   # MindSpore 2.7.2's pad refuses its paddings
+    proc = run_main("finetune.py", "--data_dir", tiny_aircraft, *TINY_TRAIN_ARGS, "--model", "volo_d1",
+                    "--image_resize", "224", "--dry_run", "True")   # MindSpore 2.7.2's pad refuses its paddings
     assert_one_line_error(proc, "model volo_d1 cannot run on MindSpore 2.7.2, even at its training size 224 px",
                           code=1)
 
@@ -253,15 +253,17 @@ def test_overflowed_steps_are_skipped_and_dynamic_scale_halves(mode, kind, drop,
     assert float(step.scale_sense.asnumpy()) == (512.0 if kind == "dynamic" else 1024.0)
 
 
-def test_resume_continues_a_dynamic_loss_scale_where_it_was(tiny_aircraft, tmp_path):
+def test_resume_continues_a_dynamic_loss_scale_where_it_was(tmp_path):
     """A huge initial scale overflows and halves at every step of epoch 1: a resumed epoch 2 must go on from
-    the halved scale (else it skips steps again and its weights differ from the uninterrupted run's)."""
+    the halved scale (else it skips steps again and its weights differ from the uninterrupted run's). Two steps
+    an epoch (20 images): epoch 1's two overflows bring the scale to where epoch 2's steps fit."""
+    data = make_tiny_aircraft(str(tmp_path / "data"), per_class={"trainval": 4, "test": 1})
     args = [*TINY_TRAIN_ARGS, "--mode", "1", "--model", "resnet18", "--opt", "momentum", "--loss_scale_type",
             "dynamic", "--loss_scale", "1e38", "--drop_overflow_update", "True",
             "--scheduler", "constant"]  # the lr must not depend on epoch_size: the run is cut by epoch_size
 
     def train(out, epochs, *more):
-        proc = run_script("finetune.py", "--data_dir", tiny_aircraft, *args, "--epoch_size", epochs, "--ckpt_save_dir",
+        proc = run_script("finetune.py", "--data_dir", data, *args, "--epoch_size", epochs, "--ckpt_save_dir",
                           out, *more)
         assert proc.returncode == 0, proc.stderr
         return {k: v.asnumpy() for k, v in ms.load_checkpoint(str(out / "resnet18_last.ckpt")).items()

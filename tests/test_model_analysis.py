@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from conftest import (FAST, SPLIT_TAG, TINY_CLASSES, assert_one_line_error, assert_png, read_predictions,
-                      run_parallel, run_script)
+                      run_main, run_parallel, run_script)
 from tools import calibration, metrics, reports
 
 CHROMIUM = "/usr/bin/chromium"
@@ -340,9 +340,9 @@ def test_stale_or_bad_calibration_is_ignored_with_a_warning(analysed, tmp_path):
 
 def test_bad_analysis_flags_are_one_line_errors(analysed, tmp_path):
     base = ["--config", os.path.join(analysed["out"], "config.yaml"), "--ckpt_path", os.path.join(analysed["out"], CKPT)]
-    tta, select, prob = run_parallel(("validate.py", *base, "--tta", "vflip"),
-                                  ("predict.py", *base, "--input", str(tmp_path), "--grid_select", "errors"),
-                                  ("predict.py", *base, "--min_prob", "1.5"))
+    tta = run_main("validate.py", *base, "--tta", "vflip")
+    select = run_main("predict.py", *base, "--input", str(tmp_path), "--grid_select", "errors")
+    prob = run_main("predict.py", *base, "--min_prob", "1.5")
     assert_one_line_error(tta, "tta", "expected one of none, hflip", code=2)
     assert_one_line_error(select, "--grid_select errors", "split", code=2)
     assert_one_line_error(prob, "min_prob", "[0, 1]", code=2)

@@ -3,6 +3,7 @@
 msrun's --cluster_time_out with one line from finetune.py, not a hang."""
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -23,7 +24,23 @@ def msrun(node_rank, port, log_dir, args, timeout_s, env):
     return subprocess.Popen(["msrun", "--worker_num=2", "--local_worker_num=1", f"--node_rank={node_rank}",
                              "--master_addr=127.0.0.1", f"--master_port={port}", f"--log_dir={log_dir}", "--join=True",
                              f"--cluster_time_out={timeout_s}", *args], cwd=os.path.dirname(log_dir), env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def finish(node, timeout, log_dir):
+    """``node``'s output once it ends; past ``timeout`` s, stop it and everything it started, then fail with its
+    logs. (msrun starts each worker in a session of its own: its SIGINT handler is what ends them all.)"""
+    try:
+        return node.communicate(timeout=timeout)[0]
+    except subprocess.TimeoutExpired:
+        node.send_signal(signal.SIGINT)
+        try:
+            output = node.communicate(timeout=30)[0]
+        except subprocess.TimeoutExpired:
+            os.killpg(node.pid, signal.SIGKILL)
+            output = node.communicate()[0]
+        logs = {name: open(os.path.join(log_dir, name)).read()[-3000:] for name in sorted(os.listdir(log_dir))}
+        raise AssertionError(f"msrun still running after {timeout} s; output: {output[-3000:]}; logs: {logs}")
 
 
 def launcher_env(tmp_path, second_machine=False):
@@ -45,7 +62,7 @@ def test_two_nodes_train_one_run(tiny_aircraft, tmp_path):
     args = [*RUN, "--data_dir", tiny_aircraft, "--ckpt_save_dir", str(out)]
     nodes = [msrun(rank, port, str(tmp_path / f"node{rank}"), args, 300, launcher_env(tmp_path, rank == 1))
              for rank in (0, 1)]
-    outputs = [node.communicate(timeout=600)[0] for node in nodes]
+    outputs = [finish(node, 600, str(tmp_path / f"node{rank}")) for rank, node in zip((0, 1), nodes)]
     logs = [open(tmp_path / f"node{r}" / f"worker_{r}.log").read() for r in (0, 1)]
     assert [node.returncode for node in nodes] == [0, 0], (outputs, logs)
     assert not os.path.exists(tmp_path / "node1" / "scheduler.log")       # one scheduler: node 0's
@@ -63,7 +80,7 @@ def test_a_node_that_never_joins_ends_with_one_line(tiny_aircraft, tmp_path):
     out = tmp_path / "out"
     node = msrun(0, free_port(), str(tmp_path / "node0"), [*RUN, "--data_dir", tiny_aircraft, "--ckpt_save_dir",
                                                             str(out)], 10, launcher_env(tmp_path))
-    node.communicate(timeout=300)                                     # bounded: cluster_time_out, then exit
+    finish(node, 300, str(tmp_path / "node0"))                        # bounded: cluster_time_out, then exit
     assert node.returncode != 0
     log = open(tmp_path / "node0" / "worker_0.log").read()
     assert "Traceback" not in log, log

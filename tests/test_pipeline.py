@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import TINY_CLASSES, TINY_TRAIN_ARGS, assert_one_line_error, assert_png, make_tiny_aircraft, run_script
+from conftest import (TINY_CLASSES, TINY_TRAIN_ARGS, assert_one_line_error, assert_png, make_tiny_aircraft, run_main,
+                      run_script)
 from tools import reports
 from tools.config import parse_config
 from tools.data import build_loader, detect_layout, open_split
@@ -126,8 +127,8 @@ def test_folder_split_without_classes_file_uses_sorted_folders(tmp_path):
 
 
 def test_num_classes_mismatch_is_one_line(tiny_aircraft, tmp_path):
-    proc = run_script("finetune.py", "--data_dir", tiny_aircraft, *TINY_TRAIN_ARGS, "--num_classes", "100",
-                      "--ckpt_save_dir", tmp_path)
+    proc = run_main("finetune.py", "--data_dir", tiny_aircraft, *TINY_TRAIN_ARGS, "--num_classes", "100",
+                    "--ckpt_save_dir", tmp_path)
     assert_one_line_error(proc, "num_classes is 100", "5 classes", code=2)
 
 
@@ -135,7 +136,7 @@ def test_missing_image_is_one_line(tmp_path):
     data = make_tiny_aircraft(str(tmp_path / "data"), per_class={"trainval": 2, "test": 1})
     victim = open(os.path.join(data, "images_variant_trainval.txt")).readline().split()[0]
     os.remove(os.path.join(data, "images", victim + ".jpg"))
-    proc = run_script("finetune.py", "--data_dir", data, *TINY_TRAIN_ARGS, "--ckpt_save_dir", tmp_path / "o")
+    proc = run_main("finetune.py", "--data_dir", data, *TINY_TRAIN_ARGS, "--ckpt_save_dir", tmp_path / "o")
     assert_one_line_error(proc, victim + ".jpg", code=1)
 
 
@@ -143,13 +144,13 @@ def test_malformed_annotation_is_one_line(tmp_path):
     data = make_tiny_aircraft(str(tmp_path / "data"), per_class={"trainval": 2, "test": 1})
     with open(os.path.join(data, "images_variant_trainval.txt"), "a") as f:
         f.write("0000001\n")
-    proc = run_script("finetune.py", "--data_dir", data, *TINY_TRAIN_ARGS, "--ckpt_save_dir", tmp_path / "o")
+    proc = run_main("finetune.py", "--data_dir", data, *TINY_TRAIN_ARGS, "--ckpt_save_dir", tmp_path / "o")
     assert_one_line_error(proc, "images_variant_trainval.txt:11", "malformed", code=1)
 
 
 def test_unknown_split_is_one_line(tiny_aircraft, tmp_path):
-    proc = run_script("finetune.py", "--data_dir", tiny_aircraft, *TINY_TRAIN_ARGS, "--val_split", "nope",
-                      "--ckpt_save_dir", tmp_path)
+    proc = run_main("finetune.py", "--data_dir", tiny_aircraft, *TINY_TRAIN_ARGS, "--val_split", "nope",
+                    "--ckpt_save_dir", tmp_path)
     assert_one_line_error(proc, "split 'nope' not found", "test", "trainval", code=1)
 
 
@@ -181,8 +182,8 @@ def test_mindcv_config_runs_unchanged_with_cli_overrides(tiny_aircraft, tmp_path
 
 
 def test_pretrained_offline_is_one_line(tiny_aircraft, tmp_path):
-    proc = run_script("finetune.py", "--data_dir", tiny_aircraft, *TINY_TRAIN_ARGS, "--pretrained=True",
-                      "--ckpt_save_dir", tmp_path)
+    proc = run_main("finetune.py", "--data_dir", tiny_aircraft, *TINY_TRAIN_ARGS, "--pretrained=True",
+                    "--ckpt_save_dir", tmp_path)
     assert_one_line_error(proc, "pretrained", "ckpt_path", code=1)
     cache = os.path.expanduser("~/.mindspore/models")
     assert not any(os.path.getsize(os.path.join(cache, f)) == 0 for f in os.listdir(cache))  # no empty leftovers

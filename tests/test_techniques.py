@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from mindcv.models import create_model
 
-from conftest import ROOT, TINY_TRAIN_ARGS, assert_one_line_error, run_script
+from conftest import ROOT, TINY_TRAIN_ARGS, assert_one_line_error, run_main, run_script
 from tools.config import parse_config
 from tools.optim import build_optimizer
 
@@ -59,8 +59,8 @@ def test_checkpoint_of_another_architecture_is_refused(tiny_aircraft, tmp_path):
     net = create_model("resnet18", num_classes=10)
     ms.save_checkpoint(net, path)
     del net
-    proc = run_script("finetune.py", "--data_dir", tiny_aircraft, *TINY_TRAIN_ARGS, "--ckpt_path", path,
-                      "--ckpt_save_dir", tmp_path / "o")
+    proc = run_main("finetune.py", "--data_dir", tiny_aircraft, *TINY_TRAIN_ARGS, "--ckpt_path", path,
+                    "--ckpt_save_dir", tmp_path / "o")
     assert_one_line_error(proc, path, "another architecture", code=1)
 
 
@@ -87,8 +87,8 @@ def test_group_table_and_layer_lr_from_cli(capsys):
 
 
 def test_resume_missing_path_is_one_line(tiny_aircraft, tmp_path):
-    proc = run_script("finetune.py", "--data_dir", tiny_aircraft, *TINY_TRAIN_ARGS, "--resume",
-                      tmp_path / "nope.ckpt", "--ckpt_save_dir", tmp_path)
+    proc = run_main("finetune.py", "--data_dir", tiny_aircraft, *TINY_TRAIN_ARGS, "--resume",
+                    tmp_path / "nope.ckpt", "--ckpt_save_dir", tmp_path)
     assert_one_line_error(proc, "nope.ckpt", code=1)
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import TINY_TRAIN_ARGS, assert_one_line_error, run_script
+from conftest import TINY_TRAIN_ARGS, assert_one_line_error, run_main, run_script
 from tools import check_cache, class_balance, split_folder
 from tools.config import option_table, parse_config
 from tools.data import detect_layout, open_source
@@ -149,8 +149,8 @@ def test_other_encodings_are_one_line_errors_with_file_and_line(tmp_path, name):
 def test_bad_list_from_the_command_line_is_one_line(tmp_path):
     make_listed(tmp_path, count=2)
     (tmp_path / "train.csv").write_bytes("image,label\npics/000.jpg,Café\n".encode("cp1252"))
-    proc = run_script("finetune.py", "--data_dir", tmp_path, *TINY_TRAIN_ARGS, "--ckpt_save_dir", tmp_path / "run",
-                      "--train_split", "train", "--check_cache_dir", "off")
+    proc = run_main("finetune.py", "--data_dir", tmp_path, *TINY_TRAIN_ARGS, "--ckpt_save_dir", tmp_path / "run",
+                    "--train_split", "train", "--check_cache_dir", "off")
     assert_one_line_error(proc, "train.csv:2: not UTF-8 text", code=1)
 
 
@@ -235,6 +235,7 @@ def test_finetune_val_fraction_and_validate_evaluates_the_held_out_images(tmp_pa
     make_class_folders(data, {"T-shirt/top".replace("/", "_"): 8, "Ankle boot": 8, "Bag": 4})
     run = tmp_path / "run"
     args = [a for a in TINY_TRAIN_ARGS if a not in ("trainval", "test", "--train_split", "--val_split")]
+    args += ["--mode", "1", "--model", "resnet18"]   # PyNative (validate.py too, from the saved config)
     proc = run_script("finetune.py", "--data_dir", data, *args, "--epoch_size", "1", "--val_fraction", "0.25",
                       "--split_seed", "5", "--ckpt_save_dir", run, "--check_cache_dir", tmp_path / "cache")
     assert proc.returncode == 0, proc.stderr
@@ -247,7 +248,7 @@ def test_finetune_val_fraction_and_validate_evaluates_the_held_out_images(tmp_pa
         saved = f.read()
     assert f"list_dir: {run / 'split'}" in saved and "dataset_format: list" in saved
 
-    ckpt = run / "mobilenet_v3_small_100_best.ckpt"
+    ckpt = run / "resnet18_best.ckpt"
     val = run_script("validate.py", "--config", run / "config.yaml", "--ckpt_path", ckpt)
     assert val.returncode == 0, val.stderr
     assert "on val (5 images, " in val.stdout

@@ -1,6 +1,7 @@
 """User-facing errors: one clear line and a documented exit code, never a traceback."""
 import argparse
 import gc
+import os
 import sys
 
 
@@ -14,6 +15,7 @@ class DataError(Exception):
     """Bad input at run time: missing/corrupt file, mismatched checkpoint (exit code 1)."""
 
     exit_code = 1
+    skip_exit_handlers = False  # True: the process must end at once (see run_cli)
 
 
 class CliParser(argparse.ArgumentParser):
@@ -35,6 +37,10 @@ def run_cli(main, argv=None):
     except (UsageError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         code = err.exit_code
+        if getattr(err, "skip_exit_handlers", False):   # e.g. a cluster that never formed: MindSpore's exit
+            sys.stdout.flush()                          # handlers would wait, unbounded, on its heartbeat thread
+            sys.stderr.flush()
+            os._exit(code)
     except KeyboardInterrupt as err:  # Ctrl-C 130; tools.stop_signals.Stopped: 128 + signal (SIGTERM 143)
         code = getattr(err, "exit_code", 130)
     # MindSpore Cells left to the interpreter's exit (reference cycles of main()'s networks) make

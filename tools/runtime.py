@@ -58,9 +58,13 @@ def setup(cfg):
     except RuntimeError as err:  # a node that never joined: MindSpore gives up after msrun's cluster_time_out
         expected = os.environ.get("MS_WORKER_NUM") or os.environ.get("RANK_SIZE")
         where = f"{os.environ.get('MS_SCHED_HOST')}:{os.environ.get('MS_SCHED_PORT')}"
-        raise DataError(f"the data-parallel cluster did not form ({expected} workers expected at {where}): "
-                        f"{first_line(err).split('. ')[0]}; start every node with the same --worker_num, "
-                        "--master_addr and --master_port") from None
+        failed = DataError(f"the data-parallel cluster did not form ({expected} workers expected at {where}): "
+                           f"{first_line(err).split('. ')[0]}; start every node with the same --worker_num, "
+                           "--master_addr and --master_port")
+        # nothing is written yet; at a normal exit MindSpore's cluster context joins its heartbeat thread, which
+        # waits on the scheduler (17 s on a quiet machine; msrun waits on this process with no timeout of its own)
+        failed.skip_exit_handlers = True
+        raise failed from None
     ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True)
     return get_group_size(), get_rank()
 
