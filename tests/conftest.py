@@ -111,7 +111,7 @@ def run_main(script, *args):
                 except SystemExit as end:
                     code = end.code if isinstance(end.code, int) else (0 if end.code is None else 1)
                 finally:
-                    run_folder._leave_no_empty_folder()   # registered with atexit: what the process end does
+                    run_folder.leave_no_empty_folder()   # registered with atexit: what the process end does
         finally:
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)

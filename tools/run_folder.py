@@ -134,9 +134,10 @@ def release(folder):
 
 
 @atexit.register
-def _leave_no_empty_folder():
-    """A run that ends before writing anything (a bad input found after the folder was taken) leaves
-    no lock file and no empty folder, so the next run takes the same folder."""
+def leave_no_empty_folder():
+    """At the end of the process (atexit; tests of in-process runs call it): a run that ended before writing
+    anything (a bad input found after the folder was taken) leaves no lock file and no empty folder, so the
+    next run takes the same folder."""
     for path in list(_held):
         folder = os.path.dirname(path)
         if os.listdir(folder) == [LOCK_FILE]:
