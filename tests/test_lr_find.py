@@ -9,7 +9,7 @@ from mindcv.loss import create_loss
 from mindspore import Tensor, nn
 
 from conftest import TINY_TRAIN_ARGS, assert_one_line_error, assert_png, run_main, run_script
-from tools.lr_find import ramp, range_test, suggest
+from tools.lr_find import EXTRA, ramp, range_test, suggest
 
 
 def blobs():
@@ -83,7 +83,8 @@ def test_command_writes_table_and_figure_and_no_run_folder(tiny_aircraft, tmp_pa
     with open(out / "lr_find.csv") as f:
         rows = list(csv.DictReader(f))
     lrs = [float(r["lr"]) for r in rows]
-    np.testing.assert_allclose(lrs, ramp(1e-7, 10, 30)[:len(rows)], rtol=1e-5)
+    defaults = {key: default for key, default, *_ in EXTRA["lr_find.py"]}
+    np.testing.assert_allclose(lrs, ramp(defaults["start_lr"], defaults["end_lr"], 30)[:len(rows)], rtol=1e-5)
     line = [l for l in proc.stdout.splitlines() if l.startswith("suggested lr: ")][0]
     value = float(line.split()[2])
     assert "rule:" in line and min(lrs) <= value <= max(lrs)
