@@ -8,6 +8,8 @@ import numpy as np
 from tools.errors import DataError, UsageError
 from tools.fileio import first_line
 
+RECURSION_LIMIT = 4000  # MindSpore's graph compiler call depth (its default: 1000)
+
 
 def _available(target):
     if target == "CPU":
@@ -33,6 +35,9 @@ def setup(cfg):
         print("note: MindCV's gradient accumulation only runs in GRAPH mode; using mode 0")
         cfg.mode = 0
     ms.set_context(mode=cfg.mode, device_target=target)
+    # deep models (MindCV's res2net101: 512 tensors) exceed the compiler's default call depth of 1000 when it
+    # builds the train step, in either mode; 4000 trains them (measured), a ceiling that costs nothing below it
+    ms.set_recursion_limit(recursion_limit=RECURSION_LIMIT)
     for key in ("amp_level", "val_amp_level"):
         if target == "CPU" and getattr(cfg, key) != "O0":
             print(f"note: {key} {getattr(cfg, key)} needs Ascend; running in float32 (O0) on CPU")
