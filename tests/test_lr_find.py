@@ -74,10 +74,11 @@ def test_suggest_needs_a_descent_before_the_minimum():
 
 
 def test_command_writes_table_and_figure_and_no_run_folder(tiny_aircraft, tmp_path):
-    out, run_dir = tmp_path / "lr", tmp_path / "run"
+    run_dir = tmp_path / "run"
+    out = tmp_path / "run_lr_find"                                     # no --out: beside the run folder
     proc = run_script("tools/lr_find.py", "--data_dir", tiny_aircraft, *TINY_TRAIN_ARGS, "--mode", "1", "--model",
                       "resnet18", "--opt", "momentum", "--freeze_backbone", "True", "--num_steps", "30",
-                      "--ckpt_save_dir", run_dir, "--out", out)
+                      "--ckpt_save_dir", run_dir)
     assert proc.returncode == 0, proc.stderr
     assert "cache_features" in proc.stdout                             # a frozen backbone runs on cached features
     with open(out / "lr_find.csv") as f:
@@ -90,6 +91,7 @@ def test_command_writes_table_and_figure_and_no_run_folder(tiny_aircraft, tmp_pa
     assert "rule:" in line and min(lrs) <= value <= max(lrs)
     assert_png(out / "lr_find.png", 600, 400)
     assert not os.path.exists(run_dir) and sorted(os.listdir(out)) == ["lr_find.csv", "lr_find.png"]
+    assert sorted(os.listdir(tmp_path)) == ["run_lr_find"]
 
 
 def test_refuses_a_run_folder_as_out(tmp_path):

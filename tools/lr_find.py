@@ -2,11 +2,11 @@
 from ``start_lr`` to ``end_lr`` over at most ``num_steps`` steps, smooth the loss, stop when it
 diverges, and suggest an lr.
 
-    python tools/lr_find.py --config CFG [finetune flags ...] --out DIR
+    python tools/lr_find.py --config CFG [finetune flags ...] [--out DIR]
 
 Writes ``DIR/lr_find.csv`` (step, lr, loss, smoothed_loss) and ``DIR/lr_find.png`` (smoothed loss over
-lr, log scale, the suggestion marked) and prints the suggestion with the rule used: the steepest descent
-of the smoothed loss over log(lr), and for comparison the lr at the smoothed minimum divided by 10.
+lr, log scale, the suggestion marked; DIR defaults to ``<ckpt_save_dir>_lr_find``) and prints the
+suggestion with the rule used: the steepest descent of the smoothed loss over log(lr), and for comparison the lr at the smoothed minimum divided by 10.
 Nothing is read from or written to ``ckpt_save_dir`` and no weights file is written (the model lives
 in memory only). With ``freeze_backbone`` (and ``freeze_bn_stats``, no mixup/cutmix) it runs on
 features cached once (tools/linear_probe.py), so it takes seconds. ``freeze_epochs`` is ignored: the
@@ -27,7 +27,8 @@ from tools.fileio import atomic_path  # noqa: E402
 
 CSV_FILE, PNG_FILE = "lr_find.csv", "lr_find.png"
 EXTRA = {"lr_find.py": [
-    ("out", "", STR, "output folder for lr_find.csv and lr_find.png (required; not a run folder)"),
+    ("out", "", STR, "output folder for lr_find.csv and lr_find.png (not a run folder; default: "
+                     "<ckpt_save_dir>_lr_find, beside the run folder)"),
     ("start_lr", 1e-6, FLOAT, "first lr of the ramp"),
     ("end_lr", 10.0, FLOAT, "last lr of the ramp"),
     ("num_steps", 50, INT, "at most this many steps (one batch each): 7 per decade from 1e-6 to 10"),
@@ -121,8 +122,8 @@ def write_outputs(out_dir, rows, steepest):
 
 
 def _check_out(cfg):
-    if not cfg.out:
-        raise UsageError("--out DIR is required (lr_find.csv and lr_find.png go there)")
+    if not cfg.out:  # beside the config's run folder, never inside it
+        cfg.out = os.path.normpath(cfg.ckpt_save_dir or ".") + "_lr_find"
     if os.path.isdir(cfg.out) and any(name in ("results.csv", "config.yaml", "resume.ckpt") or name.endswith(".ckpt")
                                       for name in os.listdir(cfg.out)):
         raise UsageError(f"--out {cfg.out} holds a training run; choose another folder")
