@@ -326,3 +326,26 @@ def test_aug_repeats_shows_each_image_n_times_in_an_order_fixed_by_the_epoch_see
     assert order(43) == first and order(44) != first
     with pytest.raises(UsageError, match="'aug_repeats' and 'num_samples'"):
         parse_config(["--aug_repeats", "3", "--num_samples", "8"], "t")
+
+
+def test_pvt_builds_and_trains_at_its_size():
+    """MindCV 0.3.0's PVT calls ``ops.ResizeBilinear`` (gone in MindSpore 2.7.2) in every stage after the first,
+    and keeps float16 position embeddings that an AdamW step turned NaN: both fixed in tools/model.py."""
+    from mindcv.loss import create_loss
+    from mindcv.optim import create_optimizer
+
+    from tools.model import create_network
+
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    cfg = parse_config(["--model", "pvt_tiny", "--pretrained", "False", "--num_classes", "3"], "test")
+    network = create_network(cfg, 3)
+    assert {str(p.dtype) for p in network.get_parameters()} == {"Float32"}
+    step = nn.TrainOneStepCell(nn.WithLossCell(network, create_loss("ce")),
+                               create_optimizer(network.trainable_params(), "adamw", lr=5e-4, weight_decay=0.05))
+    rng = np.random.default_rng(0)
+    images = Tensor(rng.random((2, 3, 224, 224), np.float32))
+    labels = Tensor(np.array([0, 2], np.int32))
+    before = network.pos_embed2.asnumpy().copy()
+    losses = [float(step(images, labels).asnumpy()) for _ in range(3)]
+    assert all(np.isfinite(losses)), losses
+    assert not np.array_equal(network.pos_embed2.asnumpy(), before)   # the embeddings train

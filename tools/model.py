@@ -15,8 +15,10 @@ from contextlib import contextmanager
 
 import mindspore as ms
 import numpy as np
+from mindspore import ops
 from mindspore.common import initializer as ms_init
 from mindcv.models import create_model
+from mindcv.models.pvt import PyramidVisionTransformer
 from mindcv.utils.amp import auto_mixed_precision
 from mindcv.models.registry import list_models
 from mindcv.models.helpers import get_checkpoint_download_root
@@ -66,11 +68,38 @@ def _initialised_initializer():
         ms_init.initializer = lazy
 
 
+def _pvt_pos_embed(self, pos_embed, ph, pw, H, W):  # noqa: N803 -- MindCV's signature
+    """PVT's position embedding of a ph x pw grid for an H x W grid. MindCV 0.3.0 compares every stage with
+    stage 1's grid, so stages 2-4 always resize, and resizes with ``ops.ResizeBilinear``, which MindSpore
+    2.7.2 no longer has: every pvt_* failed. Here a grid of the embedding's own size is kept as it is and
+    another is resized with ``ResizeBilinearV2`` (the same corners and centres as the old op)."""
+    if H == ph and W == pw:
+        return pos_embed
+    grid = ops.transpose(ops.reshape(pos_embed, (1, ph, pw, -1)), (0, 3, 1, 2))
+    grid = ops.ResizeBilinearV2()(grid, (H, W))
+    return ops.transpose(ops.reshape(grid, (1, -1, H * W)), (0, 2, 1))
+
+
+PyramidVisionTransformer._get_pos_embed = _pvt_pos_embed
+
+
+def _float32_weights(network):
+    """Make every float16 weight float32. MindCV's PVT keeps its position embeddings in float16 inside a
+    float32 network, and an Adam step on a float16 weight (its epsilon rounds to 0) made the loss NaN at the
+    second step; mixed precision (``amp_level``) casts in the cells and expects float32 weights."""
+    for _, cell in network.cells_and_names():
+        for name, param in list(cell.parameters_and_names(expand=False)):
+            if param.dtype == ms.float16:
+                setattr(cell, name, ms.Parameter(param.astype(ms.float32), name=param.name,
+                                                 requires_grad=param.requires_grad))
+    return network
+
+
 def _build(model_name, kwargs):
     """``create_model`` with MindCV's construction failures as one line naming the model."""
     try:
         with _initialised_initializer():
-            return create_model(pretrained=False, **kwargs)
+            return _float32_weights(create_model(pretrained=False, **kwargs))
     except TypeError as err:
         unsupported = [k for k in ("drop_rate", "drop_path_rate") if k in kwargs and k in str(err)]
         if unsupported:
