@@ -123,7 +123,9 @@ def write_outputs(out_dir, rows, steepest):
 
 def _check_out(cfg):
     if not cfg.out:  # beside the config's run folder, never inside it
-        cfg.out = os.path.normpath(cfg.ckpt_save_dir or ".") + "_lr_find"
+        run_dir = os.path.normpath(cfg.ckpt_save_dir or ".")
+        named = os.path.basename(run_dir) not in ("", ".", "..")
+        cfg.out = run_dir + "_lr_find" if named else os.path.join(run_dir, "lr_find")
     if os.path.isdir(cfg.out) and any(name in ("results.csv", "config.yaml", "resume.ckpt") or name.endswith(".ckpt")
                                       for name in os.listdir(cfg.out)):
         raise UsageError(f"--out {cfg.out} holds a training run; choose another folder")
