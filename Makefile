@@ -22,8 +22,9 @@ demo: venv $(CONVERTED)
 	$(PY) validate.py --config configs/demo.yaml --ckpt_path $(DEMO_CKPT)
 	$(PY) predict.py --config configs/demo.yaml --ckpt_path $(DEMO_CKPT) --visualize True
 
+# one pytest worker per core (pytest-xdist; idle cores pick up the next test): half the wall time on 2 cores
 test: venv system-deps
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n auto --dist worksteal tests
 
 # Debian packages the tests use, installed once where they are missing (as root, as on CI): Fashion-MNIST's
 # source files (tests/test_make_demo_data.py) and Chromium (tests/test_model_analysis.py renders report.html).

@@ -21,6 +21,7 @@ import argparse
 import glob
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -45,8 +46,12 @@ def run(config, data_dir, flags, timeout, out_dir):
     except subprocess.TimeoutExpired:
         return {"code": None, "seconds": timeout, "message": f"timeout after {timeout} s", "traceback": False}
     errors = [line for line in proc.stderr.splitlines() if line.strip()]
+    if proc.returncode < 0:  # no line of its own: the kernel's OOM killer sends SIGKILL
+        message = f"killed by {signal.Signals(-proc.returncode).name} (out of memory when SIGKILL)"
+    else:
+        message = errors[-1] if proc.returncode else ""
     return {"code": proc.returncode, "seconds": round(time.perf_counter() - begin, 1),
-            "message": errors[-1] if proc.returncode else "", "traceback": "Traceback" in proc.stderr}
+            "message": message, "traceback": "Traceback" in proc.stderr}
 
 
 def child(data_dir, out_dir, configs):

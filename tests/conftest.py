@@ -2,6 +2,7 @@
 import csv
 import os
 import shutil
+import socket
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 import sys
@@ -174,6 +175,13 @@ def make_inputs(folder):
     with open(os.path.join(folder, "notes.txt"), "w") as f:
         f.write("not an image name: not collected from a folder\n")
     return good, bad
+
+
+def free_port():
+    """A TCP port free now, for an msrun master (tests may run side by side: no fixed port)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def run_parallel(*commands):

@@ -18,7 +18,8 @@ import yaml
 from mindspore import Tensor, nn
 from PIL import Image
 
-from conftest import ROOT, TINY_TRAIN_ARGS, assert_one_line_error, make_tiny_aircraft, run_main, run_script
+from conftest import (ROOT, TINY_TRAIN_ARGS, assert_one_line_error, free_port, make_tiny_aircraft, run_main,
+                      run_script)
 from tools.config import (LOSSES, NO_EFFECT, OPTIMIZERS, SCHEDULERS, no_effect_notes, option_table,
                           parse_config)
 from tools.errors import UsageError
@@ -286,8 +287,8 @@ def test_msrun_clipping_equals_one_process_on_the_global_batch(tmp_path):
     one = subprocess.run([sys.executable, worker, str(tmp_path)], env=env, capture_output=True, text=True, timeout=300)
     assert one.returncode == 0, one.stderr
     (tmp_path / "dp").mkdir()
-    cmd = ["msrun", "--worker_num=2", "--local_worker_num=2", "--master_port=8131", f"--log_dir={tmp_path / 'logs'}",
-           "--join=True", worker, str(tmp_path / "dp")]
+    cmd = ["msrun", "--worker_num=2", "--local_worker_num=2", f"--master_port={free_port()}",
+           f"--log_dir={tmp_path / 'logs'}", "--join=True", worker, str(tmp_path / "dp")]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:]
     single = np.load(tmp_path / "suite_0.npy")

@@ -4,20 +4,13 @@ msrun's --cluster_time_out with one line from finetune.py, not a hang."""
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 
-from conftest import ROOT, TINY_TRAIN_ARGS
+from conftest import ROOT, TINY_TRAIN_ARGS, free_port
 
 RUN = [os.path.join(ROOT, "finetune.py"), *TINY_TRAIN_ARGS, "--opt", "momentum", "--distribute", "True",
        "--epoch_size", "1", "--mode", "1", "--model", "resnet18"]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def msrun(node_rank, port, log_dir, args, timeout_s, env):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from mindcv.models import create_model
 
-from conftest import ROOT, TINY_TRAIN_ARGS, assert_one_line_error, run_main, run_script
+from conftest import ROOT, TINY_TRAIN_ARGS, assert_one_line_error, free_port, run_main, run_script
 from tools.config import parse_config
 from tools.optim import build_optimizer
 
@@ -175,8 +175,8 @@ def test_msrun_two_workers_end_identical(tiny_aircraft, tmp_path):
     """Data parallel on CPU: 2 workers, gradients averaged, identical weights, one set of outputs."""
     log_dir = tmp_path / "logs"
     env = dict(os.environ, GLOG_v="3", PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
-    cmd = ["msrun", "--worker_num=2", "--local_worker_num=2", "--master_port=8129", f"--log_dir={log_dir}",
-           "--join=True", os.path.join(ROOT, "finetune.py"), "--data_dir", tiny_aircraft, *ARGS,
+    cmd = ["msrun", "--worker_num=2", "--local_worker_num=2", f"--master_port={free_port()}",
+           f"--log_dir={log_dir}", "--join=True", os.path.join(ROOT, "finetune.py"), "--data_dir", tiny_aircraft, *ARGS,
            "--distribute", "True", "--epoch_size", "1", "--mode", "1", "--model", "resnet18",
            "--ckpt_save_dir", str(tmp_path / "out")]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
