@@ -101,3 +101,12 @@ def test_refuses_a_run_folder_as_out(tmp_path):
     assert_one_line_error(proc, "holds a training run", code=2)
     assert (tmp_path / "m_best.ckpt").read_bytes() == b"weights" and sorted(os.listdir(tmp_path)) == [
         "m_best.ckpt", "results.csv"]
+
+
+def test_an_out_that_cannot_be_written_is_refused_before_any_work(tmp_path):
+    (tmp_path / "a_file").write_text("mine")
+    proc = run_main("tools/lr_find.py", "--data_dir", "x", "--out", tmp_path / "a_file")
+    assert_one_line_error(proc, "'out'", "is a file, not a folder", code=2)
+    assert (tmp_path / "a_file").read_text() == "mine"
+    proc = run_main("tools/lr_find.py", "--data_dir", "x", "--out", tmp_path / "a_file" / "sub")
+    assert_one_line_error(proc, "is under a file", code=2)

@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 
 from tools.config import FLOAT, INT, STR, parse_config  # noqa: E402
 from tools.errors import DataError, UsageError, run_cli  # noqa: E402
-from tools.fileio import atomic_path  # noqa: E402
+from tools.fileio import atomic_path, check_writable_dir  # noqa: E402
 
 CSV_FILE, PNG_FILE = "lr_find.csv", "lr_find.png"
 EXTRA = {"lr_find.py": [
@@ -126,6 +126,7 @@ def _check_out(cfg):
         run_dir = os.path.normpath(cfg.ckpt_save_dir or ".")
         named = os.path.basename(run_dir) not in ("", ".", "..")
         cfg.out = run_dir + "_lr_find" if named else os.path.join(run_dir, "lr_find")
+    check_writable_dir(cfg.out, "out")  # before any training: a file, a read-only place
     if os.path.isdir(cfg.out) and any(name in ("results.csv", "config.yaml", "resume.ckpt") or name.endswith(".ckpt")
                                       for name in os.listdir(cfg.out)):
         raise UsageError(f"--out {cfg.out} holds a training run; choose another folder")
