@@ -21,6 +21,7 @@ import argparse
 import glob
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -157,8 +158,9 @@ def main():
         for path in paths:
             result = {"config": os.path.relpath(path, args.configs), "dry_run": dry[path]}
             if train and dry[path]["code"] == 0:
-                result["train"] = run(path, tiny, TRAIN_FLAGS, args.timeout,
-                                      os.path.join(scratch, result["config"].replace("/", "_")))
+                out_dir = os.path.join(scratch, result["config"].replace("/", "_"))
+                result["train"] = run(path, tiny, TRAIN_FLAGS, args.timeout, out_dir)
+                shutil.rmtree(out_dir, ignore_errors=True)  # big models' checkpoints: 19 GB after 30 files
                 print(f"{result['config']}: train {_status(result['train'])}", flush=True)
             results.append(result)
             # written after every config, so a walk stopped half-way keeps what it measured
