@@ -209,6 +209,10 @@ def test_model_limits_are_one_line_errors(tiny_aircraft, tmp_path):
                     "--image_resize", "224", "--dry_run", "True")   # MindSpore 2.7.2's pad refuses its paddings
     assert_one_line_error(proc, "model volo_d1 cannot run on MindSpore 2.7.2, even at its training size 224 px",
                           code=1)
+    proc = run_main("finetune.py", "--data_dir", tiny_aircraft, *TINY_TRAIN_ARGS, "--model", "halonet_50t",
+                    "--image_resize", "224", "--dry_run", "True")   # its blocks of 8 need a multiple of 256 px
+    assert_one_line_error(proc, "model halonet_50t cannot take 224x224 images (image_resize 224; it was trained at "
+                          "256 px): fmap dimensions must be divisible", code=1)
 
 
 def test_mindspore_errors_are_cut_to_their_informative_line():

@@ -121,7 +121,7 @@ def check_input_size(network, cfg):
         network(ms.Tensor(np.zeros((1, cfg.in_channels, size, size), np.float32)))
     except AttributeError as err:  # MindCV's code calls an API this MindSpore no longer has
         raise DataError(f"model {cfg.model} cannot run on MindSpore {ms.__version__}: {first_line(err)}") from None
-    except (ValueError, RuntimeError, TypeError, IndexError) as err:
+    except (ValueError, RuntimeError, TypeError, IndexError, AssertionError) as err:
         if "Unsupported op" in str(err):
             raise DataError(f"model {cfg.model} cannot run on {ms.get_context('device_target')} with MindSpore "
                             f"{ms.__version__}: {first_line(err).split(', Please')[0]}") from None
