@@ -332,7 +332,7 @@ def test_aug_repeats_shows_each_image_n_times_in_an_order_fixed_by_the_epoch_see
 
 def test_pvt_builds_and_trains_at_its_size():
     """MindCV 0.3.0's PVT calls ``ops.ResizeBilinear`` (gone in MindSpore 2.7.2) in every stage after the first,
-    and keeps float16 position embeddings that an AdamW step turned NaN: both fixed in tools/model.py."""
+    and keeps float16 position embeddings that an AdamW step turned NaN: both fixed in tools/mindcv_fixes.py."""
     from mindcv.loss import create_loss
     from mindcv.optim import create_optimizer
 
@@ -385,11 +385,11 @@ class _WeightedSum(nn.Cell):
 
 @pytest.mark.parametrize("mode", [0, 1], indirect=True, ids=["graph", "pynative"])
 def test_unfold_on_cpu_extracts_the_patches_of_extract_image_patches(mode):
-    """``nn.Unfold`` (``ExtractImagePatches``, no CPU kernel) runs on CPU by tools.model.extract_patches: the
-    op's values, and as gradient the transpose of that linear map."""
-    from tools.model import _build
+    """``nn.Unfold`` (``ExtractImagePatches``, no CPU kernel) runs on CPU by tools.mindcv_fixes.extract_patches:
+    the op's values, and as gradient the transpose of that linear map."""
+    from tools.mindcv_fixes import create_model_fixed
 
-    _build("resnet18", dict(model_name="resnet18", num_classes=2))   # installs it on CPU
+    create_model_fixed(model_name="resnet18", num_classes=2)   # installs it on CPU
     rng = np.random.default_rng(0)
     for ksizes, strides, rates, padding, shape in [
             ((3, 3), (1, 1), (1, 1), "valid", (2, 3, 7, 8)), ((3, 2), (3, 2), (2, 1), "same", (1, 4, 10, 7)),
@@ -409,14 +409,15 @@ def test_unfold_on_cpu_extracts_the_patches_of_extract_image_patches(mode):
 def test_volo_trains_at_its_size():
     """MindCV 0.3.0's VOLO pads in MindSpore 1.x's form (((0, 0), (0, 0), (1, 1), (1, 1)): TypeError in 2.7.2),
     unfolds with ``ExtractImagePatches`` (no CPU kernel) and folds with a float16 weight that Conv2DTranspose
-    refuses beside float32 inputs: all three worked around in tools/model.py (HaloNet shares the first two)."""
+    refuses beside float32 inputs: all three worked around in tools/mindcv_fixes.py (HaloNet shares the first
+    two)."""
     from mindcv.loss import create_loss
     from mindcv.optim import create_optimizer
 
-    from tools.model import _build
+    from tools.mindcv_fixes import create_model_fixed
 
     ms.set_context(mode=ms.PYNATIVE_MODE)
-    network = _build("volo_d1", dict(model_name="volo_d1", num_classes=3))
+    network = create_model_fixed(model_name="volo_d1", num_classes=3)
     step = nn.TrainOneStepCell(nn.WithLossCell(network, create_loss("ce")),
                                create_optimizer(network.trainable_params(), "adamw", lr=5e-4, weight_decay=0.05))
     images = Tensor(np.random.default_rng(0).random((1, 3, 224, 224), np.float32))
