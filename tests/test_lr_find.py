@@ -110,3 +110,15 @@ def test_an_out_that_cannot_be_written_is_refused_before_any_work(tmp_path):
     assert (tmp_path / "a_file").read_text() == "mine"
     proc = run_main("tools/lr_find.py", "--data_dir", "x", "--out", tmp_path / "a_file" / "sub")
     assert_one_line_error(proc, "is under a file", code=2)
+
+
+def test_the_default_out_is_never_a_run_folder_nor_inside_one(tmp_path):
+    run = tmp_path / "run_lr_find"                       # the default --out of --ckpt_save_dir run holds a run
+    run.mkdir()
+    (run / "summary.json").write_text("{}")
+    proc = run_main("tools/lr_find.py", "--data_dir", "x", "--ckpt_save_dir", tmp_path / "run")
+    assert_one_line_error(proc, "default, beside ckpt_save_dir", "holds a training run", code=2)
+    assert sorted(os.listdir(run)) == ["summary.json"]
+    for run_dir in (".", ".."):                         # no name to put "_lr_find" beside: --out is needed
+        proc = run_main("tools/lr_find.py", "--data_dir", "x", "--ckpt_save_dir", run_dir)
+        assert_one_line_error(proc, "names no folder", "set --out DIR", code=2)

@@ -5,7 +5,8 @@ diverges, and suggest an lr.
     python tools/lr_find.py --config CFG [finetune flags ...] [--out DIR]
 
 Writes ``DIR/lr_find.csv`` (step, lr, loss, smoothed_loss) and ``DIR/lr_find.png`` (smoothed loss over
-lr, log scale, the suggestion marked; DIR defaults to ``<ckpt_save_dir>_lr_find``) and prints the
+lr, log scale, the suggestion marked; DIR defaults to ``<ckpt_save_dir>_lr_find``, beside the run folder,
+never inside it) and prints the
 suggestion with the rule used: the steepest descent of the smoothed loss over log(lr), and for comparison
 the lr at the smoothed minimum divided by 10.
 Nothing is read from or written to ``ckpt_save_dir`` and no weights file is written (the model lives
@@ -25,6 +26,7 @@ import numpy as np  # noqa: E402
 from tools.config import FLOAT, INT, STR, parse_config  # noqa: E402
 from tools.errors import DataError, UsageError, run_cli  # noqa: E402
 from tools.fileio import atomic_path, check_writable_dir  # noqa: E402
+from tools.run_folder import holds_run  # noqa: E402
 
 CSV_FILE, PNG_FILE = "lr_find.csv", "lr_find.png"
 EXTRA = {"lr_find.py": [
@@ -123,14 +125,18 @@ def write_outputs(out_dir, rows, steepest):
 
 
 def _check_out(cfg):
-    if not cfg.out:  # beside the config's run folder, never inside it
-        run_dir = os.path.normpath(cfg.ckpt_save_dir or ".")
-        named = os.path.basename(run_dir) not in ("", ".", "..")
-        cfg.out = run_dir + "_lr_find" if named else os.path.join(run_dir, "lr_find")
-    check_writable_dir(cfg.out, "out")  # before any training: a file, a read-only place
-    if os.path.isdir(cfg.out) and any(name in ("results.csv", "config.yaml", "resume.ckpt") or name.endswith(".ckpt")
-                                      for name in os.listdir(cfg.out)):
-        raise UsageError(f"--out {cfg.out} holds a training run; choose another folder")
+    """Resolve and check the output folder before any work: never a run folder, never inside one."""
+    given = bool(cfg.out)
+    if not given:  # beside the config's run folder
+        run_dir = os.path.normpath(cfg.ckpt_save_dir) if cfg.ckpt_save_dir else ""
+        if os.path.basename(run_dir) in ("", ".", ".."):
+            raise UsageError(f"ckpt_save_dir '{cfg.ckpt_save_dir}' names no folder to put the LR finder's output "
+                             "beside (<ckpt_save_dir>_lr_find): set --out DIR")
+        cfg.out = run_dir + "_lr_find"
+    key = "out" if given else f"out (default, beside ckpt_save_dir {cfg.ckpt_save_dir})"
+    check_writable_dir(cfg.out, key)
+    if holds_run(cfg.out):
+        raise UsageError(f"'{key}' {cfg.out} holds a training run; choose another folder")
     if not 0 < cfg.start_lr < cfg.end_lr:
         raise UsageError(f"need 0 < start_lr < end_lr, got {cfg.start_lr:g} and {cfg.end_lr:g}")
     if cfg.num_steps < 5 or not 0 <= cfg.smoothing < 1 or cfg.diverge <= 1:
