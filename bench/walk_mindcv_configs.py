@@ -47,8 +47,10 @@ def run(config, data_dir, flags, timeout, out_dir):
     except subprocess.TimeoutExpired:
         return {"code": None, "seconds": timeout, "message": f"timeout after {timeout} s", "traceback": False}
     errors = [line for line in proc.stderr.splitlines() if line.strip()]
-    if proc.returncode < 0:  # no line of its own: the kernel's OOM killer sends SIGKILL
-        message = f"killed by {signal.Signals(-proc.returncode).name} (out of memory when SIGKILL)"
+    if proc.returncode < 0:  # no line of its own; the kernel's OOM killer sends SIGKILL
+        number = -proc.returncode
+        name = signal.Signals(number).name if number in signal.valid_signals() else f"signal {number}"
+        message = f"killed by {name}" + (" (the machine's memory ran out?)" if number == signal.SIGKILL else "")
     else:
         message = errors[-1] if proc.returncode else ""
     return {"code": proc.returncode, "seconds": round(time.perf_counter() - begin, 1),

@@ -38,12 +38,11 @@ MODE_TITLES = {
 def mode_overrides(model_name, freeze_epochs=1):
     """``{mode: [finetune flags]}`` for ``model_name``, following its block mapping; "freeze N epochs,
     then full" trains the head alone for ``freeze_epochs`` epochs."""
-    from mindcv.models import create_model
-
     from tools.blocks import feature_blocks
     from tools.families import head_prefix, shallow_layers
+    from tools.mindcv_fixes import create_model_fixed
 
-    network = create_model(model_name, num_classes=10)
+    network = create_model_fixed(model_name=model_name, num_classes=10)
     blocks = feature_blocks(network)
     weighted = [b for b in blocks if any(
         p.name.startswith(tuple(prefix + "." for prefix in b.prefixes)) for p in network.get_parameters())]

@@ -3,8 +3,9 @@
 MindCV's model code predates MindSpore 2.7.2 in places (removed ops, a changed ``pad``, lazy initialisers) and
 some ops have no CPU kernel. :func:`create_model_fixed` is MindCV's ``create_model`` with these fixed: rexnet's
 weight init, PVT's position embeddings, float16 weights, VOLO's and HaloNet's patch extraction and padding.
-Patches of MindCV's classes are installed when this module is imported; ``nn.Unfold``'s CPU replacement when a
-model is built on CPU.
+Patches of MindCV's classes, and of ``nn.Unfold.__init__`` (it keeps its arguments), are installed when this
+module is imported; ``nn.Unfold``'s CPU computation by :func:`install_cpu_unfold`, which ``create_model_fixed``
+calls on CPU (an ``nn.Unfold`` made before this module was imported has no kept arguments and cannot use it).
 """
 import sys
 import types
@@ -19,8 +20,8 @@ from mindcv.models.pvt import PyramidVisionTransformer
 
 def create_model_fixed(**kwargs):
     """``mindcv.models.create_model(**kwargs)`` with the fixes of this module."""
-    if ms.get_context("device_target") == "CPU":  # no ExtractImagePatches kernel there (VOLO, HaloNet)
-        nn.Unfold.construct = _unfold_by_gathering
+    if ms.get_context("device_target") == "CPU":
+        install_cpu_unfold()
     with _initialised_initializer():
         return _float32_weights(create_model(**kwargs))
 
@@ -97,7 +98,12 @@ def _unfold_by_gathering(self, input_x):
     return extract_patches(input_x, *self.patch_arguments)
 
 
-_unfold_by_gathering.__name__ = "construct"  # installed by _build on CPU
+_unfold_by_gathering.__name__ = "construct"
+
+
+def install_cpu_unfold():
+    """``nn.Unfold`` computed by :func:`extract_patches`: ``ExtractImagePatches`` has no CPU kernel (VOLO, HaloNet)."""
+    nn.Unfold.construct = _unfold_by_gathering
 
 
 def _pad_taking_pairs(input_x, padding=None, mode="constant", value=None, paddings=None):
@@ -115,7 +121,7 @@ def _pad_taking_pairs(input_x, padding=None, mode="constant", value=None, paddin
 def _ops_taking_pair_paddings():
     """A copy of ``mindspore.ops`` whose ``pad`` is ``_pad_taking_pairs``, for the MindCV modules that need it;
     in ``sys.modules``, as graph mode finds a module's functions by importing it by name."""
-    module = types.ModuleType("tools_model_ops_taking_pair_paddings")
+    module = types.ModuleType("tools_mindcv_fixes_ops_taking_pair_paddings")
     module.__dict__.update({name: value for name, value in vars(ops).items() if not name.startswith("__")})
     module.pad = _pad_taking_pairs
     sys.modules[module.__name__] = module
