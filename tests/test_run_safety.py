@@ -198,6 +198,23 @@ def test_a_run_that_ends_before_writing_anything_leaves_no_folder(tmp_path):
     assert sorted(os.listdir(used)) == [".run.lock", "results.csv"] and run_folder.status(used) == "interrupted"
 
 
+REMOVED_WHILE_RUNNING = """
+import runpy, shutil, types
+runpy.run_path({repo_root!r})
+from tools import run_folder
+run_folder.take(types.SimpleNamespace(ckpt_save_dir={folder!r}, resume="", overwrite=False))
+shutil.rmtree({folder!r})                # the user deletes the run folder while the run goes on
+"""
+
+
+def test_a_run_folder_removed_while_running_ends_without_a_traceback(tmp_path):
+    code = REMOVED_WHILE_RUNNING.format(repo_root=os.path.join(ROOT, "tools", "repo_root.py"),
+                                        folder=str(tmp_path / "run"))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
 def start(cmd, log):
     with open(log, "w") as f:
         return subprocess.Popen(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env=dict(os.environ, GLOG_v="3"))

@@ -140,6 +140,9 @@ def leave_no_empty_folder():
     next run takes the same folder."""
     for path in list(_held):
         folder = os.path.dirname(path)
+        if not os.path.isdir(folder):  # removed while the run went on: nothing left to tidy (and no traceback)
+            release(folder)
+            continue
         if os.listdir(folder) == [LOCK_FILE]:
             os.remove(path)
             release(folder)
