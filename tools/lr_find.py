@@ -6,9 +6,8 @@ diverges, and suggest an lr.
 
 Writes ``DIR/lr_find.csv`` (step, lr, loss, smoothed_loss) and ``DIR/lr_find.png`` (smoothed loss over
 lr, log scale, the suggestion marked; DIR defaults to ``<ckpt_save_dir>_lr_find``, beside the run folder,
-never inside it) and prints the
-suggestion with the rule used: the steepest descent of the smoothed loss over log(lr), and for comparison
-the lr at the smoothed minimum divided by 10.
+never inside it) and prints the suggestion with the rule used: the steepest descent of the smoothed loss
+over log(lr), and for comparison the lr at the smoothed minimum divided by 10.
 Nothing is read from or written to ``ckpt_save_dir`` and no weights file is written (the model lives
 in memory only). With ``freeze_backbone`` (and ``freeze_bn_stats``, no mixup/cutmix) it runs on
 features cached once (tools/linear_probe.py), so it takes seconds. ``freeze_epochs`` is ignored: the
