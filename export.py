@@ -17,7 +17,7 @@ os.environ.setdefault("GLOG_v", "3")  # MindSpore: errors only
 import mindspore as ms  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tools import calibration, exported, runtime  # noqa: E402
+from tools import calibration, exported, memory_guard, runtime  # noqa: E402
 from tools.checkpoints import write_json  # noqa: E402
 from tools.config import INT, STR, STRS, choice, parse_config  # noqa: E402
 from tools.data import build_loader, open_split  # noqa: E402
@@ -139,4 +139,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    memory_guard.watch()  # one line instead of the OOM killer's SIGKILL
     run_cli(main, sys.argv[1:])

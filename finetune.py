@@ -12,7 +12,7 @@ if __name__ == "__main__":  # before MindSpore starts threads: Ctrl-C and SIGTER
 
     stop_signals.route_to_main_thread()
 
-from tools import run_folder, runtime  # noqa: E402
+from tools import memory_guard, run_folder, runtime  # noqa: E402
 from tools.config import BOOL, CONFIG_FILE_NAME, no_effect_notes, parse_config, save_config  # noqa: E402
 from tools.engine import Trainer, weights_digest  # noqa: E402
 from tools.errors import run_cli  # noqa: E402
@@ -81,4 +81,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    memory_guard.watch()  # one line instead of the OOM killer's SIGKILL
     run_cli(main, sys.argv[1:])

@@ -13,7 +13,7 @@ os.environ.setdefault("GLOG_v", "3")  # MindSpore: errors only
 
 import numpy as np  # noqa: E402
 
-from tools import calibration, exported, reports, runtime  # noqa: E402
+from tools import calibration, exported, memory_guard, reports, runtime  # noqa: E402
 from tools.config import BOOL, FLOAT, INT, STR, STRS, choice, parse_config  # noqa: E402
 from tools.data import build_loader, open_split  # noqa: E402
 from tools.errors import UsageError, run_cli  # noqa: E402
@@ -150,4 +150,5 @@ def draw_grid(cfg, records, probs, labels, path):
 
 
 if __name__ == "__main__":
+    memory_guard.watch()  # one line instead of the OOM killer's SIGKILL
     run_cli(main, sys.argv[1:])

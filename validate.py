@@ -11,7 +11,7 @@ import sys
 
 os.environ.setdefault("GLOG_v", "3")  # MindSpore: errors only
 
-from tools import calibration, metrics, report_page, reports, runtime  # noqa: E402
+from tools import calibration, memory_guard, metrics, report_page, reports, runtime  # noqa: E402
 from tools.checkpoints import write_json  # noqa: E402
 from tools.config import BOOL, INT, STR, parse_config  # noqa: E402
 from tools.data import build_loader, open_split, resolve_num_classes  # noqa: E402
@@ -145,4 +145,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    memory_guard.watch()  # one line instead of the OOM killer's SIGKILL
     run_cli(main, sys.argv[1:])

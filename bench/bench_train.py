@@ -9,6 +9,8 @@ training epochs, round-robin, ``--repeats`` times, and reports the median images
   create_loss -> build_lr_schedule -> build_optimizer -> build_train_step) driven by
   ``Trainer.train_epoch``, on the raw Aircraft layout (the suite's lazy reader); optionally
   (``--pipelines suite-folder``, demo only) on the ImageNet-style tree made by tools/split_aircraft.py;
+* ``suite-loop`` (optional): the same Trainer and train step fed by MindCV's loader (below) instead of
+  the suite's, which splits a gap between ``suite`` and ``mindcv`` into the loop's share and the loader's;
 * ``ceiling``: ``nn.TrainOneStepCell(nn.WithLossCell(net, loss), optimizer)`` over the same network,
   loss and optimizer on one in-memory batch of the same shape (no data pipeline at all);
 * ``mindcv``: MindCV's fine-tuning example written with its public API (create_dataset on the tree,
@@ -65,11 +67,24 @@ class Ceiling:
         return common.time_steps(self.step, self.batch, self.steps), self.steps * self.cfg.batch_size
 
 
+def mindcv_loader(cfg, tree_dir, num_classes):
+    """MindCV's training loader as its fine-tuning example builds it (ImageFolder tree, its transforms)."""
+    from mindcv.data import create_dataset, create_loader, create_transforms
+
+    dataset = create_dataset(name="", root=tree_dir, split=cfg.train_split, shuffle=True,
+                             num_parallel_workers=cfg.num_parallel_workers)
+    transforms = create_transforms(dataset_name="", image_resize=cfg.image_resize, is_training=True,
+                                   auto_augment=cfg.auto_augment, scale=tuple(cfg.scale), ratio=tuple(cfg.ratio),
+                                   hflip=cfg.hflip, color_jitter=cfg.color_jitter, interpolation=cfg.interpolation,
+                                   mean=cfg.mean, std=cfg.std)
+    return create_loader(dataset=dataset, batch_size=cfg.batch_size, drop_remainder=True, is_training=True,
+                         num_classes=num_classes, transform=transforms, num_parallel_workers=cfg.num_parallel_workers)
+
+
 class MindCVPipeline:
     """MindCV 0.3.0's examples/finetune flow with its public API, trained by ``Model.train``."""
 
     def __init__(self, cfg, tree_dir, num_classes, sink):
-        from mindcv.data import create_dataset, create_loader, create_transforms
         from mindcv.loss import create_loss
         from mindcv.models import create_model
         from mindcv.optim import create_optimizer
@@ -78,15 +93,7 @@ class MindCVPipeline:
         from mindspore.train.callback import Callback
 
         self.cfg, self.sink = cfg, sink
-        dataset = create_dataset(name="", root=tree_dir, split=cfg.train_split, shuffle=True,
-                                 num_parallel_workers=cfg.num_parallel_workers)
-        transforms = create_transforms(dataset_name="", image_resize=cfg.image_resize, is_training=True,
-                                       auto_augment=cfg.auto_augment, scale=tuple(cfg.scale), ratio=tuple(cfg.ratio),
-                                       hflip=cfg.hflip, color_jitter=cfg.color_jitter, interpolation=cfg.interpolation,
-                                       mean=cfg.mean, std=cfg.std)
-        self.loader = create_loader(dataset=dataset, batch_size=cfg.batch_size, drop_remainder=True, is_training=True,
-                                    num_classes=num_classes, transform=transforms,
-                                    num_parallel_workers=cfg.num_parallel_workers)
+        self.loader = mindcv_loader(cfg, tree_dir, num_classes)
         self.steps = self.loader.get_dataset_size()
         network = create_model(model_name=cfg.model, num_classes=num_classes, pretrained=False)
         loss = create_loss(name=cfg.loss, reduction=cfg.reduction, label_smoothing=cfg.label_smoothing)
@@ -128,6 +135,9 @@ def run_setting(name, spec, repeats, tmp, pipelines):
     runners["suite"] = suite
     if "suite-folder" in pipelines:
         runners["suite-folder"] = common.SuiteRun(common.suite_config(spec["config"], data_dir=tree, **spec["overrides"]))
+    if "suite-loop" in pipelines:  # the suite's loop and train step fed by MindCV's loader: loop vs loader
+        runners["suite-loop"] = common.SuiteRun(cfg)
+        runners["suite-loop"].loader = mindcv_loader(cfg, tree, num_classes)
     runners["ceiling"] = Ceiling(cfg, num_classes, steps)
     if "mindcv" in pipelines:
         runners["mindcv"] = MindCVPipeline(cfg, tree, num_classes, sink=False)
@@ -169,7 +179,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--aircraft_images", type=int, default=32, help="synthetic trainval images (batch 8)")
     parser.add_argument("--pipelines", nargs="+", default=["mindcv", "mindcv-sink"],
-                        help="besides suite and ceiling: suite-folder mindcv mindcv-sink")
+                        help="besides suite and ceiling: suite-folder suite-loop mindcv mindcv-sink")
     parser.add_argument("--demo_images", type=int, help="smoke test: the first N demo trainval images only")
     parser.add_argument("--image_resize", type=int, help="smoke test: override the settings' resolution")
     args = parser.parse_args()

@@ -167,6 +167,8 @@ OPTIONS = {
         ("log_interval", 100, INT, "print a training line every N steps"),
         ("seed", 42, INT, "seed for numpy, random and mindspore"),
         ("device_target", "CPU", STR, "CPU, GPU or Ascend; an unavailable target falls back to CPU"),
+        ("memory_limit_gb", 0.0, FLOAT, "(suite) stop with one line (exit 1) when the process holds more than N "
+                                        "GiB; 0 = only when the machine is about to run out of memory"),
     ],
     "Dataset": [
         ("dataset", "", STR, "'' (or 'imagenet') = a custom folder/annotation dataset"),
@@ -494,6 +496,7 @@ _RULES = {
     "label_smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "crop_pct": (lambda v: v > 0, "> 0 (above 1 the centre crop is padded, as in MindCV)"),
     "mode": (lambda v: v in (0, 1), "0 (GRAPH) or 1 (PYNATIVE)"),
+    "memory_limit_gb": (lambda v: v >= 0, ">= 0 (0 = no limit of its own)"),
     "seed": (lambda v: 0 <= v < 2 ** 32, "in [0, 2**32 - 1] (MindSpore's range)"),
     "momentum": (lambda v: v >= 0, ">= 0"),
     "ema_decay": (lambda v: 0 < v < 1, "in (0, 1)"),

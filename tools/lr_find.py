@@ -22,6 +22,7 @@ if __package__ in (None, ""):  # run as python tools/...: see tools/repo_root.py
 
 import numpy as np  # noqa: E402
 
+from tools import memory_guard  # noqa: E402
 from tools.config import FLOAT, INT, STR, parse_config  # noqa: E402
 from tools.errors import DataError, UsageError, run_cli  # noqa: E402
 from tools.fileio import atomic_path, check_writable_dir  # noqa: E402
@@ -174,4 +175,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    memory_guard.watch()  # one line instead of the OOM killer's SIGKILL
     run_cli(main, sys.argv[1:])

@@ -5,6 +5,7 @@ import random
 import mindspore as ms
 import numpy as np
 
+from tools import memory_guard
 from tools.errors import DataError, UsageError
 from tools.fileio import first_line
 
@@ -25,6 +26,8 @@ def setup(cfg):
 
     Returns ``(num_shards, shard_id)``, ``(None, None)`` when not distributed.
     """
+    memory_guard.describe(f"{cfg.model} at batch_size {cfg.batch_size}, image_resize {cfg.image_resize}",
+                          cfg.memory_limit_gb)
     target = cfg.device_target
     if target not in ("CPU", "GPU", "Ascend"):
         raise UsageError(f"device_target must be CPU, GPU or Ascend, got '{target}'")
