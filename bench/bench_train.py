@@ -11,6 +11,7 @@ training epochs, round-robin, ``--repeats`` times, and reports the median images
   (``--pipelines suite-folder``, demo only) on the ImageNet-style tree made by tools/split_aircraft.py;
 * ``suite-loop`` (optional): the same Trainer and train step fed by MindCV's loader (below) instead of
   the suite's, which splits a gap between ``suite`` and ``mindcv`` into the loop's share and the loader's;
+* ``suite-step`` (optional): the suite's train step alone on the ceiling's in-memory batch;
 * ``ceiling``: ``nn.TrainOneStepCell(nn.WithLossCell(net, loss), optimizer)`` over the same network,
   loss and optimizer on one in-memory batch of the same shape (no data pipeline at all);
 * ``mindcv``: MindCV's fine-tuning example written with its public API (create_dataset on the tree,
@@ -81,6 +82,18 @@ def mindcv_loader(cfg, tree_dir, num_classes):
                          num_classes=num_classes, transform=transforms, num_parallel_workers=cfg.num_parallel_workers)
 
 
+class SuiteStep:
+    """The suite's train step (finetune.py's) alone on the in-memory batch: the ceiling's twin, so the
+    difference between the two is the train step's own cost."""
+
+    def __init__(self, cfg, steps):
+        self.run, self.cfg, self.steps = common.SuiteRun(cfg), cfg, steps
+        self.batch = common.fake_batch(cfg, self.run.num_classes)
+
+    def epoch(self, epoch=1):
+        return common.time_steps(self.run.train_step, self.batch, self.steps), self.steps * self.cfg.batch_size
+
+
 class MindCVPipeline:
     """MindCV 0.3.0's examples/finetune flow with its public API, trained by ``Model.train``."""
 
@@ -138,6 +151,8 @@ def run_setting(name, spec, repeats, tmp, pipelines):
     if "suite-loop" in pipelines:  # the suite's loop and train step fed by MindCV's loader: loop vs loader
         runners["suite-loop"] = common.SuiteRun(cfg)
         runners["suite-loop"].loader = mindcv_loader(cfg, tree, num_classes)
+    if "suite-step" in pipelines:
+        runners["suite-step"] = SuiteStep(cfg, steps)
     runners["ceiling"] = Ceiling(cfg, num_classes, steps)
     if "mindcv" in pipelines:
         runners["mindcv"] = MindCVPipeline(cfg, tree, num_classes, sink=False)
@@ -179,7 +194,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--aircraft_images", type=int, default=32, help="synthetic trainval images (batch 8)")
     parser.add_argument("--pipelines", nargs="+", default=["mindcv", "mindcv-sink"],
-                        help="besides suite and ceiling: suite-folder suite-loop mindcv mindcv-sink")
+                        help="besides suite and ceiling: suite-folder suite-loop suite-step mindcv mindcv-sink")
     parser.add_argument("--demo_images", type=int, help="smoke test: the first N demo trainval images only")
     parser.add_argument("--image_resize", type=int, help="smoke test: override the settings' resolution")
     args = parser.parse_args()

@@ -11,7 +11,7 @@ from tools.memory_guard import GIB
 def test_shortage_names_the_reason():
     assert memory_guard.shortage(available=8 * GIB, resident=2 * GIB, limit_bytes=0) is None
     over = memory_guard.shortage(available=8 * GIB, resident=3 * GIB, limit_bytes=2 * GIB)
-    assert "3.0 GiB" in over and "memory_limit_gb 2" in over
+    assert "3.00 GiB" in over and "memory_limit_gb 2" in over
     low = memory_guard.shortage(available=GIB // 4, resident=20 * GIB, limit_bytes=0)
     assert "0.2 GiB left" in low and "20.0 GiB" in low
     assert memory_guard.shortage(available=None, resident=20 * GIB, limit_bytes=0) is None  # nothing known

@@ -255,6 +255,35 @@ def test_overflowed_steps_are_skipped_and_dynamic_scale_halves(mode, kind, drop,
     assert float(step.scale_sense.asnumpy()) == (512.0 if kind == "dynamic" else 1024.0)
 
 
+@pytest.mark.parametrize("mode", [0, 1], indirect=True)
+def test_plain_step_trains_bitwise_as_mindcvs_train_step(mode):
+    """With nothing to scale, clip, average or accumulate the suite runs the bare step (faster on CPU,
+    bench/README.md section 1): the weights after 3 steps equal MindCV's TrainStep's (scale 1) bit for bit."""
+    from mindcv.utils.train_step import TrainStep
+    from mindcv.utils.trainer_factory import add_loss_network
+
+    net, step = _step(mode, loss_scale=1.0)
+    assert step.plain
+    twin = nn.Dense(4, 3)
+    ms.load_param_into_net(twin, {name: ms.Parameter(p.asnumpy().copy(), name=name)
+                                  for name, p in net.parameters_and_names()})
+    loss = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
+    mindcv_step = TrainStep(add_loss_network(twin, loss, "O0"), nn.SGD(twin.trainable_params(), 0.1),
+                            Tensor(1.0, ms.float32)).set_train()
+    rng = np.random.default_rng(0)
+    initial = net.weight.asnumpy().copy()
+    for _ in range(3):
+        images, labels = Tensor(rng.standard_normal((4, 4)).astype(np.float32)), Tensor(rng.integers(0, 3, 4).astype(np.int32))
+        assert np.array_equal(step(images, labels).asnumpy(), mindcv_step(images, labels).asnumpy())
+    assert not np.array_equal(initial, net.weight.asnumpy())
+    assert np.array_equal(net.weight.asnumpy(), twin.weight.asnumpy())
+    assert np.array_equal(net.bias.asnumpy(), twin.bias.asnumpy())
+    for other in (dict(loss_scale=1024.0), dict(loss_scale=1.0, ema=True), dict(loss_scale=1.0, clip_grad=True),
+                  dict(loss_scale=1.0, loss_scale_type="dynamic"), dict(loss_scale=1.0, drop_overflow_update=True),
+                  dict(loss_scale=1.0, gradient_accumulation_steps=2)):
+        assert not _step(mode, **other)[1].plain, other
+
+
 def test_resume_continues_a_dynamic_loss_scale_where_it_was(tmp_path):
     """A huge initial scale overflows and halves at every step of epoch 1: a resumed epoch 2 must go on from
     the halved scale (else it skips steps again and its weights differ from the uninterrupted run's). Two steps

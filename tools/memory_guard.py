@@ -89,7 +89,7 @@ def process_resident(statm="/proc/self/statm"):
 def shortage(available, resident, limit_bytes, reserve=RESERVE_BYTES):
     """The reason to stop now, or None: the process passed its own limit, or the headroom is under ``reserve``."""
     if limit_bytes and resident > limit_bytes:
-        return f"this process holds {resident / GIB:.1f} GiB, over memory_limit_gb {limit_bytes / GIB:g}"
+        return f"this process holds {resident / GIB:.2f} GiB, over memory_limit_gb {limit_bytes / GIB:g}"
     if available is not None and available < reserve:
         return (f"the machine is out of memory ({available / GIB:.1f} GiB left, this process holds "
                 f"{resident / GIB:.1f} GiB)")
@@ -97,7 +97,7 @@ def shortage(available, resident, limit_bytes, reserve=RESERVE_BYTES):
 
 
 def message(reason):
-    return (f"error: {_run['what']} needs more memory than it has: {reason}; lower batch_size or image_size, "
+    return (f"error: {_run['what']} needs more memory than it has: {reason}; lower batch_size or image_resize, "
             "choose a smaller model, or stop other programs (stopped before the system's out-of-memory killer)")
 
 
