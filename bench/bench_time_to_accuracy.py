@@ -10,9 +10,10 @@ fmnist_compare.yaml). ``mindcv``: MindCV 0.3.0's public API as a MindCV user wri
 the ImageNet-style tree made by tools/split_aircraft.py, create_transforms, create_loader, create_model with
 the converted weights loaded except the classifier, create_loss/scheduler/optimizer, create_trainer ->
 Model.train one epoch at a time, Model.eval for Top-1, in GRAPH mode as MindCV's train.py sets it), each run
-a new process timed from its start; its wall time counts one evaluation (the final one). MindCV's runs are
-unseeded, so their final Top-1 varies: the target is the median of ``--mindcv_repeats`` runs' final Top-1,
-compared with the median of their wall times. The suite's recipes are finetune.py runs with the same config and
+a new process timed from its start; its wall time counts one evaluation (the final one), and is also
+reported counting every epoch's evaluation, as the suite's recipes validate every epoch
+(``val_while_train``). MindCV's runs are unseeded, so their final Top-1 varies: the target is the median of
+``--mindcv_repeats`` runs' final Top-1, compared with the median of their wall times. The suite's recipes are finetune.py runs with the same config and
 ``epoch_size`` (wall time of the process; an epoch's Top-1 is reached at the process's end minus the
 ``seconds`` of the later epochs in results.csv):
 
@@ -50,7 +51,7 @@ RECIPES = {
 
 def mindcv_run(cfg, tree, num_classes, ckpt_path, begin):
     """MindCV's full fine-tuning in this process (begun at ``begin``, a ``time.time()``); returns [(wall
-    seconds to the end of epoch i incl. one eval, top1)]."""
+    seconds to the end of epoch i incl. one eval, top1, the same incl. every epoch's eval)]."""
     import mindspore as ms
     from mindcv.data import create_dataset, create_loader, create_transforms
 
@@ -75,10 +76,10 @@ def mindcv_run(cfg, tree, num_classes, ckpt_path, begin):
         train_end = time.time()
         top1 = pipeline.model.eval(val_loader, dataset_sink_mode=False)["acc"]
         now = time.time()
-        rows.append((train_end - begin - eval_seconds + (now - train_end), top1))
+        rows.append((train_end - begin - eval_seconds + (now - train_end), top1, now - begin))
         eval_seconds += now - train_end
-        print(f"  mindcv epoch {len(rows)}: top1 {top1:.4f} at {rows[-1][0]:.1f}s  load {os.getloadavg()[0]:.2f}",
-              flush=True)
+        print(f"  mindcv epoch {len(rows)}: top1 {top1:.4f} at {rows[-1][0]:.1f}s ({rows[-1][2]:.1f}s with every "
+              f"epoch's evaluation)  load {os.getloadavg()[0]:.2f}", flush=True)
     return rows
 
 
@@ -156,21 +157,26 @@ def main(argv=None):
         for name in args.recipes:
             results[name] = suite_run(name, RECIPES[name], args, os.path.join(tmp, name))
     finals = [rows[-1] for rows in mindcv]
-    mindcv_wall = common.median([wall for wall, _ in finals])
-    target = common.median([top1 for _, top1 in finals])
-    print(f"MindCV full fine-tuning, {len(finals)} runs: final top1 " + ", ".join(f"{t:.4f}" for _, t in finals)
-          + f" in " + ", ".join(f"{w:.1f}s" for w, _ in finals) + f"; target (median) {target:.4f}, "
-          f"wall time (median) {mindcv_wall:.1f}s")
+    mindcv_wall = common.median([row[0] for row in finals])
+    mindcv_wall_every_eval = common.median([row[2] for row in finals])
+    target = common.median([row[1] for row in finals])
+    print(f"MindCV full fine-tuning, {len(finals)} runs: final top1 " + ", ".join(f"{row[1]:.4f}" for row in finals)
+          + f" in " + ", ".join(f"{row[0]:.1f}s" for row in finals) + f"; target (median) {target:.4f}, "
+          f"wall time (median) {mindcv_wall:.1f}s, {mindcv_wall_every_eval:.1f}s when it validates every epoch "
+          "as the suite's recipes do")
     summary = {}
     for name in args.recipes:
         at = reached(results[name], target)
         best = max(top1 for _, top1 in results[name])
-        summary[name] = {"seconds_to_target": at, "ratio": at / mindcv_wall if at else None, "best_top1": best}
-        print(f"  {name}: " + (f"reached {target:.4f} at {at:.1f}s = {at / mindcv_wall:.2f}x MindCV's wall time"
+        summary[name] = {"seconds_to_target": at, "ratio": at / mindcv_wall if at else None,
+                         "ratio_every_eval": at / mindcv_wall_every_eval if at else None, "best_top1": best}
+        print(f"  {name}: " + (f"reached {target:.4f} at {at:.1f}s = {at / mindcv_wall:.2f}x MindCV's wall time "
+                               f"({at / mindcv_wall_every_eval:.2f}x validating every epoch)"
                                if at else f"did not reach {target:.4f} (best {best:.4f})"))
     print(f"load average at end {[round(x, 2) for x in os.getloadavg()]}")
     common.write_json("bench_time_to_accuracy", {**header, "args": vars(args), "target": target,
-                                                 "mindcv_wall": mindcv_wall, "mindcv": mindcv, "results": results,
+                                                 "mindcv_wall": mindcv_wall,
+                                                 "mindcv_wall_every_eval": mindcv_wall_every_eval, "mindcv": mindcv, "results": results,
                                                  "summary": summary})
 
 
