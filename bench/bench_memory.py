@@ -85,7 +85,7 @@ def child(kind, data_dir):
                                       python_multiprocessing=False)
     opened = common.vm_hwm_mb()
     count, total = 0, 0
-    for image, _ in dataset.create_tuple_iterator(num_epochs=1, output_numpy=True):
+    for image, *_ in dataset.create_tuple_iterator(num_epochs=1, output_numpy=True):  # training adds an index
         count += 1
         total += image.nbytes
     print(json.dumps({"kind": kind, "baseline_mb": base, "after_open_mb": opened, "peak_mb": common.vm_hwm_mb(),

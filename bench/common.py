@@ -238,10 +238,12 @@ class SuiteRun:
     ``extract_seconds``: the feature cache's one-off cost as finetune.py pays it, else None."""
 
     def __init__(self, cfg):
+        from tools import runtime
         from tools.engine import Trainer
         from tools.training import build_training
 
         self.cfg = cfg
+        quiet(runtime.setup, cfg)  # mode (GRAPH unless the config says otherwise), device, seeds, as finetune.py
         run = quiet(build_training, cfg, verbose=False)
         self.data, self.num_classes, self.loader, self.steps = run.train_data, run.num_classes, run.train_loader, run.steps
         self.network, self.frozen, self.train_step = run.network, run.frozen, run.train_step

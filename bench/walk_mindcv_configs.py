@@ -119,7 +119,13 @@ def earlier_rows(names):
     return rows
 
 
+def _skipped(res):
+    return res["message"].startswith("not run")
+
+
 def _status(res):
+    if _skipped(res):
+        return "not run"
     return "ok" if res["code"] == 0 else f"exit {res['code']}: {res['message'][:160]}"
 
 
@@ -170,12 +176,14 @@ def main():
                                      "results": results})
     rows = [[r["config"], _status(r["dry_run"]), _status(r["train"]) if "train" in r else "-"] for r in results]
     common.print_table(["config", "dry run", "one tiny epoch"], rows)
-    passed = sum(r["dry_run"]["code"] == 0 for r in results)
+    dry_walked = [r for r in results if not _skipped(r["dry_run"])]
+    passed = sum(r["dry_run"]["code"] == 0 for r in dry_walked)
     trained = sum(r.get("train", {}).get("code") == 0 for r in results)
     tracebacks = sum(r["dry_run"].get("traceback", False) or r.get("train", {}).get("traceback", False)
                      for r in results)
-    print(f"{passed}/{len(results)} dry runs pass" + (f", {trained} trained one epoch" if train else "")
-          + f"; {tracebacks} ended in a traceback")
+    print((f"{passed}/{len(dry_walked)} dry runs pass, " if dry_walked else "dry runs not run, ")
+          + (f"{trained}/{len(results)} trained one epoch, " if train else "")
+          + f"{tracebacks} ended in a traceback")
     common.write_json(name, {**header, "configs": args.configs, "train": train, "results": results})
     return 0
 
