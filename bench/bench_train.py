@@ -94,30 +94,36 @@ class SuiteStep:
         return common.time_steps(self.run.train_step, self.batch, self.steps), self.steps * self.cfg.batch_size
 
 
+def mindcv_trainer(cfg, num_classes, steps):
+    """MindCV's network and ``Model`` for ``cfg`` as its public API builds them (create_model, create_loss,
+    create_scheduler, create_optimizer, create_trainer at loss scale 1), ``steps`` batches per epoch."""
+    from mindcv.loss import create_loss
+    from mindcv.models import create_model
+    from mindcv.optim import create_optimizer
+    from mindcv.scheduler import create_scheduler
+    from mindcv.utils import create_trainer
+
+    network = create_model(model_name=cfg.model, num_classes=num_classes, pretrained=False)
+    loss = create_loss(name=cfg.loss, reduction=cfg.reduction, label_smoothing=cfg.label_smoothing)
+    lrs = create_scheduler(steps, scheduler=cfg.scheduler, lr=cfg.lr, min_lr=cfg.min_lr,
+                           warmup_epochs=cfg.warmup_epochs, decay_epochs=max(cfg.epoch_size - cfg.warmup_epochs, 1),
+                           num_epochs=cfg.epoch_size)
+    optimizer = create_optimizer(network.trainable_params(), opt=cfg.opt, lr=lrs, weight_decay=cfg.weight_decay,
+                                 momentum=cfg.momentum, weight_decay_filter=cfg.weight_decay_filter)
+    return network, create_trainer(network, loss, optimizer, {"acc"}, amp_level="O0", amp_cast_list=None,
+                                   loss_scale_type="fixed", loss_scale=1.0)
+
+
 class MindCVPipeline:
     """MindCV 0.3.0's examples/finetune flow with its public API, trained by ``Model.train``."""
 
     def __init__(self, cfg, tree_dir, num_classes, sink):
-        from mindcv.loss import create_loss
-        from mindcv.models import create_model
-        from mindcv.optim import create_optimizer
-        from mindcv.scheduler import create_scheduler
-        from mindcv.utils import create_trainer
         from mindspore.train.callback import Callback
 
         self.cfg, self.sink = cfg, sink
         self.loader = mindcv_loader(cfg, tree_dir, num_classes)
         self.steps = self.loader.get_dataset_size()
-        network = create_model(model_name=cfg.model, num_classes=num_classes, pretrained=False)
-        loss = create_loss(name=cfg.loss, reduction=cfg.reduction, label_smoothing=cfg.label_smoothing)
-        lrs = create_scheduler(self.steps, scheduler=cfg.scheduler, lr=cfg.lr, min_lr=cfg.min_lr,
-                               warmup_epochs=cfg.warmup_epochs, decay_epochs=max(cfg.epoch_size - cfg.warmup_epochs, 1),
-                               num_epochs=cfg.epoch_size)
-        optimizer = create_optimizer(network.trainable_params(), opt=cfg.opt, lr=lrs, weight_decay=cfg.weight_decay,
-                                     momentum=cfg.momentum, weight_decay_filter=cfg.weight_decay_filter)
-        self.model = create_trainer(network, loss, optimizer, {"acc"}, amp_level="O0", amp_cast_list=None,
-                                    loss_scale_type="fixed", loss_scale=1.0)
-        self.network = network
+        self.network, self.model = mindcv_trainer(cfg, num_classes, self.steps)
         times = self.times = []
 
         class EpochTimer(Callback):

@@ -316,3 +316,34 @@ def test_group_table(net, lrs):
         assert line.startswith(row["pattern"]) and line.split()[-3:] == [
             f"{row['params']:,}", f"{row['lr_mult']:.4g}", f"{row['weight_decay']:g}"]
     assert len({len(line) for line in table}) == 1  # aligned
+
+
+def test_a_shared_schedule_is_passed_once_and_trains_bitwise_as_per_group_copies(lrs, no_jit):
+    """Groups whose lr lists all equal the schedule lose their own lr (MindSpore keeps one schedule, which
+    compiles faster); training is bitwise the same, weight decay per group is kept, and any lr_mult keeps them."""
+    from tools.optim import shared_schedule
+
+    finals, decays = {}, {}
+    for shared in (False, True):
+        ms.set_seed(0)
+        network = mobilenet()
+        network.set_train()
+        groups, _ = build_param_groups(network, lrs, 1e-2, "auto")
+        assert len(groups) == 3 and all(g["lr"] == lrs for g in groups[:-1])  # decayed / spared, + order_params
+        if shared:
+            groups = shared_schedule(groups, lrs)
+            assert all("lr" not in g for g in groups)
+        optimizer = create_optimizer(groups, opt="adamw", lr=lrs, weight_decay=1e-2, weight_decay_filter="auto")
+        assert optimizer.is_group_lr is not shared
+        decays[shared] = applied_weight_decay(optimizer)
+        for step in range(3):
+            train_one_step(network, optimizer, step)
+        finals[shared] = {p.name: p.asnumpy() for p in network.get_parameters()}
+    assert decays[True] == decays[False]
+    assert sorted(set(decays[True].values())) == [0.0, pytest.approx(1e-2, rel=1e-6)]  # spared and decayed groups
+    assert finals[True].keys() == finals[False].keys()
+    for name, value in finals[False].items():
+        assert np.array_equal(finals[True][name], value), name
+    net = mobilenet()
+    groups, _ = build_param_groups(net, lrs, 1e-2, "auto", lr_mult=LR_MULT)
+    assert shared_schedule(groups, lrs) is groups
