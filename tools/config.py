@@ -11,7 +11,7 @@ import yaml
 from mindspore.dataset.vision import Inter
 
 from tools.errors import CliParser, UsageError
-from tools.fileio import atomic_write_text, first_line
+from tools.fileio import atomic_write_text, first_line, input_file_problem
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -383,8 +383,11 @@ BASE_KEY = "_base_"
 def _read_mapping(path):
     """``[(key, value, line)]`` of a YAML file's top-level mapping, in file order; a key given twice
     is an error (PyYAML silently keeps the last one)."""
-    if not os.path.isfile(path):
+    problem = input_file_problem(path)
+    if problem == "not found":
         raise UsageError(f"config file not found: {path}")
+    if problem == "a folder, not a file":
+        raise UsageError(f"config {path} is {problem}; name a YAML file")
     try:
         with open(path, encoding="utf-8-sig") as f:
             text = f.read()

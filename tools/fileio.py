@@ -94,3 +94,15 @@ def file_sha256(path):
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def input_file_problem(path):
+    """What keeps ``path`` from being read as an input file, in a few words ('not found', 'a folder',
+    'an empty file (0 bytes)'), or None: so an error names what the user gave, not what failed later."""
+    if os.path.isdir(path):
+        return "a folder, not a file"
+    if not os.path.isfile(path):
+        return "not found"
+    if os.path.getsize(path) == 0:
+        return "an empty file (0 bytes)"
+    return None

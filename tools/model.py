@@ -22,7 +22,7 @@ from mindcv.utils.download import DownLoad
 
 from tools.errors import DataError, UsageError
 from tools.families import head_prefix, pretrained_value
-from tools.fileio import first_line
+from tools.fileio import first_line, input_file_problem
 from tools.mindcv_fixes import create_model_fixed
 from tools.tf_padding import apply_tf_same_padding
 
@@ -157,8 +157,11 @@ def read_checkpoint(path):
 
     The suite's checkpoints carry a CRC; one without (MindCV's) loads unchecked, as MindSpore does.
     """
-    if not os.path.isfile(path):
+    problem = input_file_problem(path)
+    if problem == "not found":
         raise DataError(f"checkpoint not found: {path}")
+    if problem:
+        raise DataError(f"checkpoint {path} is {problem}{_checkpoints_inside(path)}")
     try:
         with quiet_mindspore_log():
             return ms.load_checkpoint(path, crc_check=True)
@@ -166,6 +169,13 @@ def read_checkpoint(path):
         if "crc check" in str(err.__cause__ or ""):  # MindSpore words a CRC mismatch as a permission problem
             raise DataError(f"checkpoint {path} is damaged (its CRC checksum does not match the content)") from None
         raise DataError(f"cannot read checkpoint {path}: {first_line(err)}") from None
+
+
+def _checkpoints_inside(folder):
+    """For a folder given as a checkpoint: '; it holds X.ckpt' naming its best checkpoint (or any)."""
+    names = sorted(n for n in os.listdir(folder) if n.endswith(".ckpt")) if os.path.isdir(folder) else []
+    best = [n for n in names if n.endswith("_best.ckpt")] or names
+    return f"; it holds {os.path.join(folder, best[0])}: give that file" if best else ""
 
 
 def load_weights(network, path, model_name, params=None, drop_head=True):

@@ -8,6 +8,8 @@ from mindcv.scheduler import create_scheduler
 
 from tools.errors import UsageError
 
+MAX_STEPS = 10_000_000  # one lr per step lives in memory (a Python list, then a tensor): ~100x ImageNet's 300 epochs
+
 
 def resolve_epochs(cfg):
     """``(warmup_epochs, decay_epochs)`` that fit inside ``epoch_size``; notes any change."""
@@ -26,6 +28,10 @@ def resolve_epochs(cfg):
 
 def build_lr_schedule(cfg, steps_per_epoch):
     """One learning rate per training step, ``epoch_size * steps_per_epoch`` values."""
+    if cfg.epoch_size * steps_per_epoch > MAX_STEPS:
+        raise UsageError(f"'epoch_size' {cfg.epoch_size} at {steps_per_epoch} steps an epoch makes "
+                         f"{cfg.epoch_size * steps_per_epoch} training steps, more than the {MAX_STEPS} an lr "
+                         "schedule holds; lower epoch_size")
     warmup, decay = resolve_epochs(cfg)
     try:
         lrs = create_scheduler(
