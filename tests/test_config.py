@@ -173,3 +173,13 @@ def test_base_file_sits_between_defaults_and_the_yaml(tmp_path):
     cfg_file = write_yaml(tmp_path / "c.yaml", {"_base_": "sub/base.yaml", "batch_size": 8})
     cfg = parse_config(["--config", cfg_file, "--model", "resnet34"], "t")
     assert (cfg.lr, cfg.batch_size, cfg.model, cfg.epoch_size) == (0.5, 8, "resnet34", 90)
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--mean", "1", "2"], "'mean' must be 3 values, one per channel (images are read as RGB), got [1.0, 2.0]"),
+    (["--std", "1", "0", "1"], "'std' must be 3 values > 0"),
+])
+def test_normalisation_values_per_channel(argv, needle):
+    with pytest.raises(UsageError) as err:
+        parse_config(argv, "t")
+    assert needle in str(err.value)

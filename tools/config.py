@@ -508,6 +508,8 @@ _RULES = {
     "early_stop_min_delta": (lambda v: v >= 0, ">= 0"),
     "freeze_epochs": (lambda v: v >= 0, ">= 0"),
     "unfreeze_warmup_epochs": (lambda v: v >= 0, ">= 0"),
+    "mean": (lambda v: len(v) == 3, "3 values, one per channel (images are read as RGB)"),
+    "std": (lambda v: len(v) == 3 and min(v) > 0, "3 values > 0, one per channel (images are read as RGB)"),
 }
 
 
