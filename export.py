@@ -17,16 +17,19 @@ os.environ.setdefault("GLOG_v", "3")  # MindSpore: errors only
 import mindspore as ms  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tools import calibration, exported, memory_guard, runtime  # noqa: E402
-from tools.checkpoints import write_json  # noqa: E402
-from tools.config import INT, STR, STRS, choice, parse_config  # noqa: E402
-from tools.data import build_loader, open_split  # noqa: E402
-from tools.engine import predict_logits  # noqa: E402
-from tools.errors import DataError, UsageError, run_cli  # noqa: E402
-from tools.fileio import check_output_file, first_line  # noqa: E402
-from tools.inputs import find_images, input_split  # noqa: E402
-from tools.metrics import softmax  # noqa: E402
-from tools.model import checkpoint_network, class_names_of, numbered_classes, read_checkpoint  # noqa: E402
+from tools.evaluate import calibration
+from tools.evaluate import exported
+from tools.core import memory_guard
+from tools.core import runtime
+from tools.train.checkpoints import write_json  # noqa: E402
+from tools.core.config import INT, STR, STRS, choice, parse_config  # noqa: E402
+from tools.datasets.loader import build_loader, open_split  # noqa: E402
+from tools.train.trainer import predict_logits  # noqa: E402
+from tools.core.errors import DataError, UsageError, run_cli  # noqa: E402
+from tools.core.fileio import check_output_file, first_line  # noqa: E402
+from tools.datasets.inputs import find_images, input_split  # noqa: E402
+from tools.evaluate.metrics import softmax  # noqa: E402
+from tools.models.factory import checkpoint_network, class_names_of, numbered_classes, read_checkpoint  # noqa: E402
 
 EXTENSIONS = {"MINDIR": ".mindir", "ONNX": ".onnx"}
 FORMATS = {"MINDIR": ["MINDIR"], "ONNX": ["ONNX"], "BOTH": ["MINDIR", "ONNX"]}

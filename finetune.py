@@ -8,16 +8,18 @@ import tempfile
 
 os.environ.setdefault("GLOG_v", "3")  # MindSpore: errors only
 if __name__ == "__main__":  # before MindSpore starts threads: Ctrl-C and SIGTERM stop between steps
-    from tools import stop_signals
+    from tools.core import stop_signals
 
     stop_signals.route_to_main_thread()
 
-from tools import memory_guard, run_folder, runtime  # noqa: E402
-from tools.config import BOOL, CONFIG_FILE_NAME, no_effect_notes, parse_config, save_config  # noqa: E402
-from tools.engine import Trainer, weights_digest  # noqa: E402
-from tools.errors import run_cli  # noqa: E402
-from tools.fileio import check_writable_dir, file_sha256  # noqa: E402
-from tools.training import build_training, describe  # noqa: E402
+from tools.core import memory_guard
+from tools.train import run_folder
+from tools.core import runtime
+from tools.core.config import BOOL, CONFIG_FILE_NAME, no_effect_notes, parse_config, save_config  # noqa: E402
+from tools.train.trainer import Trainer, weights_digest  # noqa: E402
+from tools.core.errors import run_cli  # noqa: E402
+from tools.core.fileio import check_writable_dir, file_sha256  # noqa: E402
+from tools.train.wiring import build_training, describe  # noqa: E402
 from tools.split_folder import hold_out_val  # noqa: E402
 
 EXTRA = {"finetune.py": [

@@ -13,14 +13,18 @@ os.environ.setdefault("GLOG_v", "3")  # MindSpore: errors only
 
 import numpy as np  # noqa: E402
 
-from tools import calibration, exported, memory_guard, reports, runtime  # noqa: E402
-from tools.config import BOOL, FLOAT, INT, STR, STRS, choice, parse_config  # noqa: E402
-from tools.data import build_loader, open_split  # noqa: E402
-from tools.errors import UsageError, run_cli  # noqa: E402
-from tools.fileio import check_output_file, check_writable_dir  # noqa: E402
-from tools.inputs import find_images, input_split  # noqa: E402
-from tools.model import checkpoint_network, class_names_of, numbered_classes, read_checkpoint  # noqa: E402
-from tools.tta import tta_mode, view_logits  # noqa: E402
+from tools.evaluate import calibration
+from tools.evaluate import exported
+from tools.core import memory_guard
+from tools.report import evaluation as reports
+from tools.core import runtime
+from tools.core.config import BOOL, FLOAT, INT, STR, STRS, choice, parse_config  # noqa: E402
+from tools.datasets.loader import build_loader, open_split  # noqa: E402
+from tools.core.errors import UsageError, run_cli  # noqa: E402
+from tools.core.fileio import check_output_file, check_writable_dir  # noqa: E402
+from tools.datasets.inputs import find_images, input_split  # noqa: E402
+from tools.models.factory import checkpoint_network, class_names_of, numbered_classes, read_checkpoint  # noqa: E402
+from tools.evaluate.tta import tta_mode, view_logits  # noqa: E402
 
 
 EXTRA = {"Prediction": [
@@ -45,7 +49,7 @@ EXTRA = {"Prediction": [
 
 
 def open_inputs(cfg, class_names):
-    """The ``--input`` images (labels unknown) or else the split, as :class:`tools.data.SplitData`."""
+    """The ``--input`` images (labels unknown) or else the split, as :class:`tools.datasets.loader.SplitData`."""
     if cfg.input:
         return input_split(cfg, find_images(cfg.input), class_names)
     return open_split(cfg, cfg.split or cfg.val_split, class_names=class_names)

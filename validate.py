@@ -11,15 +11,20 @@ import sys
 
 os.environ.setdefault("GLOG_v", "3")  # MindSpore: errors only
 
-from tools import calibration, memory_guard, metrics, report_page, reports, runtime  # noqa: E402
-from tools.checkpoints import write_json  # noqa: E402
-from tools.config import BOOL, INT, STR, parse_config  # noqa: E402
-from tools.data import build_loader, open_split, resolve_num_classes  # noqa: E402
-from tools.run_folder import CURVES_FILE  # noqa: E402
-from tools.errors import UsageError, run_cli  # noqa: E402
-from tools.fileio import check_output_file, check_writable_dir  # noqa: E402
-from tools.model import checkpoint_network, class_names_of, read_checkpoint  # noqa: E402
-from tools.tta import tta_mode, view_logits  # noqa: E402
+from tools.evaluate import calibration
+from tools.core import memory_guard
+from tools.evaluate import metrics
+from tools.report import page as report_page
+from tools.report import evaluation as reports
+from tools.core import runtime
+from tools.train.checkpoints import write_json  # noqa: E402
+from tools.core.config import BOOL, INT, STR, parse_config  # noqa: E402
+from tools.datasets.loader import build_loader, open_split, resolve_num_classes  # noqa: E402
+from tools.train.run_folder import CURVES_FILE  # noqa: E402
+from tools.core.errors import UsageError, run_cli  # noqa: E402
+from tools.core.fileio import check_output_file, check_writable_dir  # noqa: E402
+from tools.models.factory import checkpoint_network, class_names_of, read_checkpoint  # noqa: E402
+from tools.evaluate.tta import tta_mode, view_logits  # noqa: E402
 
 EXTRA = {"Validation": [
     ("split", "", STR, "split to evaluate; empty = val_split"),

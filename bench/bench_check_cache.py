@@ -5,7 +5,7 @@ core (cache filled), and a re-open from the cache.
 
 Makes a raw Aircraft layout with one split of ``--images`` JPEGs of ``--size`` (FGVC-Aircraft's photos
 are about 1024x768; ``--distinct`` real files made from the demo images, the rest hard links, so every
-path is still opened and decoded) in a temporary folder, then times ``tools.data.open_split`` as the
+path is still opened and decoded) in a temporary folder, then times ``tools.datasets.loader.open_split`` as the
 scripts call it (annotation parsing, the check, the GeneratorDataset), in one process:
 
 * ``no cache, 1 core``: ``check_cache_dir: off`` with the check held to one process (the suite before
@@ -25,7 +25,7 @@ import common  # noqa: E402
 
 
 def timed_open(cfg, split):
-    from tools.data import open_split
+    from tools.datasets.loader import open_split
 
     begin = time.perf_counter()
     data = common.quiet(open_split, cfg, split)
@@ -39,7 +39,7 @@ def main():
     parser.add_argument("--distinct", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    from tools import check_cache
+    from tools.datasets import check_cache
 
     header = common.report_header()
     out = {**header, "images": args.images, "size": args.size, "cores": check_cache.cpu_count(), "variants": {}}

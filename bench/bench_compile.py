@@ -28,7 +28,7 @@ MODES = {"GRAPH": 0, "PYNATIVE": 1, "MINDCV": 0}
 
 
 def child(variant, steps):
-    from tools import runtime
+    from tools.core import runtime
 
     t0 = time.perf_counter()
     cfg = common.suite_config(common.DEMO_CONFIG, mode=MODES[variant], log_interval=100000)

@@ -3,14 +3,14 @@
     .venv/bin/python bench/bench_freeze.py [--repeats 3] [--steps 3] [--image_resize 600] [--batch_size 8]
 
 mobilenet_v3_small_100 with the Aircraft config (600 px, batch 8, momentum, random init), the suite's
-own objects (tools.training.build_model, tools.train_step.build_train_step = MindCV's TrainStep) on
+own objects (tools.train.wiring.build_model, tools.train.train_step.build_train_step = MindCV's TrainStep) on
 one in-memory batch, so only the train step is timed. Modes, timed round-robin in one process after a
 compile + warm-up step each (median of ``--repeats`` timings of ``--steps`` steps):
 
 * ``full``: nothing frozen;
 * ``freeze_layers 7``: features.0-6 frozen (``requires_grad=False``, their BatchNorms in inference mode);
 * ``freeze_backbone``: every feature block frozen, the head trains;
-* ``... + stop_gradient``: the same freezing, trained through ``tools.freeze.cut_gradients`` as finetune.py
+* ``... + stop_gradient``: the same freezing, trained through ``tools.train.freeze.cut_gradients`` as finetune.py
   does (``ops.stop_gradient`` after the last frozen block, parameter names unchanged); the modes without it
   are the suite before that change (``requires_grad=False`` only).
 
@@ -33,9 +33,9 @@ MODES = [
 
 
 def build_mode(base_overrides, overrides, cut, num_classes=100):
-    from tools.freeze import cut_gradients
-    from tools.train_step import build_train_step
-    from tools.training import build_model
+    from tools.train.freeze import cut_gradients
+    from tools.train.train_step import build_train_step
+    from tools.train.wiring import build_model
 
     cfg = common.suite_config(common.AIRCRAFT_CONFIG, **base_overrides, **overrides)
     network, report, loss, _, optimizer = common.quiet(build_model, cfg, num_classes, 10, verbose=False)

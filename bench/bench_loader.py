@@ -4,7 +4,7 @@
 
 In one process: the suite's ``open_split`` + ``build_loader(training=True)`` (annotation reader ->
 MindCV's create_transforms/create_loader with the config's augmentation), iterated exactly as
-``Trainer.train_epoch`` does (``tools.engine.batches``) but without training, for each
+``Trainer.train_epoch`` does (``tools.train.trainer.batches``) but without training, for each
 ``num_parallel_workers``; and the suite's train step (``build_train_step``) on an in-memory batch of the
 same shape, i.e. the rate at which training consumes images. Target: loader >= 2x training.
 
@@ -20,7 +20,7 @@ import common  # noqa: E402
 
 
 def loader_epoch(loader, batch_size):
-    from tools.engine import batches
+    from tools.train.trainer import batches
 
     begin, images = time.perf_counter(), 0
     for batch in batches(loader):
@@ -31,8 +31,8 @@ def loader_epoch(loader, batch_size):
 def run_setting(name, config, data_dir, overrides, workers, repeats, train_steps):
     import mindspore as ms
 
-    from tools import runtime
-    from tools.data import build_loader, open_split
+    from tools.core import runtime
+    from tools.datasets.loader import build_loader, open_split
 
     cfg = common.suite_config(config, data_dir=data_dir, **overrides)
     common.quiet(runtime.setup, cfg)

@@ -4,7 +4,7 @@
 
 Every figure comes from a fresh child process:
 
-* ``lazy``: the suite's reader (``tools.data.open_split`` -> tools/annotation_dataset.py, as finetune.py
+* ``lazy``: the suite's reader (``tools.datasets.loader.open_split`` -> tools/datasets/image_files.py, as finetune.py
   opens a training split) over all ``--images`` images (one annotation file listing them all), iterated
   once (encoded bytes, as the loader receives them);
 * ``in-memory``: the design document's ``ImageClsDataset`` (reads every image's bytes into a list up
@@ -72,7 +72,7 @@ def child(kind, data_dir):
     """Run in a fresh process: open and iterate the 'all' split; print JSON with VmHWM figures."""
     import mindspore.dataset as ds
 
-    from tools.data import open_split
+    from tools.datasets.loader import open_split
 
     cfg = common.suite_config(common.AIRCRAFT_CONFIG, data_dir=data_dir, train_split="all", num_parallel_workers=2)
     base = common.vm_hwm_mb()

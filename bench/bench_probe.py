@@ -8,8 +8,8 @@ In one process, on the same data, both through finetune.py's own objects (``comm
 
 * ``backbone every epoch``: ``freeze_backbone: True`` as finetune.py runs it (training loader with the
   config's augmentation, MindCV's TrainStep over the network with the gradient cut of
-  ``tools.freeze.cut_gradients``, frozen BatchNorms in inference mode);
-* ``cached features``: the same plus ``cache_features: True`` (``tools.linear_probe.cached_training``):
+  ``tools.train.freeze.cut_gradients``, frozen BatchNorms in inference mode);
+* ``cached features``: the same plus ``cache_features: True`` (``tools.train.techniques.linear_probe.cached_training``):
   the frozen backbone and global pool run once over the training split with the evaluation transforms
   (the one-off cost, compilation included, is reported as extraction), then each epoch trains only the
   head on the cached pooled features, shuffled, in batches of ``batch_size``.
@@ -26,7 +26,7 @@ import common  # noqa: E402
 
 
 def run_setting(name, config, data_dir, overrides, repeats):
-    from tools import runtime
+    from tools.core import runtime
 
     cfg = common.suite_config(config, data_dir=data_dir, freeze_backbone=True, **overrides)
     common.quiet(runtime.setup, cfg)

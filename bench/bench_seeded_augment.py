@@ -1,12 +1,12 @@
 """The cost of seeded augmentation: the suite's training loader (each sample's transforms seeded from
-(seed, epoch, index), tools/seeded_augment.py) against MindCV's plain mapping of the same transforms
+(seed, epoch, index), tools/datasets/seeded_augment.py) against MindCV's plain mapping of the same transforms
 (unseeded: what the suite did before), side by side in one process.
 
     .venv/bin/python bench/bench_seeded_augment.py [--repeats 3] [--images 48] [--workers 2]
 
 Aircraft setting (configs/mobilenetv3/mobilenet_v3_small_aircraft.yaml: 600 px, randaug-m7-mstd0.5,
 hflip, random crops; synthetic 500x375 JPEGs). For each variant, interleaved in every repeat: the loader
-alone (images/s through ``tools.engine.batches``) and one training epoch (``Trainer.train_epoch``:
+alone (images/s through ``tools.train.trainer.batches``) and one training epoch (``Trainer.train_epoch``:
 loader feeding the train step, what a user waits for). Reported: medians and seeded/unseeded ratios.
 """
 import argparse
@@ -21,7 +21,7 @@ def unseeded_loader(cfg, num_classes):
     """MindCV's create_loader mapping the transforms over the image column (no per-sample seeds)."""
     from mindcv.data import create_loader
 
-    from tools.data import build_transforms, open_split
+    from tools.datasets.loader import build_transforms, open_split
 
     data = open_split(cfg, cfg.train_split, training=True)
     return create_loader(dataset=data.dataset.project(["image", "label"]), batch_size=cfg.batch_size,
@@ -32,7 +32,7 @@ def unseeded_loader(cfg, num_classes):
 def loader_rate(loader):
     import time
 
-    from tools.engine import batches
+    from tools.train.trainer import batches
 
     begin, images = time.perf_counter(), 0
     for batch in batches(loader):
@@ -50,7 +50,7 @@ def main():
     args = parser.parse_args()
     header = common.report_header()
     out = dict(header)
-    from tools import runtime
+    from tools.core import runtime
 
     with tempfile.TemporaryDirectory(prefix="bench_seeded_") as tmp:
         data_dir = common.make_aircraft(os.path.join(tmp, "aircraft"), trainval=args.images, test=8,

@@ -53,9 +53,9 @@ class Ceiling:
         from mindcv.loss import create_loss
         from mindspore import nn
 
-        from tools.model import create_network
-        from tools.optim import build_optimizer
-        from tools.schedule import build_lr_schedule
+        from tools.models.factory import create_network
+        from tools.train.optimizer import build_optimizer
+        from tools.train.schedule import build_lr_schedule
 
         self.cfg, self.steps = cfg, steps
         self.network = common.quiet(create_network, cfg, num_classes)
@@ -143,7 +143,7 @@ class MindCVPipeline:
 
 
 def run_setting(name, spec, repeats, tmp, pipelines):
-    from tools import runtime
+    from tools.core import runtime
 
     cfg = common.suite_config(spec["config"], data_dir=spec["data_dir"], **spec["overrides"])
     common.quiet(runtime.setup, cfg)

@@ -210,7 +210,7 @@ def folder_tree(data_dir, out_dir):
 # ----------------------------------------------------------------------------------------- suite
 def suite_config(config_file, **overrides):
     """The configuration finetune.py would resolve for ``--config config_file --key value ...``."""
-    from tools.config import parse_config
+    from tools.core.config import parse_config
 
     argv = ["--config", config_file]
     for key, value in overrides.items():
@@ -232,15 +232,15 @@ def quiet(fn, *args, **kwargs):
 
 
 class SuiteRun:
-    """Exactly finetune.py's objects for ``cfg`` (``tools.training.build_training``: data, loaders, network,
+    """Exactly finetune.py's objects for ``cfg`` (``tools.train.wiring.build_training``: data, loaders, network,
     freezing, loss, lr, optimizer, train step on the gradient-cut network or, with ``cache_features``, on
     the head over cached features) and its Trainer, without the checkpoint/validation side of ``fit``.
     ``extract_seconds``: the feature cache's one-off cost as finetune.py pays it, else None."""
 
     def __init__(self, cfg):
-        from tools import runtime
-        from tools.engine import Trainer
-        from tools.training import build_training
+        from tools.core import runtime
+        from tools.train.trainer import Trainer
+        from tools.train.wiring import build_training
 
         self.cfg = cfg
         quiet(runtime.setup, cfg)  # mode (GRAPH unless the config says otherwise), device, seeds, as finetune.py

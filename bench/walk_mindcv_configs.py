@@ -63,7 +63,7 @@ def child(data_dir, out_dir, configs):
     import io
 
     import finetune
-    from tools.errors import DataError, UsageError
+    from tools.core.errors import DataError, UsageError
 
     for config in configs:
         begin = time.perf_counter()

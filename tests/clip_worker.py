@@ -12,7 +12,7 @@ from mindspore import Tensor, nn
 runpy.run_path(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools", "repo_root.py"))
 from mindcv.utils.train_step import TrainStep  # noqa: E402
 
-from tools.train_step import SuiteTrainStep  # noqa: E402
+from tools.train.train_step import SuiteTrainStep  # noqa: E402
 
 STEPS, CLIP = 3, 0.05
 

@@ -79,7 +79,7 @@ def run_script(script, *args, cwd=ROOT):
 
 
 def run_main(script, *args):
-    """``script``'s ``main(argv)`` called in this process through ``tools.errors.run_cli``, as its command line
+    """``script``'s ``main(argv)`` called in this process through ``tools.core.errors.run_cli``, as its command line
     does (its output and exit code), without a new process and MindSpore import: for the tests of a one-line
     error. Python's and the C++ libraries' output are both caught; the end of the process is played as far as
     the suite sees it (a run folder left with nothing in it is removed) and MindSpore's mode and device and the
@@ -92,8 +92,8 @@ def run_main(script, *args):
 
     import mindspore as ms
 
-    from tools import run_folder
-    from tools.errors import run_cli
+    from tools.train import run_folder
+    from tools.core.errors import run_cli
 
     module = importlib.import_module(os.path.splitext(script)[0].replace("/", "."))
     context = {key: ms.get_context(key) for key in ("mode", "device_target")}

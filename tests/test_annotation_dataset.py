@@ -1,4 +1,4 @@
-"""Tests of tools/annotation_dataset.py on tiny fake Aircraft-layout folders."""
+"""Tests of tools/datasets/image_files.py on tiny fake Aircraft-layout folders."""
 import io
 import os
 import shutil
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tools.annotation_dataset import AnnotationDataset, image_dataset
-from tools.errors import DataError
+from tools.datasets.image_files import AnnotationDataset, image_dataset
+from tools.core.errors import DataError
 
 LABELS = ["F-16A/B", "Cessna 172", "707-320"]
 VARIANTS_ORDER = ["Cessna 172", "F-16A/B", "707-320"]  # deliberately not sorted
@@ -36,7 +36,7 @@ def make_layout(root, count=6, split="train", names=None, start=0):
 
 
 def create_annotation_dataset(data_dir, split, **options):
-    """``(GeneratorDataset, source)`` of an annotation split, as tools.data builds them."""
+    """``(GeneratorDataset, source)`` of an annotation split, as tools.datasets.loader builds them."""
     source = AnnotationDataset(data_dir, split)
     return image_dataset(source, **options), source
 

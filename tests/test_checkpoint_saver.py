@@ -1,4 +1,4 @@
-"""tools.checkpoints.CheckpointSaver on its own (a tiny Dense network, no training): which epoch checkpoints
+"""tools.train.checkpoints.CheckpointSaver on its own (a tiny Dense network, no training): which epoch checkpoints
 stay on disk under latest_k / top_k and ckpt_save_interval, what they hold, and the kept list's trip through
 the resume state (a resumed run deletes the files its first part would have deleted)."""
 import json
@@ -10,10 +10,10 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-from tools.checkpoints import CheckpointSaver
-from tools.engine import Trainer
-from tools.errors import DataError
-from tools.model import CLASS_NAMES_KEY, read_checkpoint
+from tools.train.checkpoints import CheckpointSaver
+from tools.train.trainer import Trainer
+from tools.core.errors import DataError
+from tools.models.factory import CLASS_NAMES_KEY, read_checkpoint
 
 CLASSES = ["a", "b"]
 

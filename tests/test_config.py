@@ -3,8 +3,8 @@ import pytest
 import yaml
 
 from conftest import ROOT, assert_one_line_error, run_main, run_script
-from tools.config import option_table, parse_config, save_config
-from tools.errors import UsageError
+from tools.core.config import option_table, parse_config, save_config
+from tools.core.errors import UsageError
 
 MINDCV_KEYS = """mode distribute val_while_train val_interval log_interval seed device_target dataset data_dir
 train_split val_split dataset_download num_parallel_workers shuffle num_samples batch_size drop_remainder
@@ -139,7 +139,7 @@ SHIPPED = ["configs/demo.yaml", "configs/mobilenetv3/mobilenet_v3_small_aircraft
 def test_shipped_configs_parse_and_decay(path):
     from mindcv.models.registry import list_models
 
-    from tools.schedule import build_lr_schedule
+    from tools.train.schedule import build_lr_schedule
 
     cfg = parse_config(["--config", f"{ROOT}/{path}"], "t")
     assert cfg.model in list_models()
@@ -158,7 +158,7 @@ def test_aircraft_config_has_the_documents_hyperparameters():
 
 def test_shortening_epochs_alone_still_decays():
     """MindCV's own config (decay_epochs 466) with epoch_size 50: the schedule must still end low."""
-    from tools.schedule import build_lr_schedule
+    from tools.train.schedule import build_lr_schedule
 
     cfg = parse_config(["--lr", "0.77", "--min_lr", "0", "--warmup_epochs", "4", "--decay_epochs", "466",
                         "--epoch_size", "50"], "t")

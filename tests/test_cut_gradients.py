@@ -1,4 +1,4 @@
-"""The gradient cut at the frozen boundary (tools.freeze.cut_gradients, tools.stages): the same loss
+"""The gradient cut at the frozen boundary (tools.train.freeze.cut_gradients, tools.models.stages): the same loss
 and bitwise the same gradients for every trainable tensor as the plain frozen network, in train
 mode, with every parameter name unchanged; and the split that the linear probe uses on pooled features."""
 import mindspore as ms
@@ -9,9 +9,9 @@ from mindcv.optim import create_optimizer
 from mindcv.utils.train_step import TrainStep
 from mindspore import Tensor, nn
 
-from tools.blocks import feature_blocks
-from tools.freeze import apply_freezing, cut_gradients
-from tools.stages import split_forward
+from tools.models.blocks import feature_blocks
+from tools.train.freeze import apply_freezing, cut_gradients
+from tools.models.stages import split_forward
 
 CASES = [  # (mode, model, freezing): one family each in PyNative, one in GRAPH
     (1, "mobilenet_v3_small_100", dict(freeze_layers=4)),
@@ -80,7 +80,7 @@ def test_cut_gives_same_loss_and_gradients_and_names(mode, model, freezing):
 
 @pytest.mark.parametrize("model", ["mobilenet_v3_small_100", "convnextv2_atto"])
 def test_head_on_pooled_features_gives_the_network_output(model):
-    """What tools.linear_probe trains on: the back part applied to features pooled to (N, C, 1, 1)."""
+    """What tools.train.techniques.linear_probe trains on: the back part applied to features pooled to (N, C, 1, 1)."""
     network = create_model(model, num_classes=5)
     network.set_train(False)
     front, back = split_forward(network, len(feature_blocks(network)))
@@ -96,7 +96,7 @@ def test_no_cut_without_frozen_blocks_or_for_unknown_families(capsys):
     assert report.frozen_blocks == 0
     assert cut_gradients(network, report.frozen_blocks) is network
 
-    other = create_model("mobilenet_v1_025", num_classes=5)  # blocks, but a forward pass not in tools.stages
+    other = create_model("mobilenet_v1_025", num_classes=5)  # blocks, but a forward pass not in tools.models.stages
     report = apply_freezing(other, freeze_layers=3)
     assert cut_gradients(other, report.frozen_blocks) is other
     notes = [line for line in capsys.readouterr().out.splitlines() if line]

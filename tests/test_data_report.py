@@ -10,7 +10,7 @@ from PIL import Image
 
 from conftest import assert_png, run_script
 from tools import data_report, show_batch
-from tools.errors import DataError
+from tools.core.errors import DataError
 
 CLASSES = ["F-16A/B", "Cessna 172, float", "707-320"]
 
@@ -150,7 +150,7 @@ def test_titles_of_plain_and_mixed_labels():
 
 def test_the_drawn_samples_are_the_augmented_training_images(tiny_aircraft):
     """With a crop of the whole image and hflip always, each sample is its source image flipped."""
-    from tools.config import parse_config
+    from tools.core.config import parse_config
 
     cfg = parse_config(["--data_dir", tiny_aircraft, "--train_split", "trainval", "--dataset", "", "--n", "4",
                         "--image_resize", "28", "--scale", "1", "1", "--ratio", "1", "1", "--hflip", "1",

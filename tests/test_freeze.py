@@ -10,9 +10,9 @@ from mindcv.optim import create_optimizer
 from mindcv.utils.train_step import TrainStep
 from mindspore import Tensor, nn
 
-from tools.errors import UsageError
-from tools.freeze import apply_freezing
-from tools.norm_layers import BATCH_NORMS
+from tools.core.errors import UsageError
+from tools.train.freeze import apply_freezing
+from tools.models.norm_layers import BATCH_NORMS
 
 MODEL = "mobilenet_v3_small_100"
 STATISTICS = ("moving_mean", "moving_variance")
@@ -29,7 +29,7 @@ def snapshot(network):
 
 
 def train(network, steps=2):
-    """A few steps as tools.engine.build_train_step runs them: WithLossCell + TrainStep + Adam."""
+    """A few steps as tools.train.trainer.build_train_step runs them: WithLossCell + TrainStep + Adam."""
     optimizer = create_optimizer(network.trainable_params(), opt="adam", lr=0.01)
     step = TrainStep(nn.WithLossCell(network, nn.CrossEntropyLoss()), optimizer,
                      scale_sense=Tensor(1.0, ms.float32)).set_train()

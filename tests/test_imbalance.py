@@ -10,11 +10,11 @@ from mindcv.loss import create_loss
 from mindspore import Tensor, nn
 
 from conftest import make_tiny_aircraft
-from tools.config import parse_config
-from tools.data import open_split
-from tools.engine import Trainer
-from tools.errors import UsageError
-from tools.imbalance import BalancedSampler, resolve_class_weights
+from tools.core.config import parse_config
+from tools.datasets.loader import open_split
+from tools.train.trainer import Trainer
+from tools.core.errors import UsageError
+from tools.train.techniques.imbalance import BalancedSampler, resolve_class_weights
 
 COUNTS = {"T-shirt/top": 8, "Trouser": 8, "Sneaker": 8, "Ankle boot": 4, "Bag": 2}
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import assert_one_line_error, make_tiny_aircraft, run_main, run_script
-from tools.config import parse_config
-from tools.errors import UsageError
+from tools.core.config import parse_config
+from tools.core.errors import UsageError
 
 TRAIN_IMAGES = 5 * 4
 # square 28 px images: the training crop (scale 1, ratio 1) is the whole image resized to 32 px,

@@ -21,9 +21,9 @@ from PIL import Image
 
 from conftest import (ROOT, TINY_TRAIN_ARGS, assert_one_line_error, free_port, make_tiny_aircraft, run_main,
                       run_script)
-from tools.config import (LOSSES, NO_EFFECT, OPTIMIZERS, SCHEDULERS, no_effect_notes, option_table,
+from tools.core.config import (LOSSES, NO_EFFECT, OPTIMIZERS, SCHEDULERS, no_effect_notes, option_table,
                           parse_config)
-from tools.errors import UsageError
+from tools.core.errors import UsageError
 
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "tests", "mindcv_configs", "*.yaml")))
 # the dry run builds each model: the light ones here (they cover 'ce', rexnet's weight init and MindCV's
@@ -122,8 +122,8 @@ def test_duplicate_key_and_non_text_config_are_one_line_errors(tmp_path):
 # ---- no key accepted and ignored in silence ------------------------------------------------------
 
 def _code():
-    paths = [os.path.join(ROOT, s) for s in SCRIPTS] + glob.glob(os.path.join(ROOT, "tools", "*.py"))
-    return "\n".join(open(p, encoding="utf-8").read() for p in paths if not p.endswith(os.path.join("tools", "config.py")))
+    paths = [os.path.join(ROOT, s) for s in SCRIPTS] + glob.glob(os.path.join(ROOT, "tools", "**", "*.py"), recursive=True)
+    return "\n".join(open(p, encoding="utf-8").read() for p in paths if not p.endswith(os.path.join("tools", "core", "config.py")))
 
 
 def test_every_key_is_read_by_the_code_or_declared_without_effect():
@@ -213,7 +213,7 @@ def test_model_limits_are_one_line_errors(tiny_aircraft, tmp_path):
 
 
 def test_mindspore_errors_are_cut_to_their_informative_line():
-    from tools.fileio import first_line
+    from tools.core.fileio import first_line
 
     message = ("\n----------------------------------------------------\n- Kernel select failed:\n"
                "----------------------------------------------------\nUnsupported op [ExtractImagePatches] on CPU, "
@@ -227,7 +227,7 @@ def test_mindspore_errors_are_cut_to_their_informative_line():
 def _step(mode, **cfg):
     import argparse
 
-    from tools.train_step import build_train_step
+    from tools.train.train_step import build_train_step
 
     ms.set_context(mode=mode)
     defaults = dict(amp_level="O0", amp_cast_list=None, loss_scale=1024.0, ema=False, ema_decay=0.9, clip_grad=False,
@@ -337,7 +337,7 @@ def test_aug_repeats_shows_each_image_n_times_in_an_order_fixed_by_the_epoch_see
 
     import mindspore.dataset as ds
 
-    from tools.data import open_split
+    from tools.datasets.loader import open_split
 
     cfg = parse_config(["--data_dir", tiny_aircraft, "--train_split", "trainval", "--aug_repeats", "3"], "t")
     split = open_split(cfg, "trainval", training=True)
@@ -361,11 +361,11 @@ def test_aug_repeats_shows_each_image_n_times_in_an_order_fixed_by_the_epoch_see
 
 def test_pvt_builds_and_trains_at_its_size():
     """MindCV 0.3.0's PVT calls ``ops.ResizeBilinear`` (gone in MindSpore 2.7.2) in every stage after the first,
-    and keeps float16 position embeddings that an AdamW step turned NaN: both fixed in tools/mindcv_fixes.py."""
+    and keeps float16 position embeddings that an AdamW step turned NaN: both fixed in tools/models/mindcv_fixes.py."""
     from mindcv.loss import create_loss
     from mindcv.optim import create_optimizer
 
-    from tools.model import create_network
+    from tools.models.factory import create_network
 
     ms.set_context(mode=ms.PYNATIVE_MODE)
     cfg = parse_config(["--model", "pvt_tiny", "--pretrained", "False", "--num_classes", "3"], "test")
@@ -416,9 +416,9 @@ class _WeightedSum(nn.Cell):
 
 @pytest.mark.parametrize("mode", [0, 1], indirect=True, ids=["graph", "pynative"])
 def test_unfold_on_cpu_extracts_the_patches_of_extract_image_patches(mode):
-    """``nn.Unfold`` (``ExtractImagePatches``, no CPU kernel) runs on CPU by tools.mindcv_fixes.extract_patches:
+    """``nn.Unfold`` (``ExtractImagePatches``, no CPU kernel) runs on CPU by tools.models.mindcv_fixes.extract_patches:
     the op's values, and as gradient the transpose of that linear map."""
-    from tools.mindcv_fixes import install_cpu_unfold
+    from tools.models.mindcv_fixes import install_cpu_unfold
 
     install_cpu_unfold()
     rng = np.random.default_rng(0)
@@ -440,12 +440,12 @@ def test_unfold_on_cpu_extracts_the_patches_of_extract_image_patches(mode):
 def test_volo_trains_at_its_size():
     """MindCV 0.3.0's VOLO pads in MindSpore 1.x's form (((0, 0), (0, 0), (1, 1), (1, 1)): TypeError in 2.7.2),
     unfolds with ``ExtractImagePatches`` (no CPU kernel) and folds with a float16 weight that Conv2DTranspose
-    refuses beside float32 inputs: all three worked around in tools/mindcv_fixes.py (HaloNet shares the first
+    refuses beside float32 inputs: all three worked around in tools/models/mindcv_fixes.py (HaloNet shares the first
     two)."""
     from mindcv.loss import create_loss
     from mindcv.optim import create_optimizer
 
-    from tools.mindcv_fixes import create_model_fixed
+    from tools.models.mindcv_fixes import create_model_fixed
 
     ms.set_context(mode=ms.PYNATIVE_MODE)
     network = create_model_fixed(model_name="volo_d1", num_classes=3)
@@ -461,11 +461,11 @@ def test_volo_trains_at_its_size():
 
 def test_halonet_trains_at_its_size():
     """HaloNet pads with ``paddings=`` in MindSpore 1.x's pairs and unfolds with ``ExtractImagePatches``: both
-    fixed in tools/mindcv_fixes.py; it needs a multiple of 256 px (below, a one-line limit)."""
+    fixed in tools/models/mindcv_fixes.py; it needs a multiple of 256 px (below, a one-line limit)."""
     from mindcv.loss import create_loss
     from mindcv.optim import create_optimizer
 
-    from tools.mindcv_fixes import create_model_fixed
+    from tools.models.mindcv_fixes import create_model_fixed
 
     ms.set_context(mode=ms.PYNATIVE_MODE)
     network = create_model_fixed(model_name="halonet_50t", num_classes=3)

@@ -16,7 +16,9 @@ from PIL import Image
 
 from conftest import (FAST, SPLIT_TAG, TINY_CLASSES, assert_one_line_error, assert_png, read_predictions,
                       run_main, run_parallel, run_script)
-from tools import calibration, metrics, reports
+from tools.evaluate import calibration
+from tools.evaluate import metrics
+from tools.report import evaluation as reports
 
 CHROMIUM = "/usr/bin/chromium"
 CKPT = "mobilenet_v3_small_100_last.ckpt"
@@ -133,7 +135,7 @@ def test_hflip_views_see_the_mirror_image():
     import mindspore as ms
     from mindspore import nn, ops
 
-    from tools.tta import view_logits
+    from tools.evaluate.tta import view_logits
 
     class LeftRight(nn.Cell):
         """Logits (mean of the left half, mean of the right half) of channel 0."""
@@ -287,9 +289,9 @@ def test_export_refuses_a_mindir_that_does_not_match(analysed, tmp_path, capsys)
     import mindspore as ms
 
     import export
-    from tools.config import parse_config
-    from tools.errors import DataError
-    from tools.model import checkpoint_network, read_checkpoint
+    from tools.core.config import parse_config
+    from tools.core.errors import DataError
+    from tools.models.factory import checkpoint_network, read_checkpoint
 
     ms.set_context(mode=1)
     cfg = parse_config(["--config", os.path.join(analysed["out"], "config.yaml"),
@@ -309,7 +311,7 @@ def test_export_refuses_a_mindir_that_does_not_match(analysed, tmp_path, capsys)
 
 def test_a_failed_parity_check_replaces_nothing(analysed, monkeypatch):
     import export
-    from tools.errors import DataError
+    from tools.core.errors import DataError
 
     def mismatch(*args):
         raise DataError("the exported MindIR does not match")

@@ -7,9 +7,9 @@ from mindcv.optim import create_optimizer
 from mindcv.scheduler import create_scheduler
 from mindspore import Tensor, nn
 
-from tools.blocks import feature_blocks
-from tools.errors import UsageError
-from tools.param_groups import build_param_groups, format_group_table
+from tools.models.blocks import feature_blocks
+from tools.core.errors import UsageError
+from tools.train.param_groups import build_param_groups, format_group_table
 
 LR_MULT = {"classifier": 1.2, "features.13": 1.05, "features.14": 1.1, "features.15": 1.15}
 PEAK = 2  # the step with the peak lr (0.01) of the schedule below
@@ -321,7 +321,7 @@ def test_group_table(net, lrs):
 def test_a_shared_schedule_is_passed_once_and_trains_bitwise_as_per_group_copies(lrs, no_jit):
     """Groups whose lr lists all equal the schedule lose their own lr (MindSpore keeps one schedule, which
     compiles faster); training is bitwise the same, weight decay per group is kept, and any lr_mult keeps them."""
-    from tools.optim import shared_schedule
+    from tools.train.optimizer import shared_schedule
 
     finals, decays = {}, {}
     for shared in (False, True):

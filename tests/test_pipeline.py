@@ -11,12 +11,12 @@ import yaml
 
 from conftest import (TINY_CLASSES, TINY_TRAIN_ARGS, assert_one_line_error, assert_png, make_tiny_aircraft, run_main,
                       run_script)
-from tools import reports
-from tools.config import parse_config
-from tools.data import build_loader, detect_layout, open_split
-from tools.engine import predict_logits
-from tools.errors import DataError
-from tools.model import class_names_of, create_network, load_weights, read_checkpoint
+from tools.report import evaluation as reports
+from tools.core.config import parse_config
+from tools.datasets.loader import build_loader, detect_layout, open_split
+from tools.train.trainer import predict_logits
+from tools.core.errors import DataError
+from tools.models.factory import class_names_of, create_network, load_weights, read_checkpoint
 
 CKPT_NAME = "mobilenet_v3_small_100_best.ckpt"
 

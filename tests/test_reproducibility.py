@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, run_script
-from tools.config import parse_config
-from tools.data import build_loader, open_split
-from tools.engine import batches
-from tools.seeded_augment import set_epoch
+from tools.core.config import parse_config
+from tools.datasets.loader import build_loader, open_split
+from tools.train.trainer import batches
+from tools.datasets.seeded_augment import set_epoch
 
 AIRCRAFT = os.path.join(ROOT, "configs", "mobilenetv3", "mobilenet_v3_small_aircraft.yaml")
 # the Aircraft config as it is (mobilenet_v3_small_100, randaug-m7-mstd0.5, hflip, random crops, 8 workers capped

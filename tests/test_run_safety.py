@@ -17,12 +17,12 @@ from mindcv.models import create_model
 import predict
 import validate
 from conftest import ROOT, TINY_TRAIN_ARGS, assert_one_line_error, run_script
-from tools import run_folder
-from tools.checkpoints import save_weights
-from tools.engine import Trainer
-from tools.errors import DataError, UsageError
-from tools.fileio import check_output_file, check_writable_dir
-from tools.model import read_checkpoint
+from tools.train import run_folder
+from tools.train.checkpoints import save_weights
+from tools.train.trainer import Trainer
+from tools.core.errors import DataError, UsageError
+from tools.core.fileio import check_output_file, check_writable_dir
+from tools.models.factory import read_checkpoint
 
 FAST = [*TINY_TRAIN_ARGS, "--mode", "1", "--model", "resnet18", "--opt", "momentum", "--epoch_size", "1"]
 READ_ONLY = "/sys/suite_test_run"  # sysfs refuses new files, even to root
@@ -141,7 +141,7 @@ def test_msrun_without_distribute_is_refused(tiny_aircraft, tmp_path):
 LOCK_HOLDER = """
 import runpy, time
 runpy.run_path({repo_root!r})  # the repository root on sys.path (a subprocess: pytest.ini does not apply)
-from tools import run_folder
+from tools.train import run_folder
 assert run_folder.lock({folder!r}, fresh=True)
 print("locked", flush=True)
 time.sleep(600)
@@ -179,7 +179,7 @@ def test_a_folder_in_use_is_not_taken_and_a_dead_runs_lock_is_free(tmp_path, cap
 TAKE_AND_END = """
 import os, runpy, types
 runpy.run_path({repo_root!r})
-from tools import run_folder
+from tools.train import run_folder
 for folder, writes in (({empty!r}, False), ({used!r}, True)):
     assert run_folder.take(types.SimpleNamespace(ckpt_save_dir=folder, resume="", overwrite=False)) == folder
     assert os.listdir(folder) == [".run.lock"]
@@ -201,7 +201,7 @@ def test_a_run_that_ends_before_writing_anything_leaves_no_folder(tmp_path):
 REMOVED_WHILE_RUNNING = """
 import runpy, shutil, types
 runpy.run_path({repo_root!r})
-from tools import run_folder
+from tools.train import run_folder
 run_folder.take(types.SimpleNamespace(ckpt_save_dir={folder!r}, resume="", overwrite=False))
 shutil.rmtree({folder!r})                # the user deletes the run folder while the run goes on
 """

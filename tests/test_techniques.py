@@ -10,8 +10,8 @@ import pytest
 from mindcv.models import create_model
 
 from conftest import ROOT, TINY_TRAIN_ARGS, assert_one_line_error, free_port, run_main, run_script
-from tools.config import parse_config
-from tools.optim import build_optimizer
+from tools.core.config import parse_config
+from tools.train.optimizer import build_optimizer
 
 MODEL = "mobilenet_v3_small_100"
 ARGS = [*TINY_TRAIN_ARGS, "--opt", "momentum"]  # AdamW's first PyNative step compiles ~20 s longer on mobilenet
@@ -119,8 +119,8 @@ def test_ema_keeps_an_unchanged_weight_bitwise_averages_the_trained_ones_and_tra
     steps); the suite's EMA leaves it bitwise equal and is still the same average of the trained weights."""
     from mindspore import Tensor, nn
 
-    from tools.engine import ema_weights
-    from tools.train_step import SuiteTrainStep
+    from tools.train.trainer import ema_weights
+    from tools.train.train_step import SuiteTrainStep
 
     ms.set_context(mode=mode)
     ms.set_seed(1)

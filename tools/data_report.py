@@ -19,8 +19,8 @@ if __package__ in (None, ""):  # run as python tools/...: see tools/repo_root.py
 
 import numpy as np  # noqa: E402
 
-from tools.errors import CliParser, DataError, UsageError, run_cli  # noqa: E402
-from tools.fileio import atomic_write_text  # noqa: E402
+from tools.core.errors import CliParser, DataError, UsageError, run_cli  # noqa: E402
+from tools.core.fileio import atomic_write_text  # noqa: E402
 
 UNSPLIT = "all"
 HASH_SIDE = 32  # the image is shrunk to 32x32 grey; the 8x8 lowest DCT frequencies (less DC) make the hash
@@ -45,10 +45,10 @@ def parse_args(argv):
 
 def open_splits(cfg, names=None):
     """``{split: ImageFiles}`` with every unreadable file listed (skipped, never an error)."""
-    from tools import data
-    from tools.annotation_dataset import ImageFiles
-    from tools.check_cache import resolve_dir
-    from tools.folder_layout import folder_classes, folder_images
+    from tools.datasets import loader as data
+    from tools.datasets.image_files import ImageFiles
+    from tools.datasets.check_cache import resolve_dir
+    from tools.datasets.readers.folder import folder_classes, folder_images
 
     cfg.skip_bad_images, cfg.max_bad_images = True, 10**9
     if not names:
@@ -63,7 +63,7 @@ def open_splits(cfg, names=None):
 
 def _is_split(cfg, name):
     """A name is a split unless it is a folder of images (a class folder of an unsplit dataset)."""
-    from tools import data
+    from tools.datasets import loader as data
 
     if data.detect_layout(cfg, name) != "folder":
         return True
@@ -114,7 +114,7 @@ def hamming(a, b):
 
 def gather(splits):
     """One record per (split, readable file): split, path, label name and its description."""
-    from tools.check_cache import parallel_map
+    from tools.datasets.check_cache import parallel_map
 
     items = [(split, path, source.class_names[label])
              for split, source in splits.items() for path, label in zip(source.paths, source.labels)]
@@ -173,7 +173,7 @@ def near_duplicates(records, threshold):
 
 def count_table(splits):
     """``(class names, {split: counts per class})`` over the union of the splits' classes, in order."""
-    from tools.class_balance import class_counts
+    from tools.datasets.class_balance import class_counts
 
     names = []
     for source in splits.values():
@@ -187,7 +187,7 @@ def count_table(splits):
 
 
 def markdown(data_dir, splits, records, threshold):
-    from tools.class_balance import summary
+    from tools.datasets.class_balance import summary
 
     names, table = count_table(splits)
     lines = [f"# Data report: {data_dir}", ""]
@@ -246,7 +246,7 @@ def plot_counts(names, table, png_path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from tools.reports import save_figure
+    from tools.report.evaluation import save_figure
 
     height = max(3.0, 0.22 * len(names) * max(1, len(table)) ** 0.5 + 1.2)
     fig, ax = plt.subplots(figsize=(9, height))
@@ -264,7 +264,7 @@ def plot_counts(names, table, png_path):
 
 def main(argv=None):
     args = parse_args(argv)
-    from tools.config import parse_config
+    from tools.core.config import parse_config
 
     cfg = parse_config((["--config", args.config] if args.config else []) + ["--data_dir", args.data_dir],
                        "data report")

@@ -10,7 +10,7 @@ never inside it) and prints the suggestion with the rule used: the steepest desc
 over log(lr), and for comparison the lr at the smoothed minimum divided by 10.
 Nothing is read from or written to ``ckpt_save_dir`` and no weights file is written (the model lives
 in memory only). With ``freeze_backbone`` (and ``freeze_bn_stats``, no mixup/cutmix) it runs on
-features cached once (tools/linear_probe.py), so it takes seconds. ``freeze_epochs`` is ignored: the
+features cached once (tools/train/techniques/linear_probe.py), so it takes seconds. ``freeze_epochs`` is ignored: the
 test ramps the lr of what trains after the switch.
 """
 import math
@@ -22,11 +22,11 @@ if __package__ in (None, ""):  # run as python tools/...: see tools/repo_root.py
 
 import numpy as np  # noqa: E402
 
-from tools import memory_guard  # noqa: E402
-from tools.config import FLOAT, INT, STR, parse_config  # noqa: E402
-from tools.errors import DataError, UsageError, run_cli  # noqa: E402
-from tools.fileio import atomic_path, check_writable_dir  # noqa: E402
-from tools.run_folder import holds_run  # noqa: E402
+from tools.core import memory_guard
+from tools.core.config import FLOAT, INT, STR, parse_config  # noqa: E402
+from tools.core.errors import DataError, UsageError, run_cli  # noqa: E402
+from tools.core.fileio import atomic_path, check_writable_dir  # noqa: E402
+from tools.train.run_folder import holds_run  # noqa: E402
 
 CSV_FILE, PNG_FILE = "lr_find.csv", "lr_find.png"
 EXTRA = {"lr_find.py": [
@@ -144,9 +144,9 @@ def _check_out(cfg):
 
 
 def main(argv=None):
-    from tools import runtime
-    from tools.engine import batches
-    from tools.training import build_training
+    from tools.core import runtime
+    from tools.train.trainer import batches
+    from tools.train.wiring import build_training
 
     cfg = parse_config(argv, "LR range test: suggest a learning rate for a config.", extra=EXTRA)
     _check_out(cfg)

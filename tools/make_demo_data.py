@@ -34,9 +34,9 @@ import zlib
 import numpy as np
 from PIL import Image
 
-from tools.aircraft_layout import IMAGE_EXT, IMAGES_DIR, NAMES_FILES, annotation_file, read_names
-from tools.errors import CliParser, DataError, UsageError, run_cli
-from tools.fileio import first_line
+from tools.datasets.readers.aircraft import IMAGE_EXT, IMAGES_DIR, NAMES_FILES, annotation_file, read_names
+from tools.core.errors import CliParser, DataError, UsageError, run_cli
+from tools.core.fileio import first_line
 
 DEFAULT_SOURCE = "/usr/share/datasets/fashion-mnist"
 INSTALL_HINT = "apt-get update && apt-get install -y dataset-fashion-mnist"

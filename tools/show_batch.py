@@ -16,8 +16,8 @@ os.environ.setdefault("GLOG_v", "3")
 
 import numpy as np  # noqa: E402
 
-from tools.config import INT, STR, parse_config  # noqa: E402
-from tools.errors import DataError, UsageError, run_cli  # noqa: E402
+from tools.core.config import INT, STR, parse_config  # noqa: E402
+from tools.core.errors import DataError, UsageError, run_cli  # noqa: E402
 
 EXTRA = {"Preview": [
     ("split", "", STR, "split to draw from; empty = train_split"),
@@ -54,9 +54,9 @@ def draw(images, names, png_path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from tools.reports import save_figure
+    from tools.report.evaluation import save_figure
 
-    from tools.reports import grid_shape
+    from tools.report.evaluation import grid_shape
 
     rows, cols = grid_shape(len(images))
     fig, axes = plt.subplots(rows, cols, figsize=(cols * CELL_INCHES, rows * CELL_INCHES), squeeze=False)
@@ -71,8 +71,8 @@ def draw(images, names, png_path):
 
 def sample_batch(cfg):
     """``(images (N, H, W, 3) uint8, titles, paths of the split)``: one training batch of ``cfg.n``."""
-    from tools import runtime
-    from tools.data import build_loader, open_split
+    from tools.core import runtime
+    from tools.datasets.loader import build_loader, open_split
 
     cfg.distribute = False
     runtime.setup(cfg)

@@ -20,9 +20,9 @@ from collections import Counter
 if __package__ in (None, ""):  # run as python tools/...: see tools/repo_root.py
     import repo_root  # noqa: F401
 
-from tools import aircraft_layout as layout
-from tools.errors import CliParser, DataError, UsageError, run_cli
-from tools.fileio import atomic_write_text
+from tools.datasets.readers import aircraft as layout
+from tools.core.errors import CliParser, DataError, UsageError, run_cli
+from tools.core.fileio import atomic_write_text
 
 MODES = ("hardlink", "symlink", "copy", "move")
 INFO_FILE = "split_info.json"

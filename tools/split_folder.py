@@ -25,9 +25,9 @@ if __package__ in (None, ""):  # run as python tools/...: see tools/repo_root.py
 
 import numpy as np  # noqa: E402
 
-from tools.errors import CliParser, DataError, UsageError, run_cli  # noqa: E402
-from tools.fileio import atomic_path  # noqa: E402
-from tools.folder_layout import folder_classes, folder_images  # noqa: E402
+from tools.core.errors import CliParser, DataError, UsageError, run_cli  # noqa: E402
+from tools.core.fileio import atomic_path  # noqa: E402
+from tools.datasets.readers.folder import folder_classes, folder_images  # noqa: E402
 
 SPLIT_DIR = "split"  # finetune.py's split, inside the run folder
 HEADER = ["image", "label"]
@@ -156,7 +156,7 @@ def hold_out_val(cfg):
     check_fractions(cfg.val_fraction, 0.0)
     if cfg.list_dir:
         raise UsageError("'val_fraction' makes its own list files: leave 'list_dir' unset")
-    from tools.data import known_splits  # tools.data imports MindCV: only when needed
+    from tools.datasets.loader import known_splits  # tools.datasets.loader imports MindCV: only when needed
 
     splits = known_splits(cfg)
     if cfg.val_split in splits:

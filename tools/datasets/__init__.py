@@ -1,0 +1,1 @@
+"""Data: reading each layout, checking and caching image files, balance, seeded augmentation, transforms and loaders."""

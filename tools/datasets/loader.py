@@ -1,0 +1,251 @@
+"""Datasets and loaders for the layouts a split can have.
+
+* folder ("offline" way): ``<data_dir>/<split>/<class folder>/<image>``. Class order:
+  ``<data_dir>/classes.txt`` (written by ``tools/split_aircraft.py``, original names such as
+  ``F-16A/B``) when present, else the sorted folder names of the training split.
+* list: ``<list_dir>/<split>.csv`` or ``.txt`` naming each image and its label (``tools.datasets.readers.list_file``).
+* annotation ("online" way): FGVC-Aircraft's ``images/`` + ``images_<level>_<split>.txt``.
+
+Each is read lazily as a checked list of files by ``tools.datasets.image_files`` (unreadable images
+skipped with a warning, or an error: ``skip_bad_images``, ``max_bad_images``; checks cached per file by
+``tools.datasets.check_cache``), and its class balance is printed (``tools.datasets.class_balance``).
+
+``dataset_format: auto`` picks folder when ``<data_dir>/<split>`` is a folder, else a list file, else
+annotation.
+"""
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import List
+
+import mindspore as ms
+import mindspore.dataset as ds
+from mindcv.data import create_loader, create_transforms
+from mindcv.data.distributed_sampler import RepeatAugSampler
+from mindspore.dataset.transforms import TypeCast
+
+from tools.datasets.readers import aircraft as layout
+from tools.datasets import class_balance
+from tools.datasets.readers import list_file as list_layout
+from tools.datasets.image_files import AnnotationDataset, ImageFiles, image_dataset
+from tools.datasets.check_cache import resolve_dir
+from tools.core.errors import DataError, UsageError
+from tools.datasets.readers.folder import folder_classes, folder_images
+from tools.train.techniques.imbalance import BalancedSampler
+from tools.datasets.seeded_augment import SeededAugmentation
+
+_BUILTIN_DATASETS = ("mnist", "cifar10", "cifar100")
+
+
+@dataclass
+class SplitData:
+    """A split's dataset with what the rest of the pipeline needs to know about it."""
+
+    dataset: object
+    class_names: List[str]
+    size: int
+    layout: str
+    paths: List[str]  # image files in dataset order
+    skipped: List = field(default_factory=list)  # (path, reason) of the unreadable images left out
+    labels: object = None  # class index of every image of the whole split (not only this worker's shard)
+
+
+def list_dir(cfg):
+    """Where the list files are: ``list_dir``, else ``data_dir``."""
+    return cfg.list_dir or cfg.data_dir
+
+
+def detect_layout(cfg, split):
+    """``folder``, ``list`` or ``annotation`` for ``split`` of ``cfg.data_dir`` (honours ``dataset_format``)."""
+    if cfg.dataset.lower() in _BUILTIN_DATASETS:
+        raise UsageError(f"dataset '{cfg.dataset}' is not supported here: set dataset: '' and point data_dir "
+                         "at a folder or annotation dataset")
+    if not os.path.isdir(cfg.data_dir):
+        raise DataError(f"data_dir not found: {cfg.data_dir}")
+    folder = os.path.isdir(os.path.join(cfg.data_dir, split))
+    annotated = layout.has_annotations(cfg.data_dir, cfg.label_level, split)
+    wanted = cfg.dataset_format
+    if wanted == "folder" or (wanted == "auto" and folder):
+        if not folder:
+            raise DataError(f"split folder not found: {os.path.join(cfg.data_dir, split)}")
+        return "folder"
+    listed = list_layout.list_file(list_dir(cfg), split)
+    if wanted == "list" or (wanted == "auto" and listed):
+        if not listed:
+            raise DataError(f"list file not found: {os.path.join(list_dir(cfg), split)}.csv (or .txt)")
+        return "list"
+    if wanted == "annotation" or (wanted == "auto" and annotated):
+        if not annotated:
+            raise DataError(f"annotation file not found: {layout.annotation_file(cfg.data_dir, cfg.label_level, split)}")
+        return "annotation"
+    raise DataError(f"split '{split}' not found in {cfg.data_dir}: expected a folder {split}/, a list file "
+                    f"{split}.csv or {split}.txt, or an annotation file images_{cfg.label_level}_{split}.txt; "
+                    f"splits there: {', '.join(known_splits(cfg)) or 'none'}")
+
+
+def known_splits(cfg):
+    """Split names of ``cfg.data_dir`` in any layout (a folder of class folders counts as a split tree)."""
+    folders = [d for d in sorted(os.listdir(cfg.data_dir))
+               if os.path.isdir(os.path.join(cfg.data_dir, d)) and d != layout.IMAGES_DIR]
+    return sorted(set(folders + list_layout.available_splits(list_dir(cfg))
+                      + layout.available_splits(cfg.data_dir, cfg.label_level)))
+
+
+def _folder_source(cfg, split, class_names):
+    names, folders = folder_classes(cfg.data_dir, os.path.join(cfg.data_dir, split))
+    if class_names is not None and class_names != names:
+        if set(class_names) >= set(names):
+            names, folders = class_names, layout.safe_dirnames(class_names)
+        else:
+            extra = sorted(set(names) - set(class_names))[0]
+            raise DataError(f"class '{extra}' of split '{split}' is not a class of the training split")
+    split_dir = os.path.join(cfg.data_dir, split)
+    present = [d for d in os.listdir(split_dir)
+               if os.path.isdir(os.path.join(split_dir, d)) and not d.startswith(".")]
+    unknown = sorted(set(present) - set(folders))
+    if unknown:
+        raise DataError(f"class folder '{os.path.join(split_dir, unknown[0])}' is not in the class list "
+                        f"({os.path.join(cfg.data_dir, layout.CLASSES_FILE)} or the training split)")
+    if not folders:
+        raise DataError(f"no class folders in {split_dir}")
+    paths, labels = folder_images(split_dir, folders)
+    return ImageFiles(paths, labels, names, split, cfg.skip_bad_images, cfg.max_bad_images,
+                      resolve_dir(cfg.check_cache_dir))
+
+
+def _list_source(cfg, split, class_names):
+    paths, labels, names = list_layout.read_split(cfg.data_dir, list_layout.list_file(list_dir(cfg), split),
+                                                  cfg.image_column, cfg.label_column, class_names)
+    return ImageFiles(paths, labels, names, split, cfg.skip_bad_images, cfg.max_bad_images,
+                      resolve_dir(cfg.check_cache_dir))
+
+
+def open_source(cfg, split, class_names=None):
+    """``(layout, ImageFiles)`` of ``split``: the checked file list, before any dataset is built."""
+    kind = detect_layout(cfg, split)
+    if kind == "folder":
+        source = _folder_source(cfg, split, class_names)
+    elif kind == "list":
+        source = _list_source(cfg, split, class_names)
+    else:
+        source = AnnotationDataset(cfg.data_dir, split, level=cfg.label_level, class_names=class_names,
+                                   skip_bad=cfg.skip_bad_images, max_bad=cfg.max_bad_images,
+                                   cache_dir=resolve_dir(cfg.check_cache_dir))
+    if len(source) == 0:
+        raise DataError(f"split '{split}' of {cfg.data_dir} holds no images")
+    return kind, source
+
+
+def report_balance(cfg, split, source):
+    """Print the split's class balance; warn (stderr) above ``imbalance_warn_ratio``."""
+    counts = class_balance.class_counts(source.labels, len(source.class_names))
+    print(class_balance.summary(split, counts, source.class_names), flush=True)
+    warning = class_balance.warning(split, counts, source.class_names, cfg.imbalance_warn_ratio)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+
+
+class _RepeatAugSampler(RepeatAugSampler):
+    """MindCV's repeated-augmentation sampler (``aug_repeats``), drawing each epoch's order from the data
+    engine's seed, which the trainer sets to ``seed + epoch`` (MindCV's counts epochs from 0 in every
+    process, so a resumed run would replay epoch 1's order). Repeat r of image i is yielded as
+    ``r * N + i`` of a ``_Repeats`` view, so that each repeat gets its own augmentation seed."""
+
+    def __iter__(self):
+        self.set_epoch(ds.config.get_seed())
+        seen = {}
+        for i in super().__iter__():
+            seen[i] = seen.get(i, -1) + 1
+            yield seen[i] * self.dataset_size + i
+
+
+class _Repeats:
+    """``source`` seen ``repeats`` times: item ``r * N + i`` is image i."""
+
+    def __init__(self, source, repeats):
+        self.source, self.repeats = source, repeats
+
+    def __getitem__(self, index):
+        return self.source[index % len(self.source)]
+
+    def __len__(self):
+        return len(self.source) * self.repeats
+
+
+def open_split(cfg, split, class_names=None, training=False, shard=(None, None)):
+    """Open ``split`` of ``cfg.data_dir`` in whichever layout it has.
+
+    ``class_names`` (the training split's) fixes the class order of a validation split;
+    ``shard`` is ``(num_shards, shard_id)`` for data-parallel training.
+    """
+    kind, source = open_source(cfg, split, class_names)
+    report_balance(cfg, split, source)
+    sampler = _training_sampler(cfg, source, shard) if training else None
+    repeated = _Repeats(source, cfg.aug_repeats) if training and cfg.aug_repeats > 0 else source
+    dataset = image_dataset(repeated, shuffle=cfg.shuffle if training else cfg.eval_shuffle,
+                            num_shards=shard[0], shard_id=shard[1], num_parallel_workers=cfg.num_parallel_workers,
+                            num_samples=cfg.num_samples if training else None, sampler=sampler, with_index=training)
+    return SplitData(dataset, source.class_names, dataset.get_dataset_size(), kind, source.paths, source.skipped,
+                     source.labels)
+
+
+def _training_sampler(cfg, source, shard):
+    """The class-balanced sampler (``sampler: balanced``) or aug_repeats' sampler, both sharded; None
+    otherwise (GeneratorDataset then shuffles and shards)."""
+    if cfg.sampler == "balanced":
+        return BalancedSampler(source.labels, shard[0] or 1, shard[1] or 0)
+    if cfg.aug_repeats > 0:
+        return _RepeatAugSampler(len(source), shard[0] or 1, shard[1] or 0, shuffle=cfg.shuffle,
+                                 num_repeats=cfg.aug_repeats, selected_round=0)
+    return None
+
+
+def resolve_num_classes(cfg, class_names):
+    """``cfg.num_classes`` if it matches the data (or is unset), else a clear error."""
+    found = len(class_names)
+    if cfg.num_classes is not None and cfg.num_classes != found:
+        raise UsageError(f"num_classes is {cfg.num_classes} but {cfg.data_dir} has {found} classes "
+                         "(leave num_classes unset to use what the data has)")
+    return found
+
+
+def build_transforms(cfg, training):
+    """MindCV's ImageNet-style transforms with the config's augmentation settings."""
+    common = dict(dataset_name="", image_resize=cfg.image_resize, interpolation=cfg.interpolation,
+                  mean=cfg.mean, std=cfg.std)
+    if not training:
+        return create_transforms(is_training=False, crop_pct=cfg.crop_pct, **common)
+    return create_transforms(
+        is_training=True, scale=tuple(cfg.scale), ratio=tuple(cfg.ratio), hflip=cfg.hflip, vflip=cfg.vflip,
+        color_jitter=cfg.color_jitter, auto_augment=cfg.auto_augment, re_prob=cfg.re_prob,
+        re_scale=tuple(cfg.re_scale), re_ratio=tuple(cfg.re_ratio), re_value=cfg.re_value,
+        re_max_attempts=cfg.re_max_attempts, separate=cfg.aug_splits > 0, **common)
+
+
+def build_loader(cfg, data, num_classes, training, batch_size=None):
+    """Decode, augment and batch a split with MindCV's ``create_loader``.
+
+    Training augmentation runs per sample, seeded from (seed, epoch, sample index)
+    (``tools.datasets.seeded_augment``; ``aug_splits`` keeps MindCV's own, unseeded, mapping).
+    Evaluation keeps every image exactly once: no shuffling, no dropped remainder.
+    """
+    dataset, transform, augmentation = data.dataset, build_transforms(cfg, training), None
+    if "index" in dataset.get_col_names():
+        if training and cfg.aug_splits == 0:
+            augmentation = SeededAugmentation(transform, cfg.seed)
+            dataset = dataset.map(operations=augmentation, input_columns=["image", "index"],
+                                  output_columns=["image"], num_parallel_workers=cfg.num_parallel_workers)
+            transform = [TypeCast(ms.float32)]  # create_loader needs an image op; the images are float32 already
+        else:
+            dataset = dataset.project(["image", "label"])
+    try:
+        loader = create_loader(
+            dataset=dataset, batch_size=batch_size or cfg.batch_size,
+            drop_remainder=cfg.drop_remainder if training else False, is_training=training,
+            mixup=cfg.mixup if training else 0.0, cutmix=cfg.cutmix if training else 0.0,
+            cutmix_prob=cfg.cutmix_prob, num_classes=num_classes, transform=transform,
+            num_parallel_workers=cfg.num_parallel_workers, separate=training and cfg.aug_splits > 0)
+    except (ValueError, AssertionError) as err:
+        raise UsageError(f"cannot build the data pipeline: {err}") from None
+    loader.seeded_augmentation = augmentation
+    return loader

@@ -1,0 +1,1 @@
+"""One reader per data layout: class folders, list/CSV files, FGVC-Aircraft annotations."""

@@ -1,0 +1,141 @@
+"""Label lists and CSV files: one file per split naming each image and its class.
+
+``<list_dir>/<split>.csv`` has a header row and standard CSV quoting (a label may hold commas, spaces
+and ``/``); the image and label columns are ``image_column`` / ``label_column``. ``<list_dir>/<split>.txt``
+has lines ``<path> <label>``, the label being the rest of the line after the first space (as in
+FGVC-Aircraft's files and MMPretrain's lists). Paths are relative to ``data_dir`` (absolute ones allowed).
+
+A label is a class name, or an integer index: when every label of a split is a non-negative integer
+and there is no ``classes.txt``, the classes are ``0 .. max``; with ``<data_dir>/classes.txt`` a label is
+one of its names or an index into it. Otherwise the classes are the sorted labels.
+"""
+import csv
+import os
+
+from tools.datasets.readers import aircraft as layout
+from tools.core.errors import DataError
+from tools.core.fileio import read_text_lines
+from tools.datasets.image_check import IMAGE_EXTENSIONS
+
+EXTENSIONS = (".csv", ".txt")
+
+
+def list_file(list_dir, split):
+    """The list file of ``split`` in ``list_dir``, or None; both a .csv and a .txt is an error."""
+    found = [os.path.join(list_dir, split + ext) for ext in EXTENSIONS]
+    found = [path for path in found if os.path.isfile(path)]
+    if len(found) > 1:
+        raise DataError(f"both {found[0]} and {found[1]} exist: keep one list file for split '{split}'")
+    return found[0] if found else None
+
+
+def available_splits(list_dir):
+    """Split names of the list files in ``list_dir``: every ``.csv``, and the ``.txt`` files whose first
+    line starts with an image file name (not Aircraft's annotation and names files, nor a README)."""
+    if not os.path.isdir(list_dir):
+        return []
+    names = [n for n in os.listdir(list_dir) if n.endswith(".csv")
+             or n.endswith(".txt") and _starts_with_image(os.path.join(list_dir, n))]
+    return sorted({os.path.splitext(n)[0] for n in names})
+
+
+def _starts_with_image(path):
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace") as f:
+            first = next((line for line in f if line.strip()), "")
+    except OSError:
+        return False
+    return os.path.splitext(first.strip().partition(" ")[0])[1].lower() in IMAGE_EXTENSIONS
+
+
+def read_list(path, image_column="image", label_column="label"):
+    """``[(line number, image path as written, label), ...]`` of a list file, in file order.
+
+    A malformed row, an empty image or label, or an image listed twice is an error naming file and line.
+    """
+    lines = read_text_lines(path)
+    rows = _csv_rows(path, lines, image_column, label_column) if path.endswith(".csv") else _txt_rows(path, lines)
+    seen, entries = {}, []
+    for lineno, image, label in rows:
+        if image in seen:
+            raise DataError(f"{path}:{lineno}: image {image} already listed on line {seen[image]}")
+        seen[image] = lineno
+        entries.append((lineno, image, label))
+    if not entries:
+        raise DataError(f"list file has no entries: {path}")
+    return entries
+
+
+def _txt_rows(path, lines):
+    for lineno, line in enumerate(lines, 1):
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            continue
+        image, label = layout.split_line(line)
+        if not label:
+            raise DataError(f"{path}:{lineno}: malformed line {line!r} (expected '<image path> <label>')")
+        yield lineno, image, label
+
+
+def _csv_rows(path, lines, image_column, label_column):
+    reader = csv.reader(lines)
+    try:
+        header = [name.strip() for name in next(reader)]
+        columns = [_column(path, header, name, key) for name, key in
+                   ((image_column, "image_column"), (label_column, "label_column"))]
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) != len(header):
+                raise DataError(f"{path}:{reader.line_num}: {len(row)} fields, the header has {len(header)}")
+            image, label = (row[i].strip() for i in columns)
+            if not image or not label:
+                raise DataError(f"{path}:{reader.line_num}: empty {'image' if not image else 'label'} field")
+            yield reader.line_num, image, label
+    except StopIteration:
+        raise DataError(f"list file is empty (no header row): {path}") from None
+    except csv.Error as err:
+        raise DataError(f"{path}:{reader.line_num}: malformed CSV ({err})") from None
+
+
+def _column(path, header, name, key):
+    if name not in header:
+        raise DataError(f"{path}:1: no column '{name}' in the header ({', '.join(header)}); set {key}")
+    return header.index(name)
+
+
+def read_split(data_dir, list_path, image_column="image", label_column="label", class_names=None):
+    """``(paths, labels, class_names)`` of a list file; a missing image is an error naming file and line.
+
+    ``class_names`` (the training split's) fixes the class order, else it is found as the module says.
+    """
+    entries = read_list(list_path, image_column, label_column)
+    labels = [label for _, _, label in entries]
+    names_path = os.path.join(data_dir, layout.CLASSES_FILE)
+    if class_names is None:
+        if os.path.isfile(names_path):
+            class_names = layout.read_names(names_path)
+        elif all(_is_index(label) for label in labels):
+            class_names = [str(i) for i in range(max(int(label) for label in labels) + 1)]
+        else:
+            class_names = sorted(set(labels))
+    index = {name: i for i, name in enumerate(class_names)}
+    source = names_path if os.path.isfile(names_path) else "the training split"
+    label_indices, paths = [], []
+    for lineno, image, label in entries:
+        if label in index:
+            label_indices.append(index[label])
+        elif _is_index(label) and int(label) < len(class_names):
+            label_indices.append(int(label))
+        else:
+            raise DataError(f"{list_path}:{lineno}: label '{label}' is neither a class name nor an index below "
+                            f"{len(class_names)} (classes: {source})")
+        path = os.path.join(data_dir, image)
+        if not os.path.lexists(path):
+            raise DataError(f"{list_path}:{lineno}: image file not found: {path}")
+        paths.append(path)
+    return paths, label_indices, class_names
+
+
+def _is_index(label):
+    return label.isascii() and label.isdigit()

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, calibration, test-time augmentation, exported-model metadata."""

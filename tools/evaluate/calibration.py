@@ -1,0 +1,128 @@
+"""Confidence calibration: expected calibration error, reliability bins and temperature scaling.
+
+Probabilities come from one or more views of each image (test-time augmentation): ``views`` is
+``(V, N, C)`` logits and the probability of a class is the mean over the views of
+``softmax(logits / T)``. The temperature ``T`` fitted by :func:`fit_temperature` is stored beside
+the checkpoint (``<checkpoint without .ckpt>.calibration.json``) with the checkpoint's sha256, so a
+retrained checkpoint is never paired with a stale temperature.
+"""
+import json
+import math
+import os
+import sys
+
+import numpy as np
+
+from tools.evaluate import metrics
+from tools.core.errors import DataError
+from tools.core.fileio import atomic_write_text, file_sha256, first_line
+
+ECE_BINS = 15
+TEMPERATURE_RANGE = (0.01, 100.0)  # searched on a log scale
+_SEARCH_STEPS = 80                  # golden-section steps: the bracket shrinks to ~1e-16 of its width
+_TINY = np.finfo(np.float64).tiny
+
+
+def probabilities(views, temperature=1.0):
+    """``(N, C)`` mean over the views of ``softmax(logits / temperature)``."""
+    views = np.asarray(views, np.float64)
+    return np.mean([metrics.softmax(v / temperature) for v in views], axis=0)
+
+
+def log_probabilities(views, temperature=1.0):
+    """``log`` of :func:`probabilities`: usable wherever logits are (same top-k, loss = NLL)."""
+    return np.log(np.maximum(probabilities(views, temperature), _TINY))
+
+
+def nll(views, labels, temperature=1.0):
+    """Mean negative log-likelihood of the true labels."""
+    return float(-log_probabilities(views, temperature)[np.arange(len(labels)), labels].mean())
+
+
+def reliability_bins(probs, labels, bins=ECE_BINS):
+    """Per equal-width confidence bin ``(lo, hi]``: ``(count, accuracy, mean confidence)`` arrays
+    (accuracy and confidence NaN for an empty bin); confidence is the top-1 probability."""
+    confidence, correct = probs.max(axis=1), probs.argmax(axis=1) == labels
+    index = np.clip(np.ceil(confidence * bins).astype(np.int64) - 1, 0, bins - 1)
+    count = np.bincount(index, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        accuracy = np.bincount(index, weights=correct, minlength=bins) / count
+        mean_conf = np.bincount(index, weights=confidence, minlength=bins) / count
+    return count, accuracy, mean_conf
+
+
+def expected_calibration_error(probs, labels, bins=ECE_BINS):
+    """ECE: the sample-weighted mean over the bins of |accuracy - mean confidence|."""
+    count, accuracy, confidence = reliability_bins(probs, labels, bins)
+    used = count > 0
+    return float((count[used] * np.abs(accuracy[used] - confidence[used])).sum() / count.sum())
+
+
+def fit_temperature(views, labels):
+    """The temperature in ``TEMPERATURE_RANGE`` that minimises the NLL of ``labels`` (golden-section
+    search on log T; the NLL of one view is convex in 1/T, hence unimodal in log T)."""
+    lo, hi = (math.log(t) for t in TEMPERATURE_RANGE)
+    ratio = (math.sqrt(5) - 1) / 2
+    a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+    fa, fb = nll(views, labels, math.exp(a)), nll(views, labels, math.exp(b))
+    for _ in range(_SEARCH_STEPS):
+        if fa <= fb:
+            hi, b, fb = b, a, fa
+            a = hi - ratio * (hi - lo)
+            fa = nll(views, labels, math.exp(a))
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + ratio * (hi - lo)
+            fb = nll(views, labels, math.exp(b))
+    return math.exp((lo + hi) / 2)
+
+
+# ---- the temperature file beside a checkpoint -------------------------------------------------
+
+def calibration_path(ckpt_path):
+    return os.path.splitext(ckpt_path)[0] + ".calibration.json"
+
+
+def save_temperature(ckpt_path, temperature, details):
+    """Write ``<ckpt>.calibration.json``: temperature, the checkpoint's sha256 and ``details``."""
+    path = calibration_path(ckpt_path)
+    data = {"temperature": temperature, "checkpoint": os.path.basename(ckpt_path),
+            "checkpoint_sha256": file_sha256(ckpt_path), **details}
+    try:
+        atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    except OSError as err:
+        raise DataError(f"cannot write {path}: {err.strerror or first_line(err)}") from None
+    return path
+
+
+def stored_temperature(ckpt_path):
+    """``(temperature, path)`` from the checkpoint's calibration file, or ``(None, None)`` when there
+    is none; a file that is unreadable or belongs to another version of the checkpoint is ignored
+    with a warning naming it."""
+    path = calibration_path(ckpt_path)
+    if not os.path.isfile(path):
+        return None, None
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        temperature, digest = float(data["temperature"]), data["checkpoint_sha256"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        print(f"warning: ignoring {path}: unreadable ({err.__class__.__name__}); run validate.py --calibrate True "
+              "again", file=sys.stderr)
+        return None, None
+    if not (math.isfinite(temperature) and temperature > 0):
+        print(f"warning: ignoring {path}: temperature {temperature} is not > 0", file=sys.stderr)
+        return None, None
+    if digest != file_sha256(ckpt_path):
+        print(f"warning: ignoring {path}: it was fitted for another version of {ckpt_path}; "
+              "run validate.py --calibrate True again", file=sys.stderr)
+        return None, None
+    return temperature, path
+
+
+def resolve_temperature(flag, ckpt_path):
+    """The temperature to use: ``flag`` when > 0, else the stored one, else 1; and where it came from."""
+    if flag > 0:
+        return flag, "--temperature"
+    temperature, path = stored_temperature(ckpt_path)
+    return (temperature, path) if temperature is not None else (1.0, None)

@@ -1,0 +1,88 @@
+"""An exported model's metadata file (``<model>.classes.json`` beside ``<model>.mindir``) and loading it.
+
+The metadata holds what running the MindIR needs besides the graph: the class names, the input
+shape, the temperature (divide the logits by it before the softmax) and the evaluation
+preprocessing (resize the shorter side to ``resize``, centre-crop ``crop`` x ``crop``, subtract
+``mean`` and divide by ``std`` per RGB channel on the 0-255 scale, NCHW). ``predict.py --mindir``
+takes the preprocessing from it, so no config is needed.
+"""
+import json
+import math
+import os
+
+import mindspore as ms
+import numpy as np
+
+from tools.core.config import option_table
+from tools.core.errors import DataError, UsageError
+from tools.core.fileio import first_line
+
+PREPROCESSING_KEYS = ("image_resize", "crop_pct", "interpolation", "mean", "std")
+
+
+def metadata_path(model_path):
+    """``model.mindir`` -> ``model.classes.json``."""
+    return os.path.splitext(model_path)[0] + ".classes.json"
+
+
+def preprocessing(cfg):
+    """The evaluation transforms of ``cfg`` (MindCV's ``create_transforms(is_training=False)``), spelled out."""
+    return {"resize": int(math.floor(cfg.image_resize / cfg.crop_pct)), "crop": cfg.image_resize,
+            "interpolation": cfg.interpolation, "mean": list(cfg.mean), "std": list(cfg.std),
+            "crop_pct": cfg.crop_pct, "image_resize": cfg.image_resize, "color": "RGB", "layout": "NCHW"}
+
+
+def metadata(cfg, class_names, shape, temperature, parity):
+    """What ``<model>.classes.json`` holds (see the module docstring); ``parity``: what export.py checked."""
+    return {"model": cfg.model, "input_shape": shape, "class_names": list(class_names), "output": "logits",
+            "temperature": temperature, "preprocessing": preprocessing(cfg), "parity_check": parity}
+
+
+def read_metadata(mindir):
+    if not os.path.isfile(mindir):
+        raise DataError(f"MindIR not found: {mindir}")
+    path = metadata_path(mindir)
+    try:
+        with open(path, encoding="utf-8") as f:
+            meta = json.load(f)
+        meta["class_names"], meta["input_shape"] = list(meta["class_names"]), list(meta["input_shape"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise DataError(f"cannot read the class names of {mindir} from {path} ({err.__class__.__name__}): "
+                        "export it again with export.py") from None
+    return meta
+
+
+def _same(a, b):
+    if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
+        return len(a) == len(b) and np.allclose(a, b)
+    return a == b
+
+
+def apply_metadata(cfg):
+    """Set ``cfg``'s preprocessing from the MindIR's metadata; a value set to something else (not left at
+    its default) is an error, since the graph only fits its own preprocessing. Metadata without the
+    preprocessing (older exports) only fixes the image size. Returns the metadata."""
+    meta = read_metadata(cfg.mindir)
+    hint = (f"leave it unset (--mindir reads the preprocessing from {metadata_path(cfg.mindir)}) "
+            "or pass the run's --config")
+    size, defaults = meta["input_shape"][-1], option_table()
+    stored = meta.get("preprocessing") or {"image_resize": size}
+    for key, value in stored.items():
+        if key not in PREPROCESSING_KEYS:
+            continue
+        mine = getattr(cfg, key)
+        if not _same(mine, value) and ("preprocessing" not in meta or not _same(mine, defaults[key][0])):
+            if key == "image_resize":
+                raise UsageError(f"{cfg.mindir} takes {size}x{size} images but image_resize is {mine}: {hint}")
+            raise UsageError(f"{cfg.mindir} was exported with {key} {value}, not {mine}: {hint}")
+        setattr(cfg, key, value)
+    cfg.in_channels = meta["input_shape"][1]
+    return meta
+
+
+def load_graph(path):
+    """The MindIR as a callable cell."""
+    try:
+        return ms.nn.GraphCell(ms.load(path))
+    except (RuntimeError, ValueError, TypeError) as err:
+        raise DataError(f"cannot load MindIR {path}: {first_line(err)}") from None

@@ -1,0 +1,1 @@
+"""Techniques that plug into the Trainer: freeze_epochs, cached-feature linear probe, imbalance, TensorBoard."""

@@ -1,0 +1,97 @@
+"""``freeze_epochs: N``: train the head on a frozen backbone for N epochs, then unfreeze (fastai's
+``fine_tune(freeze_epochs)``, Lightning's ``BackboneFinetuning``, "LP-FT").
+
+One optimizer serves the whole run, built over what is trainable *after* the switch (the blocks that
+``freeze_layers``/``freeze_patterns`` leave trainable, and the head), with one lr schedule over
+``epoch_size`` epochs:
+
+* epochs 1..N: the backbone's parameter groups have lr 0, so its weights stay bitwise unchanged, and
+  the Trainer trains through a second train step whose network stops gradients after the last feature
+  block (no backward pass through the backbone) and whose backbone BatchNorm layers run in inference
+  mode (running statistics kept, as ``freeze_backbone`` with ``freeze_bn_stats``);
+* from epoch N+1 the Trainer trains through the run's own train step: the backbone takes the
+  schedule's lr of that step (times its ``lr_mult``), or with ``unfreeze_warmup_epochs: W`` a linear rise
+  to it over W epochs; the head's lr never changes course.
+
+Both train steps share the optimizer (weights, moments, step counter), so the resume state is the same
+set of tensors before and after the switch (with ``cache_features`` the frozen step trains the head on
+features cached once; its cell still holds the whole network's parameters); what a train step owns itself (EMA weights, loss-scale
+state, accumulated gradients) is carried over at the switch. The backbone's optimizer moments see only
+weight decay during the frozen epochs (its gradients are zero there).
+"""
+from tools.models.blocks import block_index, feature_blocks
+from tools.train.callbacks import Callback
+from tools.train.freeze import cut_gradients
+from tools.models.norm_layers import batch_norms
+from tools.train.train_step import overwrite
+
+
+def backbone_names(network):
+    """Names of the parameters inside the feature blocks."""
+    blocks = feature_blocks(network)
+    return {p.name for p in network.get_parameters() if block_index(p.name, blocks) is not None}
+
+
+def hold_groups(groups, names, held_steps, ramp_steps=0):
+    """Optimizer ``groups`` (tools.train.param_groups) with the parameters named in ``names`` moved to groups of
+    their own whose lr is 0 for the first ``held_steps`` steps, then (``unfreeze_warmup_epochs``) rises
+    linearly to the schedule's over ``ramp_steps`` steps: step k after the switch takes (k + 1) / ramp_steps
+    of the schedule's lr."""
+    out = []
+    for group in groups:
+        if "params" not in group:
+            out.append(group)
+            continue
+        held = [p for p in group["params"] if p.name in names]
+        rest = [p for p in group["params"] if p.name not in names]
+        if rest:
+            out.append(dict(group, params=rest))
+        if held:
+            lrs = list(group["lr"])
+            ramp = [lr * (k + 1) / ramp_steps for k, lr in enumerate(lrs[held_steps:held_steps + ramp_steps])]
+            out.append(dict(group, params=held, lr=[0.0] * held_steps + ramp + lrs[held_steps + len(ramp):]))
+    return out
+
+
+class FreezeThenUnfreeze(Callback):
+    """Swaps the Trainer's train step at the epoch boundary after ``epochs`` epochs."""
+
+    def __init__(self, epochs, network, frozen_step, full_step, keep_bn_stats=True, loaders=None):
+        """``loaders`` = (cached features, images): the frozen epochs train the head on cached features."""
+        self.epochs, self.frozen_step, self.full_step, self.loaders = epochs, frozen_step, full_step, loaders
+        blocks = feature_blocks(network)
+        self.batch_norms = [cell for cell in batch_norms(network)
+                            if block_index(cell.gamma.name, blocks) is not None] if keep_bn_stats else []
+        self.bn_modes = [bn.use_batch_statistics for bn in self.batch_norms]  # as the run's freezing left them
+
+    def on_epoch_begin(self, trainer, epoch):
+        if epoch <= self.epochs:  # before the first compile of the frozen step (a GRAPH-mode constant)
+            for bn in self.batch_norms:
+                bn.use_batch_statistics = False
+            trainer.train_step = self.frozen_step
+            if self.loaders:
+                trainer.train_loader = self.loaders[0]
+        elif trainer.train_step is self.frozen_step:
+            for bn, mode in zip(self.batch_norms, self.bn_modes):
+                bn.use_batch_statistics = mode
+            carry_state(self.frozen_step, self.full_step)
+            trainer.train_step = self.full_step
+            if self.loaders:
+                trainer.train_loader = self.loaders[1]
+            if trainer.is_main:
+                print(f"freeze_epochs: backbone unfrozen from epoch {epoch}", flush=True)
+
+
+def carry_state(source, target):
+    """Copy the tensors ``source`` owns (EMA weights, loss scale, accumulated gradients) into the
+    same-named tensors of ``target``; shared ones (weights, optimizer state) are the same objects."""
+    own = {p.name: p for p in target.get_parameters()}
+    for param in source.get_parameters():
+        twin = own.get(param.name)
+        if twin is not None and twin is not param:
+            overwrite(twin, param)
+
+
+def frozen_network(network):
+    """The cell the frozen epochs train: ``network`` with the backward pass cut after the last block."""
+    return cut_gradients(network, len(feature_blocks(network)))
