@@ -12,24 +12,20 @@ import gc
 import os
 import sys
 
-os.environ.setdefault("GLOG_v", "3")  # MindSpore: errors only
-
-import mindspore as ms  # noqa: E402
-import numpy as np  # noqa: E402
-
-from tools.evaluate import calibration
-from tools.evaluate import exported
-from tools.core import memory_guard
 from tools.core import runtime
-from tools.train.checkpoints import write_json  # noqa: E402
-from tools.core.config import INT, STR, STRS, choice, parse_config  # noqa: E402
-from tools.datasets.loader import build_loader, open_split  # noqa: E402
-from tools.train.trainer import predict_logits  # noqa: E402
-from tools.core.errors import DataError, UsageError, run_cli  # noqa: E402
-from tools.core.fileio import check_output_file, first_line  # noqa: E402
-from tools.datasets.inputs import find_images, input_split  # noqa: E402
-from tools.evaluate.metrics import softmax  # noqa: E402
-from tools.models.factory import checkpoint_network, class_names_of, numbered_classes, read_checkpoint  # noqa: E402
+from tools.core.config import INT, STR, STRS, choice, parse_config
+from tools.core.errors import DataError, UsageError, run_cli
+from tools.core.fileio import check_output_file, first_line
+from tools.datasets.inputs import find_images, input_split
+from tools.datasets.loader import build_loader, open_split
+from tools.evaluate import calibration, exported
+from tools.evaluate.metrics import softmax
+from tools.models.factory import checkpoint_network, class_names_of, numbered_classes, read_checkpoint
+from tools.train.checkpoints import write_json
+from tools.train.trainer import predict_logits
+
+import mindspore as ms
+import numpy as np
 
 EXTENSIONS = {"MINDIR": ".mindir", "ONNX": ".onnx"}
 FORMATS = {"MINDIR": ["MINDIR"], "ONNX": ["ONNX"], "BOTH": ["MINDIR", "ONNX"]}
@@ -142,5 +138,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    memory_guard.watch()  # one line instead of the OOM killer's SIGKILL
-    run_cli(main, sys.argv[1:])
+    run_cli(main)

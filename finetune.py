@@ -3,24 +3,21 @@
     python finetune.py --config configs/demo.yaml [--key value ...]
 """
 import os
-import sys
 import tempfile
 
-os.environ.setdefault("GLOG_v", "3")  # MindSpore: errors only
 if __name__ == "__main__":  # before MindSpore starts threads: Ctrl-C and SIGTERM stop between steps
     from tools.core import stop_signals
 
     stop_signals.route_to_main_thread()
 
-from tools.core import memory_guard
-from tools.train import run_folder
 from tools.core import runtime
-from tools.core.config import BOOL, CONFIG_FILE_NAME, no_effect_notes, parse_config, save_config  # noqa: E402
-from tools.train.trainer import Trainer, weights_digest  # noqa: E402
-from tools.core.errors import run_cli  # noqa: E402
-from tools.core.fileio import check_writable_dir, file_sha256  # noqa: E402
-from tools.train.wiring import build_training, describe  # noqa: E402
-from tools.split_folder import hold_out_val  # noqa: E402
+from tools.core.config import BOOL, CONFIG_FILE_NAME, no_effect_notes, parse_config, save_config
+from tools.core.errors import run_cli
+from tools.core.fileio import check_writable_dir, file_sha256
+from tools.split_folder import hold_out_val
+from tools.train import run_folder
+from tools.train.trainer import Trainer, weights_digest
+from tools.train.wiring import build_training, describe
 
 EXTRA = {"finetune.py": [
     ("dry_run", False, BOOL, "resolve the config, check the data, build model, loss, schedule, optimizer and "
@@ -83,5 +80,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    memory_guard.watch()  # one line instead of the OOM killer's SIGKILL
-    run_cli(main, sys.argv[1:])
+    run_cli(main)

@@ -7,25 +7,19 @@
 import gc
 import hashlib
 import os
-import sys
 
-os.environ.setdefault("GLOG_v", "3")  # MindSpore: errors only
-
-import numpy as np  # noqa: E402
-
-from tools.evaluate import calibration
-from tools.evaluate import exported
-from tools.core import memory_guard
-from tools.report import evaluation as reports
 from tools.core import runtime
-from tools.core.config import BOOL, FLOAT, INT, STR, STRS, choice, parse_config  # noqa: E402
-from tools.datasets.loader import build_loader, open_split  # noqa: E402
-from tools.core.errors import UsageError, run_cli  # noqa: E402
-from tools.core.fileio import check_output_file, check_writable_dir  # noqa: E402
-from tools.datasets.inputs import find_images, input_split  # noqa: E402
-from tools.models.factory import checkpoint_network, class_names_of, numbered_classes, read_checkpoint  # noqa: E402
-from tools.evaluate.tta import tta_mode, view_logits  # noqa: E402
+from tools.core.config import BOOL, FLOAT, INT, STR, STRS, choice, parse_config
+from tools.core.errors import UsageError, run_cli
+from tools.core.fileio import check_output_file, check_writable_dir
+from tools.datasets.inputs import find_images, input_split
+from tools.datasets.loader import build_loader, open_split
+from tools.evaluate import calibration, exported
+from tools.evaluate.tta import tta_mode, view_logits
+from tools.models.factory import checkpoint_network, class_names_of, numbered_classes, read_checkpoint
+from tools.report import evaluation as reports
 
+import numpy as np
 
 EXTRA = {"Prediction": [
     ("split", "", STR, "split to predict when no --input is given; empty = val_split"),
@@ -154,5 +148,4 @@ def draw_grid(cfg, records, probs, labels, path):
 
 
 if __name__ == "__main__":
-    memory_guard.watch()  # one line instead of the OOM killer's SIGKILL
-    run_cli(main, sys.argv[1:])
+    run_cli(main)

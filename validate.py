@@ -7,24 +7,19 @@ diagram, optional temperature fit), an error grid, and all of it on one page, re
 import functools
 import gc
 import os
-import sys
 
-os.environ.setdefault("GLOG_v", "3")  # MindSpore: errors only
-
-from tools.evaluate import calibration
-from tools.core import memory_guard
-from tools.evaluate import metrics
-from tools.report import page as report_page
-from tools.report import evaluation as reports
 from tools.core import runtime
-from tools.train.checkpoints import write_json  # noqa: E402
-from tools.core.config import BOOL, INT, STR, parse_config  # noqa: E402
-from tools.datasets.loader import build_loader, open_split, resolve_num_classes  # noqa: E402
-from tools.train.run_folder import CURVES_FILE  # noqa: E402
-from tools.core.errors import UsageError, run_cli  # noqa: E402
-from tools.core.fileio import check_output_file, check_writable_dir  # noqa: E402
-from tools.models.factory import checkpoint_network, class_names_of, read_checkpoint  # noqa: E402
-from tools.evaluate.tta import tta_mode, view_logits  # noqa: E402
+from tools.core.config import BOOL, INT, STR, parse_config
+from tools.core.errors import UsageError, run_cli
+from tools.core.fileio import check_output_file, check_writable_dir
+from tools.datasets.loader import build_loader, open_split, resolve_num_classes
+from tools.evaluate import calibration, metrics
+from tools.evaluate.tta import tta_mode, view_logits
+from tools.models.factory import checkpoint_network, class_names_of, read_checkpoint
+from tools.report import evaluation as reports
+from tools.report import page as report_page
+from tools.train.checkpoints import write_json
+from tools.train.run_folder import CURVES_FILE
 
 EXTRA = {"Validation": [
     ("split", "", STR, "split to evaluate; empty = val_split"),
@@ -150,5 +145,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    memory_guard.watch()  # one line instead of the OOM killer's SIGKILL
-    run_cli(main, sys.argv[1:])
+    run_cli(main)

@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 
-import common  # noqa: E402
+import common
 
 
 def timed_open(cfg, split):

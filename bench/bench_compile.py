@@ -21,8 +21,7 @@ import subprocess
 import sys
 import time
 
-import common  # noqa: E402
-
+import common
 
 MODES = {"GRAPH": 0, "PYNATIVE": 1, "MINDCV": 0}
 

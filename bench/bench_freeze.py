@@ -20,8 +20,7 @@ every trainable parameter as the plain frozen network (in inference mode, so dro
 import argparse
 import sys
 
-import common  # noqa: E402
-
+import common
 
 MODES = [
     ("full", dict(), False),

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 
-import common  # noqa: E402
+import common
 
 
 def loader_epoch(loader, batch_size):
@@ -29,10 +29,10 @@ def loader_epoch(loader, batch_size):
 
 
 def run_setting(name, config, data_dir, overrides, workers, repeats, train_steps):
-    import mindspore as ms
-
     from tools.core import runtime
     from tools.datasets.loader import build_loader, open_split
+
+    import mindspore as ms
 
     cfg = common.suite_config(config, data_dir=data_dir, **overrides)
     common.quiet(runtime.setup, cfg)

@@ -12,7 +12,7 @@ import argparse
 import os
 import tempfile
 
-import common  # noqa: E402
+import common
 
 
 def main(argv=None):

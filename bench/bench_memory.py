@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 
-import common  # noqa: E402
+import common
 
 WRAPPER = ("import resource, subprocess, sys, json, time; t = time.time(); "
            "p = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE); "
@@ -70,9 +70,9 @@ class ImageClsDataset:
 
 def child(kind, data_dir):
     """Run in a fresh process: open and iterate the 'all' split; print JSON with VmHWM figures."""
-    import mindspore.dataset as ds
-
     from tools.datasets.loader import open_split
+
+    import mindspore.dataset as ds
 
     cfg = common.suite_config(common.AIRCRAFT_CONFIG, data_dir=data_dir, train_split="all", num_parallel_workers=2)
     base = common.vm_hwm_mb()

@@ -22,7 +22,7 @@ import argparse
 import sys
 import tempfile
 
-import common  # noqa: E402
+import common
 
 
 def run_setting(name, config, data_dir, overrides, repeats):

@@ -14,14 +14,14 @@ import os
 import sys
 import tempfile
 
-import common  # noqa: E402
+import common
 
 
 def unseeded_loader(cfg, num_classes):
     """MindCV's create_loader mapping the transforms over the image column (no per-sample seeds)."""
-    from mindcv.data import create_loader
-
     from tools.datasets.loader import build_transforms, open_split
+
+    from mindcv.data import create_loader
 
     data = open_split(cfg, cfg.train_split, training=True)
     return create_loader(dataset=data.dataset.project(["image", "label"]), batch_size=cfg.batch_size,

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 
-import common  # noqa: E402
+import common
 
 
 def main():

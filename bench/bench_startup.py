@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 
-import common  # noqa: E402
+import common
 
 FIRST = re.compile(r"epoch 1/1 step 1/\d+ .* elapsed (\S+)s")
 

@@ -29,13 +29,12 @@ best) and the ratio to MindCV's wall time, with the load average.
 """
 import argparse
 import csv
+import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
-
-import json
 
 import common
 
@@ -53,9 +52,8 @@ def mindcv_run(cfg, tree, num_classes, ckpt_path, begin):
     """MindCV's full fine-tuning in this process (begun at ``begin``, a ``time.time()``); returns [(wall
     seconds to the end of epoch i incl. one eval, top1, the same incl. every epoch's eval)]."""
     import mindspore as ms
-    from mindcv.data import create_dataset, create_loader, create_transforms
-
     from bench_train import MindCVPipeline
+    from mindcv.data import create_dataset, create_loader, create_transforms
 
     ms.set_context(mode=cfg.mode)  # as MindCV's train.py does (its default, GRAPH); MindSpore's own default is PyNative
     pipeline = MindCVPipeline(cfg, tree, num_classes, sink=False)
@@ -161,7 +159,7 @@ def main(argv=None):
     mindcv_wall_every_eval = common.median([row[2] for row in finals])
     target = common.median([row[1] for row in finals])
     print(f"MindCV full fine-tuning, {len(finals)} runs: final top1 " + ", ".join(f"{row[1]:.4f}" for row in finals)
-          + f" in " + ", ".join(f"{row[0]:.1f}s" for row in finals) + f"; target (median) {target:.4f}, "
+          + " in " + ", ".join(f"{row[0]:.1f}s" for row in finals) + f"; target (median) {target:.4f}, "
           f"wall time (median) {mindcv_wall:.1f}s, {mindcv_wall_every_eval:.1f}s when it validates every epoch "
           "as the suite's recipes do")
     summary = {}

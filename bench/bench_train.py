@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 
-import common  # noqa: E402
+import common
 
 
 def settings(tmp, aircraft_images, demo_images=None, image_resize=None):
@@ -50,12 +50,12 @@ class Ceiling:
     """A bare MindSpore train step over the suite's network/loss/optimizer on an in-memory batch."""
 
     def __init__(self, cfg, num_classes, steps):
-        from mindcv.loss import create_loss
-        from mindspore import nn
-
         from tools.models.factory import create_network
         from tools.train.optimizer import build_optimizer
         from tools.train.schedule import build_lr_schedule
+
+        from mindcv.loss import create_loss
+        from mindspore import nn
 
         self.cfg, self.steps = cfg, steps
         self.network = common.quiet(create_network, cfg, num_classes)

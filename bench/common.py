@@ -7,14 +7,13 @@ Nothing here is imported by the suite; every benchmark is ``.venv/bin/python ben
 import json
 import os
 import platform
-import runpy
 import shutil
 import statistics
 import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-runpy.run_path(os.path.join(ROOT, "tools", "repo_root.py"))  # the repository root on sys.path, GLOG_v=3
+sys.path.insert(0, ROOT)  # the repository root: bench/ runs as python bench/x.py
 
 DEMO = os.path.join(ROOT, "data", "fashion_mnist")
 DEMO_CONFIG = os.path.join(ROOT, "configs", "demo.yaml")
@@ -38,8 +37,8 @@ def machine():
     """nproc, CPU model, versions and the load average when the benchmark started."""
     info = {"nproc": os.cpu_count(), "cpu": cpu_model(), "python": platform.python_version()}
     try:
-        import mindspore
         import mindcv
+        import mindspore
         info["mindspore"] = mindspore.__version__
         info["mindcv"] = mindcv.__version__
     except ImportError:

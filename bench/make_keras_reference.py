@@ -26,13 +26,13 @@ Preprocessing (Keras's mobilenet_v2.preprocess_input): x / 127.5 - 1 on float32 
 """
 import argparse
 import os
-import runpy
+import sys
 
 import numpy as np
 from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-runpy.run_path(os.path.join(ROOT, "tools", "repo_root.py"))  # the repository root on sys.path
+sys.path.insert(0, ROOT)  # the repository root: bench/ runs as python bench/x.py
 DEMO = os.path.join(ROOT, "data", "fashion_mnist")
 OUT = os.path.join(ROOT, "tests", "reference", "keras_mobilenet_v2_reference.npz")
 SIZE = 160

@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 
-import common  # noqa: E402
+import common
 
 TRAIN_FLAGS = ["--batch_size", "4", "--epoch_size", "1", "--val_while_train", "False", "--warmup_epochs", "0"]
 
@@ -72,7 +72,7 @@ def child(data_dir, out_dir, configs):
                 code, message = finetune.main(finetune_argv(config, data_dir, out_dir, ["--dry_run", "True"])), ""
         except (UsageError, DataError) as err:
             code, message = err.exit_code, f"error: {err}"
-        except Exception as err:  # noqa: BLE001 -- a traceback is a finding to report, not to stop on
+        except Exception as err:
             code, message = "traceback", f"{type(err).__name__}: {err}".splitlines()[0]
         print(json.dumps({"config": config, "code": code, "message": message,
                           "seconds": round(time.perf_counter() - begin, 1)}), flush=True)

@@ -2,17 +2,16 @@
 small network on a fixed global batch, each worker taking every other sample, one process taking all.
 Saves the final weights of the suite's train step and of MindCV's TrainStep to OUT/<kind>_<rank>.npy."""
 import os
-import runpy
 import sys
 
 import mindspore as ms
 import numpy as np
 from mindspore import Tensor, nn
 
-runpy.run_path(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools", "repo_root.py"))
-from mindcv.utils.train_step import TrainStep  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository root
+from tools.train.train_step import SuiteTrainStep
 
-from tools.train.train_step import SuiteTrainStep  # noqa: E402
+from mindcv.utils.train_step import TrainStep
 
 STEPS, CLIP = 3, 0.05
 

@@ -4,8 +4,8 @@ import os
 import shutil
 import socket
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -90,10 +90,10 @@ def run_main(script, *args):
     import tempfile
     from contextlib import redirect_stderr, redirect_stdout
 
-    import mindspore as ms
-
-    from tools.train import run_folder
     from tools.core.errors import run_cli
+    from tools.train import run_folder
+
+    import mindspore as ms
 
     module = importlib.import_module(os.path.splitext(script)[0].replace("/", "."))
     context = {key: ms.get_context(key) for key in ("mode", "device_target")}
@@ -108,7 +108,7 @@ def run_main(script, *args):
         try:
             with redirect_stdout(out), redirect_stderr(err):
                 try:
-                    run_cli(module.main, [str(arg) for arg in args])
+                    run_cli(module.main, [str(arg) for arg in args], watch_memory=False)
                 except SystemExit as end:
                     code = end.code if isinstance(end.code, int) else (0 if end.code is None else 1)
                 finally:

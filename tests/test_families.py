@@ -1,13 +1,13 @@
 """Every family of ``tools.models.families`` on a real (small, randomly initialised) model: its blocks exist in
 the network, its stage split reproduces the network's forward output, its head name names the classifier."""
+from tools.models.blocks import block_index, feature_blocks
+from tools.models.families import FAMILIES, family_of, head_prefix
+from tools.models.stages import split_forward
+
 import mindspore as ms
 import numpy as np
 import pytest
 from mindcv.models import create_model
-
-from tools.models.blocks import block_index, feature_blocks
-from tools.models.families import FAMILIES, family_of, head_prefix
-from tools.models.stages import split_forward
 
 NUM_CLASSES = 5
 # family -> the smallest MindCV model of it (a new family gets a row here)

@@ -2,6 +2,10 @@
 unchanged while training with MindCV's TrainStep in GRAPH and PYNATIVE mode."""
 import re
 
+from tools.core.errors import UsageError
+from tools.models.norm_layers import BATCH_NORMS
+from tools.train.freeze import apply_freezing
+
 import mindspore as ms
 import numpy as np
 import pytest
@@ -9,10 +13,6 @@ from mindcv.models import create_model
 from mindcv.optim import create_optimizer
 from mindcv.utils.train_step import TrainStep
 from mindspore import Tensor, nn
-
-from tools.core.errors import UsageError
-from tools.train.freeze import apply_freezing
-from tools.models.norm_layers import BATCH_NORMS
 
 MODEL = "mobilenet_v3_small_100"
 STATISTICS = ("moving_mean", "moving_variance")

@@ -7,16 +7,16 @@ import os
 import struct
 from types import SimpleNamespace
 
+from conftest import TINY_TRAIN_ARGS, run_script
+from tools.core.config import parse_config
+from tools.core.errors import UsageError
+from tools.train.techniques.freeze_epochs import hold_groups
+
 import mindspore as ms
 import numpy as np
 import pytest
 from mindcv.models import create_model
-
-from conftest import TINY_TRAIN_ARGS, run_script
 from test_imbalance import COUNTS, make_imbalanced
-from tools.core.config import parse_config
-from tools.core.errors import UsageError
-from tools.train.techniques.freeze_epochs import hold_groups
 
 # resnet18 (no dropout: a resumed run repeats the uninterrupted one exactly); a constant lr, so that a run
 # cut short at epoch k is the first k epochs of the 4-epoch run; batches of 16: one step an epoch (30 images)

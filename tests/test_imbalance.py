@@ -3,18 +3,18 @@ sampler draws classes equally, shards and reseeds per epoch, and the best epoch 
 from collections import Counter
 from types import SimpleNamespace
 
+from conftest import make_tiny_aircraft
+from tools.core.config import parse_config
+from tools.core.errors import UsageError
+from tools.datasets.loader import open_split
+from tools.train.techniques.imbalance import BalancedSampler, resolve_class_weights
+from tools.train.trainer import Trainer
+
 import mindspore.dataset as ds
 import numpy as np
 import pytest
 from mindcv.loss import create_loss
 from mindspore import Tensor, nn
-
-from conftest import make_tiny_aircraft
-from tools.core.config import parse_config
-from tools.datasets.loader import open_split
-from tools.train.trainer import Trainer
-from tools.core.errors import UsageError
-from tools.train.techniques.imbalance import BalancedSampler, resolve_class_weights
 
 COUNTS = {"T-shirt/top": 8, "Trouser": 8, "Sneaker": 8, "Ankle boot": 4, "Bag": 2}
 

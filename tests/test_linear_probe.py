@@ -4,13 +4,13 @@ batch of every training image (so data order cannot matter); and its config rule
 import csv
 import os
 
-import mindspore as ms
-import numpy as np
-import pytest
-
 from conftest import assert_one_line_error, make_tiny_aircraft, run_main, run_script
 from tools.core.config import parse_config
 from tools.core.errors import UsageError
+
+import mindspore as ms
+import numpy as np
+import pytest
 
 TRAIN_IMAGES = 5 * 4
 # square 28 px images: the training crop (scale 1, ratio 1) is the whole image resized to 32 px,

@@ -3,13 +3,13 @@ it; the command writes its table and figure and leaves the run folders alone."""
 import csv
 import os
 
+from conftest import TINY_TRAIN_ARGS, assert_one_line_error, assert_png, run_main, run_script
+from tools.lr_find import EXTRA, ramp, range_test, suggest
+
 import numpy as np
 import pytest
 from mindcv.loss import create_loss
 from mindspore import Tensor, nn
-
-from conftest import TINY_TRAIN_ARGS, assert_one_line_error, assert_png, run_main, run_script
-from tools.lr_find import EXTRA, ramp, range_test, suggest
 
 
 def blobs():

@@ -1,11 +1,11 @@
 """tools/core/memory_guard.py: a run about to exhaust memory stops with one line (exit 1), not the OOM killer's SIGKILL."""
 import os
 
-import numpy as np
-
 from conftest import TINY_TRAIN_ARGS, assert_one_line_error, run_script
 from tools.core import memory_guard
 from tools.core.memory_guard import GIB
+
+import numpy as np
 
 
 def test_shortage_names_the_reason():

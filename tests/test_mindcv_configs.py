@@ -3,8 +3,8 @@
 import ast
 import contextlib
 import glob
-import io
 import inspect
+import io
 import itertools
 import os
 import re
@@ -12,18 +12,16 @@ import subprocess
 import sys
 import textwrap
 
+from conftest import ROOT, TINY_TRAIN_ARGS, assert_one_line_error, free_port, make_tiny_aircraft, run_main, run_script
+from tools.core.config import LOSSES, NO_EFFECT, OPTIMIZERS, SCHEDULERS, no_effect_notes, option_table, parse_config
+from tools.core.errors import UsageError
+
 import mindspore as ms
 import numpy as np
 import pytest
 import yaml
 from mindspore import Tensor, nn
 from PIL import Image
-
-from conftest import (ROOT, TINY_TRAIN_ARGS, assert_one_line_error, free_port, make_tiny_aircraft, run_main,
-                      run_script)
-from tools.core.config import (LOSSES, NO_EFFECT, OPTIMIZERS, SCHEDULERS, no_effect_notes, option_table,
-                          parse_config)
-from tools.core.errors import UsageError
 
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "tests", "mindcv_configs", "*.yaml")))
 # the dry run builds each model: the light ones here (they cover 'ce', rexnet's weight init and MindCV's
@@ -335,9 +333,9 @@ def test_msrun_clipping_equals_one_process_on_the_global_batch(tmp_path):
 def test_aug_repeats_shows_each_image_n_times_in_an_order_fixed_by_the_epoch_seed(tiny_aircraft):
     import hashlib
 
-    import mindspore.dataset as ds
-
     from tools.datasets.loader import open_split
+
+    import mindspore.dataset as ds
 
     cfg = parse_config(["--data_dir", tiny_aircraft, "--train_split", "trainval", "--aug_repeats", "3"], "t")
     split = open_split(cfg, "trainval", training=True)
@@ -362,10 +360,10 @@ def test_aug_repeats_shows_each_image_n_times_in_an_order_fixed_by_the_epoch_see
 def test_pvt_builds_and_trains_at_its_size():
     """MindCV 0.3.0's PVT calls ``ops.ResizeBilinear`` (gone in MindSpore 2.7.2) in every stage after the first,
     and keeps float16 position embeddings that an AdamW step turned NaN: both fixed in tools/models/mindcv_fixes.py."""
+    from tools.models.factory import create_network
+
     from mindcv.loss import create_loss
     from mindcv.optim import create_optimizer
-
-    from tools.models.factory import create_network
 
     ms.set_context(mode=ms.PYNATIVE_MODE)
     cfg = parse_config(["--model", "pvt_tiny", "--pretrained", "False", "--num_classes", "3"], "test")
@@ -442,10 +440,10 @@ def test_volo_trains_at_its_size():
     unfolds with ``ExtractImagePatches`` (no CPU kernel) and folds with a float16 weight that Conv2DTranspose
     refuses beside float32 inputs: all three worked around in tools/models/mindcv_fixes.py (HaloNet shares the first
     two)."""
+    from tools.models.mindcv_fixes import create_model_fixed
+
     from mindcv.loss import create_loss
     from mindcv.optim import create_optimizer
-
-    from tools.models.mindcv_fixes import create_model_fixed
 
     ms.set_context(mode=ms.PYNATIVE_MODE)
     network = create_model_fixed(model_name="volo_d1", num_classes=3)
@@ -462,10 +460,10 @@ def test_volo_trains_at_its_size():
 def test_halonet_trains_at_its_size():
     """HaloNet pads with ``paddings=`` in MindSpore 1.x's pairs and unfolds with ``ExtractImagePatches``: both
     fixed in tools/models/mindcv_fixes.py; it needs a multiple of 256 px (below, a one-line limit)."""
+    from tools.models.mindcv_fixes import create_model_fixed
+
     from mindcv.loss import create_loss
     from mindcv.optim import create_optimizer
-
-    from tools.models.mindcv_fixes import create_model_fixed
 
     ms.set_context(mode=ms.PYNATIVE_MODE)
     network = create_model_fixed(model_name="halonet_50t", num_classes=3)

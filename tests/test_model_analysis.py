@@ -10,15 +10,23 @@ import re
 import shutil
 import subprocess
 
+from conftest import (
+    FAST,
+    SPLIT_TAG,
+    TINY_CLASSES,
+    assert_one_line_error,
+    assert_png,
+    read_predictions,
+    run_main,
+    run_parallel,
+    run_script,
+)
+from tools.evaluate import calibration, metrics
+from tools.report import evaluation as reports
+
 import numpy as np
 import pytest
 from PIL import Image
-
-from conftest import (FAST, SPLIT_TAG, TINY_CLASSES, assert_one_line_error, assert_png, read_predictions,
-                      run_main, run_parallel, run_script)
-from tools.evaluate import calibration
-from tools.evaluate import metrics
-from tools.report import evaluation as reports
 
 CHROMIUM = "/usr/bin/chromium"
 CKPT = "mobilenet_v3_small_100_last.ckpt"
@@ -132,10 +140,10 @@ def test_highest_loss_errors_order():
 
 
 def test_hflip_views_see_the_mirror_image():
+    from tools.evaluate.tta import view_logits
+
     import mindspore as ms
     from mindspore import nn, ops
-
-    from tools.evaluate.tta import view_logits
 
     class LeftRight(nn.Cell):
         """Logits (mean of the left half, mean of the right half) of channel 0."""
@@ -286,12 +294,12 @@ def test_export_metadata_and_mindir_without_config(analysed):
 
 def test_export_refuses_a_mindir_that_does_not_match(analysed, tmp_path, capsys):
     """The parity check itself: a network changed after export is caught, naming the checkpoint."""
-    import mindspore as ms
-
     import export
     from tools.core.config import parse_config
     from tools.core.errors import DataError
     from tools.models.factory import checkpoint_network, read_checkpoint
+
+    import mindspore as ms
 
     ms.set_context(mode=1)
     cfg = parse_config(["--config", os.path.join(analysed["out"], "config.yaml"),

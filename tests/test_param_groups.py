@@ -1,4 +1,8 @@
 """Parameter groups: the lr / weight decay each parameter actually gets from the optimizer."""
+from tools.core.errors import UsageError
+from tools.models.blocks import feature_blocks
+from tools.train.param_groups import build_param_groups, format_group_table
+
 import mindspore as ms
 import numpy as np
 import pytest
@@ -6,10 +10,6 @@ from mindcv.models import create_model
 from mindcv.optim import create_optimizer
 from mindcv.scheduler import create_scheduler
 from mindspore import Tensor, nn
-
-from tools.models.blocks import feature_blocks
-from tools.core.errors import UsageError
-from tools.train.param_groups import build_param_groups, format_group_table
 
 LR_MULT = {"classifier": 1.2, "features.13": 1.05, "features.14": 1.1, "features.15": 1.15}
 PEAK = 2  # the step with the peak lr (0.01) of the schedule below

@@ -4,19 +4,26 @@ import json
 import os
 import shutil
 
+from conftest import (
+    TINY_CLASSES,
+    TINY_TRAIN_ARGS,
+    assert_one_line_error,
+    assert_png,
+    make_tiny_aircraft,
+    run_main,
+    run_script,
+)
+from tools.core.config import parse_config
+from tools.core.errors import DataError
+from tools.datasets.loader import build_loader, detect_layout, open_split
+from tools.models.factory import class_names_of, create_network, load_weights, read_checkpoint
+from tools.report import evaluation as reports
+from tools.train.trainer import predict_logits
+
 import mindspore as ms
 import numpy as np
 import pytest
 import yaml
-
-from conftest import (TINY_CLASSES, TINY_TRAIN_ARGS, assert_one_line_error, assert_png, make_tiny_aircraft, run_main,
-                      run_script)
-from tools.report import evaluation as reports
-from tools.core.config import parse_config
-from tools.datasets.loader import build_loader, detect_layout, open_split
-from tools.train.trainer import predict_logits
-from tools.core.errors import DataError
-from tools.models.factory import class_names_of, create_network, load_weights, read_checkpoint
 
 CKPT_NAME = "mobilenet_v3_small_100_best.ckpt"
 

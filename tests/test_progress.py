@@ -2,9 +2,9 @@
 each other; a NaN loss is named by its own step also when the losses are read back every few steps."""
 import re
 
-import pytest
-
 from conftest import TINY_TRAIN_ARGS, assert_one_line_error, run_script
+
+import pytest
 
 FAST = [*TINY_TRAIN_ARGS, "--mode", "1", "--model", "resnet18", "--opt", "momentum"]
 STEPS, EPOCHS, BATCH = 5, 2, 8  # 40 tiny training images

@@ -8,15 +8,15 @@ import sys
 import time
 from pathlib import Path
 
-import mindspore as ms
-import numpy as np
-import pytest
-from mindspore import Tensor, nn
-
 from conftest import ROOT, TINY_TRAIN_ARGS, run_script
 from tools.core.config import parse_config
 from tools.core.errors import UsageError
 from tools.models.seeded_dropout import seed_dropouts
+
+import mindspore as ms
+import numpy as np
+import pytest
+from mindspore import Tensor, nn
 
 MODEL = "mobilenet_v3_small_100"   # Dropout(p=0.2) in its head
 # 5 steps per epoch, 2 epochs: the session's tiny run with recovery states, which change nothing of the training,

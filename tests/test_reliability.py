@@ -10,18 +10,18 @@ import sys
 import time
 from types import SimpleNamespace
 
+from conftest import ROOT, TINY_TRAIN_ARGS, assert_one_line_error, run_script
+from tools.core.config import save_config
+from tools.core.errors import DataError
+from tools.report.evaluation import plot_training_curves
+from tools.train import run_folder
+from tools.train.checkpoints import save_weights, write_json, write_results
+from tools.train.trainer import Trainer
+
 import mindspore as ms
 import numpy as np
 import pytest
 from mindspore import nn
-
-from conftest import ROOT, TINY_TRAIN_ARGS, assert_one_line_error, run_script
-from tools.train import run_folder
-from tools.train.checkpoints import save_weights, write_json, write_results
-from tools.core.config import save_config
-from tools.train.trainer import Trainer
-from tools.core.errors import DataError
-from tools.report.evaluation import plot_training_curves
 
 FAST = [*TINY_TRAIN_ARGS, "--mode", "1", "--model", "resnet18", "--opt", "momentum"]  # the quickest to start
 # resnet18 has no dropout (MindSpore's dropout keeps its random state inside the kernel), so a resumed run

@@ -2,15 +2,15 @@
 give the same results table and weights, and each sample's augmentation does not depend on the worker count."""
 import os
 
-import mindspore as ms
-import numpy as np
-import pytest
-
 from conftest import ROOT, run_script
 from tools.core.config import parse_config
 from tools.datasets.loader import build_loader, open_split
-from tools.train.trainer import batches
 from tools.datasets.seeded_augment import set_epoch
+from tools.train.trainer import batches
+
+import mindspore as ms
+import numpy as np
+import pytest
 
 AIRCRAFT = os.path.join(ROOT, "configs", "mobilenetv3", "mobilenet_v3_small_aircraft.yaml")
 # the Aircraft config as it is (mobilenet_v3_small_100, randaug-m7-mstd0.5, hflip, random crops, 8 workers capped

@@ -9,20 +9,20 @@ import sys
 import time
 from types import SimpleNamespace
 
+import predict
+import validate
+from conftest import ROOT, TINY_TRAIN_ARGS, assert_one_line_error, run_script
+from tools.core.errors import DataError, UsageError
+from tools.core.fileio import check_output_file, check_writable_dir
+from tools.models.factory import read_checkpoint
+from tools.train import run_folder
+from tools.train.checkpoints import save_weights
+from tools.train.trainer import Trainer
+
 import mindspore as ms
 import numpy as np
 import pytest
 from mindcv.models import create_model
-
-import predict
-import validate
-from conftest import ROOT, TINY_TRAIN_ARGS, assert_one_line_error, run_script
-from tools.train import run_folder
-from tools.train.checkpoints import save_weights
-from tools.train.trainer import Trainer
-from tools.core.errors import DataError, UsageError
-from tools.core.fileio import check_output_file, check_writable_dir
-from tools.models.factory import read_checkpoint
 
 FAST = [*TINY_TRAIN_ARGS, "--mode", "1", "--model", "resnet18", "--opt", "momentum", "--epoch_size", "1"]
 READ_ONLY = "/sys/suite_test_run"  # sysfs refuses new files, even to root
@@ -139,8 +139,8 @@ def test_msrun_without_distribute_is_refused(tiny_aircraft, tmp_path):
 
 
 LOCK_HOLDER = """
-import runpy, time
-runpy.run_path({repo_root!r})  # the repository root on sys.path (a subprocess: pytest.ini does not apply)
+import sys, time
+sys.path.insert(0, {root!r})  # the repository root (a subprocess: pytest.ini does not apply)
 from tools.train import run_folder
 assert run_folder.lock({folder!r}, fresh=True)
 print("locked", flush=True)
@@ -150,7 +150,7 @@ time.sleep(600)
 
 def test_a_folder_in_use_is_not_taken_and_a_dead_runs_lock_is_free(tmp_path, capsys):
     base = str(tmp_path / "run")
-    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER.format(repo_root=os.path.join(ROOT, "tools", "repo_root.py"), folder=base)],
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER.format(root=ROOT, folder=base)],
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
@@ -177,8 +177,8 @@ def test_a_folder_in_use_is_not_taken_and_a_dead_runs_lock_is_free(tmp_path, cap
 
 
 TAKE_AND_END = """
-import os, runpy, types
-runpy.run_path({repo_root!r})
+import os, sys, types
+sys.path.insert(0, {root!r})
 from tools.train import run_folder
 for folder, writes in (({empty!r}, False), ({used!r}, True)):
     assert run_folder.take(types.SimpleNamespace(ckpt_save_dir=folder, resume="", overwrite=False)) == folder
@@ -191,7 +191,7 @@ print("taken", flush=True)
 
 def test_a_run_that_ends_before_writing_anything_leaves_no_folder(tmp_path):
     empty, used = str(tmp_path / "empty"), str(tmp_path / "used")
-    code = TAKE_AND_END.format(repo_root=os.path.join(ROOT, "tools", "repo_root.py"), empty=empty, used=used)
+    code = TAKE_AND_END.format(root=ROOT, empty=empty, used=used)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip() == "taken", proc.stderr
     assert not os.path.exists(empty)                                    # the next run takes the same folder
@@ -199,8 +199,8 @@ def test_a_run_that_ends_before_writing_anything_leaves_no_folder(tmp_path):
 
 
 REMOVED_WHILE_RUNNING = """
-import runpy, shutil, types
-runpy.run_path({repo_root!r})
+import shutil, sys, types
+sys.path.insert(0, {root!r})
 from tools.train import run_folder
 run_folder.take(types.SimpleNamespace(ckpt_save_dir={folder!r}, resume="", overwrite=False))
 shutil.rmtree({folder!r})                # the user deletes the run folder while the run goes on
@@ -208,7 +208,7 @@ shutil.rmtree({folder!r})                # the user deletes the run folder while
 
 
 def test_a_run_folder_removed_while_running_ends_without_a_traceback(tmp_path):
-    code = REMOVED_WHILE_RUNNING.format(repo_root=os.path.join(ROOT, "tools", "repo_root.py"),
+    code = REMOVED_WHILE_RUNNING.format(root=ROOT,
                                         folder=str(tmp_path / "run"))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr

@@ -11,9 +11,9 @@ from PIL import Image
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-from tools.datasets.readers import aircraft as layout
 from tools import split_aircraft
 from tools.core.errors import DataError, UsageError  # noqa: E402
+from tools.datasets.readers import aircraft as layout
 
 SCRIPT = os.path.join(REPO, "tools", "split_aircraft.py")
 VARIANTS = ["Cessna 172", "F-16A/B", "707-320", "A330-200"]  # not sorted on purpose

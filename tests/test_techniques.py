@@ -4,14 +4,14 @@ import re
 import subprocess
 import sys
 
+from conftest import ROOT, TINY_TRAIN_ARGS, assert_one_line_error, free_port, run_main, run_script
+from tools.core.config import parse_config
+from tools.train.optimizer import build_optimizer
+
 import mindspore as ms
 import numpy as np
 import pytest
 from mindcv.models import create_model
-
-from conftest import ROOT, TINY_TRAIN_ARGS, assert_one_line_error, free_port, run_main, run_script
-from tools.core.config import parse_config
-from tools.train.optimizer import build_optimizer
 
 MODEL = "mobilenet_v3_small_100"
 ARGS = [*TINY_TRAIN_ARGS, "--opt", "momentum"]  # AdamW's first PyNative step compiles ~20 s longer on mobilenet
@@ -117,10 +117,10 @@ def test_training_extras_run(tiny_aircraft, tmp_path):
 def test_ema_keeps_an_unchanged_weight_bitwise_averages_the_trained_ones_and_training_goes_on(mode):
     """MindCV's ``ema * f + w * (1 - f)`` moves a frozen weight by rounding (reproduced: 3e-8 after 50
     steps); the suite's EMA leaves it bitwise equal and is still the same average of the trained weights."""
-    from mindspore import Tensor, nn
-
-    from tools.train.trainer import ema_weights
     from tools.train.train_step import SuiteTrainStep
+    from tools.train.trainer import ema_weights
+
+    from mindspore import Tensor, nn
 
     ms.set_context(mode=mode)
     ms.set_seed(1)

@@ -4,13 +4,24 @@ import glob
 import json
 import os
 
-import numpy as np
-import pytest
-
-from conftest import (CKPT_NAME, FAST, SPLIT_TAG, TINY_CLASSES, assert_one_line_error, assert_png,
-                      make_tiny_aircraft, read_csv, read_predictions, run_parallel, run_script)
+from conftest import (
+    CKPT_NAME,
+    FAST,
+    SPLIT_TAG,
+    TINY_CLASSES,
+    assert_one_line_error,
+    assert_png,
+    make_tiny_aircraft,
+    read_csv,
+    read_predictions,
+    run_parallel,
+    run_script,
+)
 from tools.evaluate import metrics
 from tools.report import evaluation as reports
+
+import numpy as np
+import pytest
 
 REPORT_DIR = "report_mobilenet_v3_small_100_last_test"  # validate.py's default report folder
 

@@ -3,18 +3,17 @@ import argparse
 import csv
 import os
 
+from conftest import TINY_TRAIN_ARGS, assert_one_line_error, run_main, run_script
+from tools import split_folder
+from tools.core.config import option_table, parse_config
+from tools.core.errors import DataError, UsageError
+from tools.datasets import check_cache, class_balance
+from tools.datasets.inputs import find_images, input_split
+from tools.datasets.loader import detect_layout, open_source
+
 import numpy as np
 import pytest
 from PIL import Image
-
-from conftest import TINY_TRAIN_ARGS, assert_one_line_error, run_main, run_script
-from tools import split_folder
-from tools.datasets import check_cache
-from tools.datasets import class_balance
-from tools.core.config import option_table, parse_config
-from tools.datasets.loader import detect_layout, open_source
-from tools.core.errors import DataError, UsageError
-from tools.datasets.inputs import find_images, input_split
 
 ODD_LABELS = ["F-16A/B", "Cessna 172, float", "707-320"]  # '/', space and comma
 
@@ -292,9 +291,9 @@ def short_png(path, width=16, height=16):
 
 
 def test_short_png_is_caught_at_open_as_mindspore_would_fail_on_it(tmp_path):
-    import mindspore.dataset.vision as vision
-
     from tools.datasets.image_check import check_image
+
+    import mindspore.dataset.vision as vision
 
     short_png(tmp_path / "short.png")
     with Image.open(tmp_path / "short.png") as image:

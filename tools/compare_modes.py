@@ -15,13 +15,13 @@ import os
 import subprocess
 import sys
 
-if __package__ in (None, ""):  # run as python tools/...: see tools/repo_root.py
-    import repo_root  # noqa: F401
+if __package__ in (None, ""):  # python tools/x.py: the repository root, not tools/, on sys.path
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-from tools.train.checkpoints import write_text  # noqa: E402
-from tools.train.run_folder import SUMMARY_FILE  # noqa: E402
-from tools.core.fileio import first_line  # noqa: E402
-from tools.core.errors import CliParser, DataError, UsageError, run_cli  # noqa: E402
+from tools.core.errors import CliParser, DataError, UsageError, run_cli
+from tools.core.fileio import first_line
+from tools.train.checkpoints import write_text
+from tools.train.run_folder import SUMMARY_FILE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODE_TITLES = {
@@ -132,4 +132,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_cli(main, sys.argv[1:])
+    run_cli(main)

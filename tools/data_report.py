@@ -14,13 +14,13 @@ import os
 import sys
 from collections import Counter, defaultdict
 
-if __package__ in (None, ""):  # run as python tools/...: see tools/repo_root.py
-    import repo_root  # noqa: F401
+if __package__ in (None, ""):  # python tools/x.py: the repository root, not tools/, on sys.path
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
+from tools.core.errors import CliParser, DataError, UsageError, run_cli
+from tools.core.fileio import atomic_write_text
 
-from tools.core.errors import CliParser, DataError, UsageError, run_cli  # noqa: E402
-from tools.core.fileio import atomic_write_text  # noqa: E402
+import numpy as np
 
 UNSPLIT = "all"
 HASH_SIDE = 32  # the image is shrunk to 32x32 grey; the 8x8 lowest DCT frequencies (less DC) make the hash
@@ -46,8 +46,8 @@ def parse_args(argv):
 def open_splits(cfg, names=None):
     """``{split: ImageFiles}`` with every unreadable file listed (skipped, never an error)."""
     from tools.datasets import loader as data
-    from tools.datasets.image_files import ImageFiles
     from tools.datasets.check_cache import resolve_dir
+    from tools.datasets.image_files import ImageFiles
     from tools.datasets.readers.folder import folder_classes, folder_images
 
     cfg.skip_bad_images, cfg.max_bad_images = True, 10**9
@@ -244,9 +244,9 @@ def plot_counts(names, table, png_path):
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from tools.report.evaluation import save_figure
+
+    import matplotlib.pyplot as plt
 
     height = max(3.0, 0.22 * len(names) * max(1, len(table)) ** 0.5 + 1.2)
     fig, ax = plt.subplots(figsize=(9, height))
@@ -286,4 +286,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_cli(main, sys.argv[1:])
+    run_cli(main)

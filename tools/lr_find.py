@@ -17,16 +17,15 @@ import math
 import os
 import sys
 
-if __package__ in (None, ""):  # run as python tools/...: see tools/repo_root.py
-    import repo_root  # noqa: F401
+if __package__ in (None, ""):  # python tools/x.py: the repository root, not tools/, on sys.path
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
+from tools.core.config import FLOAT, INT, STR, parse_config
+from tools.core.errors import DataError, UsageError, run_cli
+from tools.core.fileio import atomic_path, check_writable_dir
+from tools.train.run_folder import holds_run
 
-from tools.core import memory_guard
-from tools.core.config import FLOAT, INT, STR, parse_config  # noqa: E402
-from tools.core.errors import DataError, UsageError, run_cli  # noqa: E402
-from tools.core.fileio import atomic_path, check_writable_dir  # noqa: E402
-from tools.train.run_folder import holds_run  # noqa: E402
+import numpy as np
 
 CSV_FILE, PNG_FILE = "lr_find.csv", "lr_find.png"
 EXTRA = {"lr_find.py": [
@@ -175,5 +174,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    memory_guard.watch()  # one line instead of the OOM killer's SIGKILL
-    run_cli(main, sys.argv[1:])
+    run_cli(main)

@@ -23,20 +23,20 @@ Usage::
 import os
 import sys
 
-if __package__ in (None, ""):  # run as python tools/...: see tools/repo_root.py
-    import repo_root  # noqa: F401
+if __package__ in (None, ""):  # python tools/x.py: the repository root, not tools/, on sys.path
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 import gzip
 import re
 import shlex
 import zlib
 
-import numpy as np
-from PIL import Image
-
-from tools.datasets.readers.aircraft import IMAGE_EXT, IMAGES_DIR, NAMES_FILES, annotation_file, read_names
 from tools.core.errors import CliParser, DataError, UsageError, run_cli
 from tools.core.fileio import first_line
+from tools.datasets.readers.aircraft import IMAGE_EXT, IMAGES_DIR, NAMES_FILES, annotation_file, read_names
+
+import numpy as np
+from PIL import Image
 
 DEFAULT_SOURCE = "/usr/share/datasets/fashion-mnist"
 INSTALL_HINT = "apt-get update && apt-get install -y dataset-fashion-mnist"
@@ -290,4 +290,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_cli(main, sys.argv[1:])
+    run_cli(main)

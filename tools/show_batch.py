@@ -10,14 +10,13 @@ sample is titled with its two largest class weights. Every config key can be ove
 import os
 import sys
 
-if __package__ in (None, ""):  # run as python tools/...: see tools/repo_root.py
-    import repo_root  # noqa: F401
-os.environ.setdefault("GLOG_v", "3")
+if __package__ in (None, ""):  # python tools/x.py: the repository root, not tools/, on sys.path
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
+from tools.core.config import INT, STR, parse_config
+from tools.core.errors import DataError, UsageError, run_cli
 
-from tools.core.config import INT, STR, parse_config  # noqa: E402
-from tools.core.errors import DataError, UsageError, run_cli  # noqa: E402
+import numpy as np
 
 EXTRA = {"Preview": [
     ("split", "", STR, "split to draw from; empty = train_split"),
@@ -52,11 +51,9 @@ def draw(images, names, png_path):
     import matplotlib
 
     matplotlib.use("Agg")
+    from tools.report.evaluation import grid_shape, save_figure
+
     import matplotlib.pyplot as plt
-
-    from tools.report.evaluation import save_figure
-
-    from tools.report.evaluation import grid_shape
 
     rows, cols = grid_shape(len(images))
     fig, axes = plt.subplots(rows, cols, figsize=(cols * CELL_INCHES, rows * CELL_INCHES), squeeze=False)
@@ -101,4 +98,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_cli(main, sys.argv[1:])
+    run_cli(main)

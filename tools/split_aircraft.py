@@ -17,12 +17,12 @@ import shutil
 import sys
 from collections import Counter
 
-if __package__ in (None, ""):  # run as python tools/...: see tools/repo_root.py
-    import repo_root  # noqa: F401
+if __package__ in (None, ""):  # python tools/x.py: the repository root, not tools/, on sys.path
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-from tools.datasets.readers import aircraft as layout
 from tools.core.errors import CliParser, DataError, UsageError, run_cli
 from tools.core.fileio import atomic_write_text
+from tools.datasets.readers import aircraft as layout
 
 MODES = ("hardlink", "symlink", "copy", "move")
 INFO_FILE = "split_info.json"
@@ -245,4 +245,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_cli(main, sys.argv[1:])
+    run_cli(main)

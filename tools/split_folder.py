@@ -20,14 +20,14 @@ import os
 import sys
 import zlib
 
-if __package__ in (None, ""):  # run as python tools/...: see tools/repo_root.py
-    import repo_root  # noqa: F401
+if __package__ in (None, ""):  # python tools/x.py: the repository root, not tools/, on sys.path
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
+from tools.core.errors import CliParser, DataError, UsageError, run_cli
+from tools.core.fileio import atomic_path
+from tools.datasets.readers.folder import folder_classes, folder_images
 
-from tools.core.errors import CliParser, DataError, UsageError, run_cli  # noqa: E402
-from tools.core.fileio import atomic_path  # noqa: E402
-from tools.datasets.readers.folder import folder_classes, folder_images  # noqa: E402
+import numpy as np
 
 SPLIT_DIR = "split"  # finetune.py's split, inside the run folder
 HEADER = ["image", "label"]
@@ -191,4 +191,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_cli(main, sys.argv[1:])
+    run_cli(main)

@@ -7,11 +7,11 @@ import argparse
 import difflib
 import os
 
-import yaml
-from mindspore.dataset.vision import Inter
-
 from tools.core.errors import CliParser, UsageError
 from tools.core.fileio import atomic_write_text, first_line, input_file_problem
+
+import yaml
+from mindspore.dataset.vision import Inter
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}

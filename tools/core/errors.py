@@ -30,10 +30,15 @@ class CliParser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def run_cli(main, argv=None):
-    """Call ``main(argv)``; turn our errors into one line on stderr and an exit code."""
+def run_cli(main, argv=None, watch_memory=True):
+    """A script's end: ``main(argv or sys.argv[1:])`` with the memory guard watching (one line instead of the
+    kernel's out-of-memory SIGKILL), our errors turned into one line on stderr and an exit code."""
+    if watch_memory:
+        from tools.core import memory_guard
+
+        memory_guard.watch()
     try:
-        code = main(argv)
+        code = main(sys.argv[1:] if argv is None else argv)
     except (UsageError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         code = err.exit_code

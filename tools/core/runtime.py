@@ -2,12 +2,12 @@
 import os
 import random
 
-import mindspore as ms
-import numpy as np
-
 from tools.core import memory_guard
 from tools.core.errors import DataError, UsageError
 from tools.core.fileio import first_line
+
+import mindspore as ms
+import numpy as np
 
 RECURSION_LIMIT = 4000  # MindSpore's graph compiler call depth (its default: 1000)
 

@@ -14,13 +14,13 @@ and one MindSpore cannot decode (GIF, WebP, ...) is served re-encoded as RGB JPE
 import os
 import sys
 
+from tools.core.errors import DataError
+from tools.datasets.check_cache import check_images
+from tools.datasets.image_check import to_rgb_jpeg_bytes
+from tools.datasets.readers import aircraft as aircraft_layout
+
 import mindspore.dataset as ds
 import numpy as np
-
-from tools.datasets.readers import aircraft as aircraft_layout
-from tools.datasets.check_cache import check_images
-from tools.core.errors import DataError
-from tools.datasets.image_check import to_rgb_jpeg_bytes
 
 COLUMN_NAMES = ["image", "label"]
 MAX_BAD = 100

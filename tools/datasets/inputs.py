@@ -6,10 +6,10 @@ checked up front, an unreadable one skipped with a warning naming it, GIF/WebP/.
 """
 import os
 
-from tools.datasets.image_files import ImageFiles, image_dataset
-from tools.datasets.loader import SplitData
 from tools.core.errors import DataError
 from tools.datasets.image_check import IMAGE_EXTENSIONS
+from tools.datasets.image_files import ImageFiles, image_dataset
+from tools.datasets.loader import SplitData
 
 UNKNOWN_LABEL = -1
 INPUT_NAME = "--input"  # stands for the split name in warnings

@@ -18,21 +18,21 @@ import sys
 from dataclasses import dataclass, field
 from typing import List
 
+from tools.core.errors import DataError, UsageError
+from tools.datasets import class_balance
+from tools.datasets.check_cache import resolve_dir
+from tools.datasets.image_files import AnnotationDataset, ImageFiles, image_dataset
+from tools.datasets.readers import aircraft as layout
+from tools.datasets.readers import list_file as list_layout
+from tools.datasets.readers.folder import folder_classes, folder_images
+from tools.datasets.seeded_augment import SeededAugmentation
+from tools.train.techniques.imbalance import BalancedSampler
+
 import mindspore as ms
 import mindspore.dataset as ds
 from mindcv.data import create_loader, create_transforms
 from mindcv.data.distributed_sampler import RepeatAugSampler
 from mindspore.dataset.transforms import TypeCast
-
-from tools.datasets.readers import aircraft as layout
-from tools.datasets import class_balance
-from tools.datasets.readers import list_file as list_layout
-from tools.datasets.image_files import AnnotationDataset, ImageFiles, image_dataset
-from tools.datasets.check_cache import resolve_dir
-from tools.core.errors import DataError, UsageError
-from tools.datasets.readers.folder import folder_classes, folder_images
-from tools.train.techniques.imbalance import BalancedSampler
-from tools.datasets.seeded_augment import SeededAugmentation
 
 _BUILTIN_DATASETS = ("mnist", "cifar10", "cifar100")
 

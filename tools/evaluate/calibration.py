@@ -11,11 +11,11 @@ import math
 import os
 import sys
 
-import numpy as np
-
-from tools.evaluate import metrics
 from tools.core.errors import DataError
 from tools.core.fileio import atomic_write_text, file_sha256, first_line
+from tools.evaluate import metrics
+
+import numpy as np
 
 ECE_BINS = 15
 TEMPERATURE_RANGE = (0.01, 100.0)  # searched on a log scale

@@ -10,12 +10,12 @@ import json
 import math
 import os
 
-import mindspore as ms
-import numpy as np
-
 from tools.core.config import option_table
 from tools.core.errors import DataError, UsageError
 from tools.core.fileio import first_line
+
+import mindspore as ms
+import numpy as np
 
 PREPROCESSING_KEYS = ("image_resize", "crop_pct", "interpolation", "mean", "std")
 

@@ -3,11 +3,11 @@
 ``hflip`` adds the horizontally mirrored image. The views are run by the ordinary evaluation
 path (:func:`tools.train.trainer.predict_logits`), so every image is still seen exactly once per view.
 """
-import numpy as np
-from mindspore import Tensor
-
 from tools.core.config import choice
 from tools.train.trainer import predict_logits
+
+import numpy as np
+from mindspore import Tensor
 
 TTA_MODES = ("none", "hflip")
 

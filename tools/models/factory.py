@@ -13,18 +13,18 @@ import os
 import urllib.error
 from contextlib import contextmanager
 
-import mindspore as ms
-import numpy as np
-from mindcv.utils.amp import auto_mixed_precision
-from mindcv.models.registry import list_models
-from mindcv.models.helpers import get_checkpoint_download_root
-from mindcv.utils.download import DownLoad
-
 from tools.core.errors import DataError, UsageError
-from tools.models.families import head_prefix, pretrained_value
 from tools.core.fileio import first_line, input_file_problem
+from tools.models.families import head_prefix, pretrained_value
 from tools.models.mindcv_fixes import create_model_fixed
 from tools.models.tf_padding import apply_tf_same_padding
+
+import mindspore as ms
+import numpy as np
+from mindcv.models.helpers import get_checkpoint_download_root
+from mindcv.models.registry import list_models
+from mindcv.utils.amp import auto_mixed_precision
+from mindcv.utils.download import DownLoad
 
 CLASS_NAMES_KEY = "suite_class_names"
 MIN_MATCHED_FRACTION = 0.5

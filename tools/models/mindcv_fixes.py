@@ -12,10 +12,10 @@ import types
 from contextlib import contextmanager
 
 import mindspore as ms
-from mindspore import nn, ops
-from mindspore.common import initializer as ms_init
 from mindcv.models import create_model, halonet, volo
 from mindcv.models.pvt import PyramidVisionTransformer
+from mindspore import nn, ops
+from mindspore.common import initializer as ms_init
 
 
 def create_model_fixed(**kwargs):
@@ -38,7 +38,7 @@ def _initialised_initializer():
         ms_init.initializer = lazy
 
 
-def _pvt_pos_embed(self, pos_embed, ph, pw, H, W):  # noqa: N803 -- MindCV's signature
+def _pvt_pos_embed(self, pos_embed, ph, pw, H, W):
     """PVT's position embedding of a ph x pw grid for an H x W grid. MindCV 0.3.0 compares every stage with
     stage 1's grid, so stages 2-4 always resize, and resizes with ``ops.ResizeBilinear``, which MindSpore
     2.7.2 no longer has: every pvt_* failed. Here a grid of the embedding's own size is kept as it is and

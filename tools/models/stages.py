@@ -8,10 +8,10 @@ Each family's ``back`` begins with a global average pool, so with ``count`` = al
 the same result on features already pooled to ``(N, C, 1, 1)`` (the mean of one value is that value).
 No cell here adds a name prefix: every parameter keeps its name (``features.3.weight`` ...).
 """
-from mindspore import nn
-
 from tools.models.blocks import feature_blocks
 from tools.models.families import family_of
+
+from mindspore import nn
 
 
 class _Run(nn.Cell):

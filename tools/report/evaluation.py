@@ -11,12 +11,12 @@ import math
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-
+from tools.core.fileio import atomic_path, atomic_write_text
 from tools.evaluate import metrics
-from tools.core.fileio import atomic_path, atomic_write_text  # noqa: E402
+
+import matplotlib.pyplot as plt
+import numpy as np
+from PIL import Image
 
 DPI = 150  # 5-pt tick labels of a 100-class confusion matrix stay legible
 CELL_INCHES, MIN_MATRIX_INCHES = 0.12, 6.0  # confusion matrix: inches per class, smallest side

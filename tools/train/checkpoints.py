@@ -9,14 +9,14 @@ import json
 import math
 import os
 
-import mindspore as ms
-
 from tools.core.config import option_table
 from tools.core.errors import DataError
 from tools.core.fileio import atomic_path, atomic_write_text
 from tools.evaluate.metrics import as_score
 from tools.models.factory import CLASS_NAMES_KEY, quiet_mindspore_log, read_checkpoint
 from tools.train.run_folder import PREVIOUS_RESUME_FILE, RESUME_FILE
+
+import mindspore as ms
 
 STATE_KEY = "suite_train_state"  # the resume state's entry holding the loop's state (JSON)
 

@@ -18,13 +18,12 @@
 import re
 from dataclasses import dataclass
 
-from mindspore import nn, ops
-
-from tools.models.blocks import block_index, feature_blocks
 from tools.core.errors import UsageError
+from tools.models.blocks import block_index, feature_blocks
 from tools.models.norm_layers import batch_norms
 from tools.models.stages import split_forward
 
+from mindspore import nn, ops
 
 
 @dataclass

@@ -6,10 +6,10 @@ groups with ``weight_decay_filter: auto``, so that is what it is given.
 """
 import logging
 
-from mindcv.optim import create_optimizer
-
-from tools.train.techniques.freeze_epochs import backbone_names, hold_groups
 from tools.train.param_groups import build_param_groups, format_group_table
+from tools.train.techniques.freeze_epochs import backbone_names, hold_groups
+
+from mindcv.optim import create_optimizer
 
 logging.getLogger("mindcv.optim.optim_factory").setLevel(logging.ERROR)  # its "AUTO filter" notice
 

@@ -9,8 +9,8 @@ The groups are meant for ``create_optimizer(groups, ..., weight_decay_filter="au
 mode that passes groups through) or for a MindSpore optimizer directly.
 """
 
-from tools.models.blocks import block_index, feature_blocks, matches
 from tools.core.errors import UsageError
+from tools.models.blocks import block_index, feature_blocks, matches
 from tools.models.norm_layers import norm_layers
 
 WEIGHT_DECAY_FILTERS = ("disable", "auto", "norm_and_bias")

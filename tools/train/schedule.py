@@ -4,9 +4,9 @@ MindCV keeps ``decay_epochs`` as configured, so shortening ``epoch_size`` (470 -
 design document) leaves a cosine schedule near its peak at the end. Here ``decay_epochs``
 defaults to ``epoch_size - warmup_epochs`` and is capped to it.
 """
-from mindcv.scheduler import create_scheduler
-
 from tools.core.errors import UsageError
+
+from mindcv.scheduler import create_scheduler
 
 MAX_STEPS = 10_000_000  # one lr per step lives in memory (a Python list, then a tensor): ~100x ImageNet's 300 epochs
 

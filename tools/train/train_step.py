@@ -12,10 +12,10 @@ gaps closed here, in one place.
   the same average, is exact then (frozen layers, ``freeze_epochs``, BatchNorm statistics kept).
 """
 import mindspore as ms
-from mindspore import Tensor, nn, ops
 from mindcv.utils.amp import auto_mixed_precision
 from mindcv.utils.train_step import TrainStep
 from mindcv.utils.trainer_factory import add_loss_network
+from mindspore import Tensor, nn, ops
 
 DYNAMIC_SCALE_FACTOR, DYNAMIC_SCALE_WINDOW = 2, 2000  # MindCV's values for loss_scale_type: dynamic
 

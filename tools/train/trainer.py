@@ -7,21 +7,21 @@ import sys
 import time
 from contextlib import contextmanager
 
+from tools.core import stop_signals
+from tools.core.errors import DataError
+from tools.datasets.seeded_augment import set_epoch
+from tools.evaluate import metrics
+from tools.evaluate.metrics import as_score
+from tools.models.seeded_dropout import is_dropout_counter
+from tools.report.evaluation import plot_training_curves
+from tools.train.checkpoints import CheckpointSaver, write_json, write_results
+from tools.train.progress import Progress
+from tools.train.run_folder import CURVES_FILE, SUMMARY_FILE
+from tools.train.train_step import overwrite
+
 import mindspore as ms
 import numpy as np
 from mindspore import Tensor
-
-from tools.evaluate import metrics
-from tools.core import stop_signals
-from tools.train.checkpoints import CheckpointSaver, write_json, write_results
-from tools.core.errors import DataError
-from tools.evaluate.metrics import as_score
-from tools.train.progress import Progress
-from tools.report.evaluation import plot_training_curves
-from tools.train.run_folder import CURVES_FILE, SUMMARY_FILE
-from tools.datasets.seeded_augment import set_epoch
-from tools.models.seeded_dropout import is_dropout_counter
-from tools.train.train_step import overwrite
 
 
 def batches(loader, output_numpy=False):

@@ -8,21 +8,21 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, List
 
-from mindcv.loss import create_loss
-from mindspore import Tensor
-
-from tools.datasets.loader import SplitData, build_loader, open_split, resolve_num_classes
 from tools.core.errors import UsageError
+from tools.datasets.loader import SplitData, build_loader, open_split, resolve_num_classes
+from tools.models.factory import check_input_size, create_network
+from tools.models.seeded_dropout import seed_dropouts
 from tools.train.freeze import FreezeReport, apply_freezing, cut_gradients
+from tools.train.optimizer import build_optimizer
+from tools.train.schedule import build_lr_schedule
 from tools.train.techniques.freeze_epochs import FreezeThenUnfreeze, backbone_names, frozen_network
 from tools.train.techniques.imbalance import describe_weights, resolve_class_weights
 from tools.train.techniques.linear_probe import cached_training
-from tools.models.factory import check_input_size, create_network
-from tools.train.optimizer import build_optimizer
-from tools.train.schedule import build_lr_schedule
-from tools.models.seeded_dropout import seed_dropouts
 from tools.train.techniques.tensorboard import tensorboard_callbacks
 from tools.train.train_step import build_train_step
+
+from mindcv.loss import create_loss
+from mindspore import Tensor
 
 
 @dataclass

@@ -12,10 +12,10 @@ one of its names or an index into it. Otherwise the classes are the sorted label
 import csv
 import os
 
-from tools.datasets.readers import aircraft as layout
 from tools.core.errors import DataError
 from tools.core.fileio import read_text_lines
 from tools.datasets.image_check import IMAGE_EXTENSIONS
+from tools.datasets.readers import aircraft as layout
 
 EXTENSIONS = (".csv", ".txt")
 

@@ -20,9 +20,9 @@ state, accumulated gradients) is carried over at the switch. The backbone's opti
 weight decay during the frozen epochs (its gradients are zero there).
 """
 from tools.models.blocks import block_index, feature_blocks
+from tools.models.norm_layers import batch_norms
 from tools.train.callbacks import Callback
 from tools.train.freeze import cut_gradients
-from tools.models.norm_layers import batch_norms
 from tools.train.train_step import overwrite
 
 

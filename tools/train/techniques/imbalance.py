@@ -9,10 +9,10 @@
 """
 import math
 
+from tools.core.errors import UsageError
+
 import mindspore.dataset as ds
 import numpy as np
-
-from tools.core.errors import UsageError
 
 
 def resolve_class_weights(setting, labels, num_classes):

@@ -7,15 +7,15 @@ un-augmented view per image is cached) and any drop-path inside the backbone.
 """
 import time
 
+from tools.core.errors import UsageError
+from tools.datasets.loader import build_loader, open_split
+from tools.models.blocks import feature_blocks
+from tools.models.stages import split_forward
+from tools.train.trainer import predict_logits
+
 import mindspore.dataset as ds
 import numpy as np
 from mindspore import nn
-
-from tools.models.blocks import feature_blocks
-from tools.datasets.loader import build_loader, open_split
-from tools.train.trainer import predict_logits
-from tools.core.errors import UsageError
-from tools.models.stages import split_forward
 
 
 class _PooledFeatures(nn.Cell):
