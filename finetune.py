@@ -64,7 +64,8 @@ def main(argv=None):
     if rank == 0:
         os.makedirs(cfg.ckpt_save_dir, exist_ok=True)
         save_config(cfg, os.path.join(cfg.ckpt_save_dir, CONFIG_FILE_NAME))
-        trainer.summary_facts.update(trainable_params=run.frozen.trainable_params, frozen_params=run.frozen.frozen_params,
+        trainer.summary_facts.update(trainable_params=run.frozen.trainable_params,
+                                     frozen_params=run.frozen.frozen_params,
                                      config_sha256=file_sha256(os.path.join(cfg.ckpt_save_dir, CONFIG_FILE_NAME)))
         print(run.frozen.summary())
         print(f"{cfg.model}: {run.num_classes} classes, {run.train_data.size} train images ({run.train_data.layout}), "

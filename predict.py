@@ -32,8 +32,8 @@ EXTRA = {"Prediction": [
     ("out_dir", "", STR, "output folder; empty = the folder of the checkpoint or MindIR"),
     ("visualize", False, BOOL, "also draw a grid of images with predicted (and true) classes"),
     ("grid_size", 16, INT, "at most this many images in the grid"),
-    ("grid_select", "first", choice("first", "errors"), "images in the grid: first (in order) or errors (misclassified, "
-                                             "highest loss first; needs a split)"),
+    ("grid_select", "first", choice("first", "errors"), "images in the grid: first (in order) or errors "
+                                                        "(misclassified, highest loss first; needs a split)"),
     ("tta", "none", tta_mode, "test-time augmentation: none, or hflip (mean probability of the image and its "
                               "mirror image)"),
     ("temperature", 0.0, FLOAT, "divide the logits by this before the softmax; 0 = the temperature stored by "

@@ -80,8 +80,8 @@ def main():
                      m["median_steady_step_seconds"] * 1000, m["compile_overhead_seconds"],
                      m["median_setup_seconds"] + m["median_first_step_seconds"]])
     print()
-    common.print_table(["variant", "setup s", "first step s", "steady step ms", "first - steady s", "time to first step s"],
-                       rows)
+    common.print_table(["variant", "setup s", "first step s", "steady step ms", "first - steady s",
+                        "time to first step s"], rows)
     modes = out["modes"]
     if "GRAPH" in modes and "PYNATIVE" in modes:
         g, p = modes["GRAPH"], modes["PYNATIVE"]

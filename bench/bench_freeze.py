@@ -50,7 +50,8 @@ def check_cut():
     from mindspore import nn, ops
 
     results = {}
-    for name, overrides in (("freeze_layers 7", dict(freeze_layers=7)), ("freeze_backbone", dict(freeze_backbone=True))):
+    for name, overrides in (("freeze_layers 7", dict(freeze_layers=7)),
+                            ("freeze_backbone", dict(freeze_backbone=True))):
         cfg, network, forward, _, _, loss = build_mode(dict(pretrained=False, image_resize=64, batch_size=4), overrides,
                                                       True)
         network.set_train(False)
@@ -92,8 +93,9 @@ def main():
     header = common.report_header()
     ms.set_context(mode=args.mode, device_target="CPU")
     ms.set_seed(0)
-    out = {**header, "model": "mobilenet_v3_small_100", "image_resize": args.image_resize, "batch_size": args.batch_size,
-           "graph_mode": args.mode == 0, "steps_per_timing": args.steps, "repeats": args.repeats, "modes": {}}
+    out = {**header, "model": "mobilenet_v3_small_100", "image_resize": args.image_resize,
+           "batch_size": args.batch_size, "graph_mode": args.mode == 0, "steps_per_timing": args.steps,
+           "repeats": args.repeats, "modes": {}}
     if args.check:
         out["check"] = check_cut()
     base = dict(pretrained=False, image_resize=args.image_resize, batch_size=args.batch_size)
@@ -106,8 +108,9 @@ def main():
         compile_s = common.time_steps(step, batch, 1)
         common.time_steps(step, batch, 1)
         runs[name] = (step, batch)
-        out["modes"][name] = {"first_step_seconds": compile_s, "step_seconds": [], "trainable_params": report.trainable_params,
-                              "frozen_params": report.frozen_params, "frozen_bn_layers": report.frozen_bn_layers}
+        out["modes"][name] = {"first_step_seconds": compile_s, "step_seconds": [],
+                              "trainable_params": report.trainable_params, "frozen_params": report.frozen_params,
+                              "frozen_bn_layers": report.frozen_bn_layers}
         print(f"{name}: compiled in {compile_s:.1f}s; {report.summary()}", flush=True)
         if args.back_to_back:
             for r in range(args.repeats):
@@ -128,7 +131,8 @@ def main():
         rows.append([name, m["median_step_seconds"] * 1000, f"{lo * 1000:.0f}-{hi * 1000:.0f}", f"{m['vs_full']:.2f}x",
                      args.batch_size / m["median_step_seconds"], f"{m['trainable_params']:,}"])
     print()
-    common.print_table(["mode", "step ms (median)", "min-max", f"vs {modes[0][0]}", "images/s", "trainable params"], rows)
+    common.print_table(["mode", "step ms (median)", "min-max", f"vs {modes[0][0]}", "images/s", "trainable params"],
+                       rows)
     print("target: freeze_backbone <= 0.4x full")
     common.write_json("freeze" if args.mode == 0 else "freeze_pynative", out)
     return 0

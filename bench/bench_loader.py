@@ -94,7 +94,8 @@ def main():
             rows.append([name, f"{r['image_resize']}px, aug {r['auto_augment']}", w, lr["median_images_per_s"],
                          r["median_train_images_per_s"], f"{lr['vs_train']:.1f}x"])
     print()
-    common.print_table(["setting", "transforms", "workers", "loader images/s", "train images/s", "loader / train"], rows)
+    common.print_table(["setting", "transforms", "workers", "loader images/s", "train images/s", "loader / train"],
+                       rows)
     print("target: loader >= 2x training")
     common.write_json("loader", out)
     return 0

@@ -30,7 +30,8 @@ import common
 
 WRAPPER = ("import resource, subprocess, sys, json, time; t = time.time(); "
            "p = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE); "
-           "print(json.dumps({'rc': p.returncode, 'maxrss_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,"
+           "print(json.dumps({'rc': p.returncode, "
+           "'maxrss_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,"
            " 'seconds': time.time() - t, 'stderr_tail': p.stderr.decode(errors='replace')[-400:]}))")
 
 
@@ -80,7 +81,8 @@ def child(kind, data_dir):
     if kind == "lazy":  # the suite's reader, opened as finetune.py opens a training split
         dataset = open_split(cfg, "all", training=True).dataset
     else:
-        source = ImageClsDataset(os.path.join(data_dir, "images_variant_all.txt"), os.path.join(data_dir, "images") + "/")
+        source = ImageClsDataset(os.path.join(data_dir, "images_variant_all.txt"),
+                                 os.path.join(data_dir, "images") + "/")
         dataset = ds.GeneratorDataset(source, column_names=["image", "label"], shuffle=True, num_parallel_workers=2,
                                       python_multiprocessing=False)
     opened = common.vm_hwm_mb()
@@ -128,15 +130,16 @@ def main():
                     f.write(g.read())
         sizes = [os.path.getsize(os.path.join(data, "images", n)) for n in os.listdir(os.path.join(data, "images"))]
         out["dataset_encoded_mb"] = sum(sizes) / 2**20
-        print(f"{len(sizes)} images, {out['dataset_encoded_mb']:.0f} MB encoded (mean {sum(sizes) / len(sizes) / 1024:.0f} KB)",
-              flush=True)
+        print(f"{len(sizes)} images, {out['dataset_encoded_mb']:.0f} MB encoded "
+              f"(mean {sum(sizes) / len(sizes) / 1024:.0f} KB)", flush=True)
         readers = {"lazy": [], "in-memory": []}
         for r in range(args.repeats):
             for kind in readers:
                 readers[kind].append(run_child(["--child", "lazy" if kind == "lazy" else "memory", data]))
             print(f"  repeat {r + 1}/{args.repeats}: " + ", ".join(
                 f"{k} +{v[-1]['peak_mb'] - v[-1]['baseline_mb']:.0f} MB" for k, v in readers.items()), flush=True)
-        out["readers"] = {k: {"runs": v, "median_over_baseline_mb": common.median([x["peak_mb"] - x["baseline_mb"] for x in v]),
+        out["readers"] = {k: {"runs": v,
+                              "median_over_baseline_mb": common.median([x["peak_mb"] - x["baseline_mb"] for x in v]),
                               "median_baseline_mb": common.median([x["baseline_mb"] for x in v]),
                               "median_seconds": common.median([x["seconds"] for x in v])} for k, v in readers.items()}
         if not args.skip_finetune:
@@ -147,24 +150,26 @@ def main():
                 "finetune.py demo, 1 epoch": [py, "finetune.py", "--config", "configs/demo.yaml", "--epoch_size", "1",
                                               "--ckpt_save_dir", os.path.join(tmp, "ft_demo"), "--overwrite", "True"],
                 "finetune.py Aircraft config, 5 steps": [py, "finetune.py", "--config", common.AIRCRAFT_CONFIG,
-                                                          "--data_dir", air, "--pretrained", "False", "--epoch_size", "1",
-                                                          "--ckpt_save_dir", os.path.join(tmp, "ft_air"), "--overwrite", "True"],
+                                                          "--data_dir", air, "--pretrained", "False",
+                                                          "--epoch_size", "1", "--ckpt_save_dir",
+                                                          os.path.join(tmp, "ft_air"), "--overwrite", "True"],
             }
             if not os.path.isfile(os.path.join(common.ROOT, "checkpoints", "mobilenet_v2_100_keras_imagenet.ckpt")):
                 commands["finetune.py demo, 1 epoch"] += ["--ckpt_path", ""]
             out["processes"] = {}
             for name, cmd in commands.items():
                 runs = [wrapped(cmd) for _ in range(1 if name.startswith("interpreter") else args.finetune_repeats)]
-                out["processes"][name] = {"runs": runs, "median_maxrss_mb": common.median([x["maxrss_mb"] for x in runs]),
-                                          "command": " ".join(os.path.relpath(c, common.ROOT) if c.startswith(tmp) else c
-                                                              for c in cmd[1:])}
+                out["processes"][name] = {"runs": runs,
+                                          "median_maxrss_mb": common.median([x["maxrss_mb"] for x in runs]),
+                                          "command": " ".join(os.path.relpath(c, common.ROOT) if c.startswith(tmp)
+                                                              else c for c in cmd[1:])}
                 print(f"  {name}: peak RSS {out['processes'][name]['median_maxrss_mb']:.0f} MB "
                       f"(rc {runs[-1]['rc']}, {runs[-1]['seconds']:.0f}s)", flush=True)
                 if runs[-1]["rc"] != 0:
                     print(runs[-1]["stderr_tail"])
     print()
-    rows = [[f"{k} reader, {args.images} images", r["median_baseline_mb"], r["median_over_baseline_mb"], r["median_seconds"]]
-            for k, r in out["readers"].items()]
+    rows = [[f"{k} reader, {args.images} images", r["median_baseline_mb"], r["median_over_baseline_mb"],
+             r["median_seconds"]] for k, r in out["readers"].items()]
     common.print_table(["what", "baseline MB", "peak over baseline MB", "seconds"], rows)
     if "processes" in out:
         base = out["processes"]["interpreter (import mindspore, mindcv)"]["median_maxrss_mb"]

@@ -72,8 +72,8 @@ def main():
              f"{r['median_cached_epoch_seconds']:.4f}", f"{r['speedup_per_epoch']:.0f}x", r["extract_seconds"],
              fmt_epochs(r["break_even_epochs"])] for name, r in out["settings"].items()]
     print()
-    common.print_table(["setting", "model", "size", "images", "backbone s/epoch", "cached s/epoch", "per-epoch speed-up",
-                        "extract s (once)", "break-even epochs"], rows)
+    common.print_table(["setting", "model", "size", "images", "backbone s/epoch", "cached s/epoch",
+                        "per-epoch speed-up", "extract s (once)", "break-even epochs"], rows)
     print("target: >= 10x per epoch")
     common.write_json("probe", out)
     return 0

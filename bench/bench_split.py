@@ -57,7 +57,8 @@ def main():
         rows.append([mode, f"{v['median_seconds']:.2f}", f"{lo:.2f}-{hi:.2f}", args.images / v["median_seconds"],
                      f"{v['median_seconds'] / base:.2f}x", v["last_line"]])
     print()
-    common.print_table(["mode", "seconds (median)", "min-max", "images/s", f"vs {args.modes[0]}", "tool's last line"], rows)
+    common.print_table(["mode", "seconds (median)", "min-max", "images/s", f"vs {args.modes[0]}", "tool's last line"],
+                       rows)
     common.write_json("split", out)
     return 0
 

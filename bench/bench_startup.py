@@ -9,7 +9,8 @@ finetune.py (``epoch 1/1 step 1/``), split into imports (``python -c "import min
 alone), set-up (data check, model build, checkpoint load: first line minus the first step) and the first
 step (graph compilation + one step: the line's own ``elapsed``), and the wall time of predict.py on one
 image and validate.py on the 16-image test split with the last checkpoint of a run without validation
-(both load it and compile the inference graph). Variants: ``nocache`` (run twice, the second with the OS file cache warm) and
+(both load it and compile the inference graph). Variants: ``nocache`` (run twice, the second with the OS
+file cache warm) and
 ``cache`` (``MS_COMPILER_CACHE_ENABLE=1``, ``MS_COMPILER_CACHE_PATH`` a fresh folder: the first run fills
 it (cold), the second reads it (warm)). Prints warm/cold ratios and the load average of every run.
 """

@@ -13,7 +13,8 @@ Model.train one epoch at a time, Model.eval for Top-1, in GRAPH mode as MindCV's
 a new process timed from its start; its wall time counts one evaluation (the final one), and is also
 reported counting every epoch's evaluation, as the suite's recipes validate every epoch
 (``val_while_train``). MindCV's runs are unseeded, so their final Top-1 varies: the target is the median of
-``--mindcv_repeats`` runs' final Top-1, compared with the median of their wall times. The suite's recipes are finetune.py runs with the same config and
+``--mindcv_repeats`` runs' final Top-1, compared with the median of their wall times. The suite's
+recipes are finetune.py runs with the same config and
 ``epoch_size`` (wall time of the process; an epoch's Top-1 is reached at the process's end minus the
 ``seconds`` of the later epochs in results.csv):
 
@@ -130,7 +131,8 @@ def parse_args(argv):
                                                             "mobilenet_v2_100_keras_imagenet.ckpt"))
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--freeze_epochs", type=int, default=1)
-    parser.add_argument("--recipes", nargs="+", default=["full", "cache_features", "freeze_epochs"], choices=list(RECIPES))
+    parser.add_argument("--recipes", nargs="+", default=["full", "cache_features", "freeze_epochs"],
+                        choices=list(RECIPES))
     parser.add_argument("--mindcv_repeats", type=int, default=3,
                         help="MindCV runs (unseeded: its Top-1 varies); the target is their median final Top-1")
     return parser.parse_args(argv)
@@ -174,8 +176,8 @@ def main(argv=None):
     print(f"load average at end {[round(x, 2) for x in os.getloadavg()]}")
     common.write_json("bench_time_to_accuracy", {**header, "args": vars(args), "target": target,
                                                  "mindcv_wall": mindcv_wall,
-                                                 "mindcv_wall_every_eval": mindcv_wall_every_eval, "mindcv": mindcv, "results": results,
-                                                 "summary": summary})
+                                                 "mindcv_wall_every_eval": mindcv_wall_every_eval, "mindcv": mindcv,
+                                                 "results": results, "summary": summary})
 
 
 if __name__ == "__main__":

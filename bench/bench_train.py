@@ -40,7 +40,8 @@ def settings(tmp, aircraft_images, demo_images=None, image_resize=None):
                                    distinct=aircraft_images)
     return {
         "demo": dict(config=common.DEMO_CONFIG, data_dir=demo_dir,
-                     overrides=dict(pretrained=False, ckpt_path="", tf_same_padding=False, log_interval=100000, **extra)),
+                     overrides=dict(pretrained=False, ckpt_path="", tf_same_padding=False, log_interval=100000,
+                                    **extra)),
         "aircraft": dict(config=common.AIRCRAFT_CONFIG, data_dir=air_dir,
                          overrides=dict(pretrained=False, ckpt_path="", log_interval=100000, **extra)),
     }
@@ -153,7 +154,8 @@ def run_setting(name, spec, repeats, tmp, pipelines):
     num_classes, steps = suite.num_classes, suite.steps
     runners["suite"] = suite
     if "suite-folder" in pipelines:
-        runners["suite-folder"] = common.SuiteRun(common.suite_config(spec["config"], data_dir=tree, **spec["overrides"]))
+        runners["suite-folder"] = common.SuiteRun(common.suite_config(spec["config"], data_dir=tree,
+                                                                      **spec["overrides"]))
     if "suite-loop" in pipelines:  # the suite's loop and train step fed by MindCV's loader: loop vs loader
         runners["suite-loop"] = common.SuiteRun(cfg)
         runners["suite-loop"].loader = mindcv_loader(cfg, tree, num_classes)
@@ -188,9 +190,9 @@ def run_setting(name, spec, repeats, tmp, pipelines):
     for key, res in results.items():
         res["median_images_per_s"] = common.median(res["images_per_s"])
         res["min_max_images_per_s"] = common.spread(res["images_per_s"])
-    base = {"model": cfg.model, "image_resize": cfg.image_resize, "batch_size": cfg.batch_size, "steps_per_epoch": steps,
-            "num_parallel_workers": cfg.num_parallel_workers, "auto_augment": cfg.auto_augment,
-            "train_images": suite.data.size, "repeats": repeats}
+    base = {"model": cfg.model, "image_resize": cfg.image_resize, "batch_size": cfg.batch_size,
+            "steps_per_epoch": steps, "num_parallel_workers": cfg.num_parallel_workers,
+            "auto_augment": cfg.auto_augment, "train_images": suite.data.size, "repeats": repeats}
     return dict(base, pipelines=results)
 
 
@@ -218,13 +220,15 @@ def main():
         mindcv = p.get("mindcv", {}).get("median_images_per_s")
         for key, r in p.items():
             med = r["median_images_per_s"]
-            rows.append([name, key, med, f"{r['min_max_images_per_s'][0] or 0:.1f}-{r['min_max_images_per_s'][1] or 0:.1f}",
+            rows.append([name, key, med,
+                         f"{r['min_max_images_per_s'][0] or 0:.1f}-{r['min_max_images_per_s'][1] or 0:.1f}",
                          f"{med / ceiling:.2f}x" if med and ceiling else "-",
                          f"{med / mindcv:.2f}x" if med and mindcv else "-", r["error"] or ""])
         res["suite_vs_ceiling"] = p["suite"]["median_images_per_s"] / ceiling if ceiling else None
         res["suite_vs_mindcv"] = p["suite"]["median_images_per_s"] / mindcv if mindcv else None
     print()
-    common.print_table(["setting", "pipeline", "images/s (median)", "min-max", "vs ceiling", "vs mindcv", "error"], rows)
+    common.print_table(["setting", "pipeline", "images/s (median)", "min-max", "vs ceiling", "vs mindcv", "error"],
+                       rows)
     print("targets: suite >= 0.9x ceiling, >= 1.0x mindcv")
     common.write_json("train", out)
     return 0

@@ -244,7 +244,8 @@ class SuiteRun:
         self.cfg = cfg
         quiet(runtime.setup, cfg)  # mode (GRAPH unless the config says otherwise), device, seeds, as finetune.py
         run = quiet(build_training, cfg, verbose=False)
-        self.data, self.num_classes, self.loader, self.steps = run.train_data, run.num_classes, run.train_loader, run.steps
+        self.data, self.num_classes, self.loader, self.steps = (run.train_data, run.num_classes,
+                                                                run.train_loader, run.steps)
         self.network, self.frozen, self.train_step = run.network, run.frozen, run.train_step
         self.extract_seconds = run.extract_seconds
         self.trainer = Trainer(cfg, self.network, self.train_step, run.lrs, self.data.class_names)

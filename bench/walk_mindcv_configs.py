@@ -158,7 +158,8 @@ def main():
     done = {os.path.join(args.configs, row["config"]) for row in results}
     paths = [path for path in paths if path not in done]
     with tempfile.TemporaryDirectory() as scratch:
-        data = common.make_aircraft(os.path.join(scratch, "data"), 600, 100, size=(32, 32), split_names=("train", "val"))
+        data = common.make_aircraft(os.path.join(scratch, "data"), 600, 100, size=(32, 32),
+                                    split_names=("train", "val"))
         tiny = common.make_aircraft(os.path.join(scratch, "tiny"), 8, 4, size=(32, 32), split_names=("train", "val"))
         passed_dry = {"code": 0, "message": "not run (--train_only)", "seconds": 0, "traceback": False}
         dry = ({path: passed_dry for path in paths} if args.train_only

@@ -143,7 +143,8 @@ def test_pipeline_decodes_unusual_images_as_8bit_rgb(corpus, capsys):
     cfg = parse_config(["--data_dir", corpus["data"], "--train_split", "trainval"], "t")
     data = open_split(cfg, "trainval")
     assert capsys.readouterr().err.count("warning: skipping") == len(corpus["bad"])
-    images = {path: image for path, (image, _) in zip(data.paths, data.dataset.create_tuple_iterator(output_numpy=True))}
+    images = {path: image
+              for path, (image, _) in zip(data.paths, data.dataset.create_tuple_iterator(output_numpy=True))}
     for name, path in corpus["readable"].items():
         decoded, expected = vision.Decode()(images[path]), pillow_rgb(path)
         assert decoded.dtype == np.uint8 and decoded.shape == expected.shape, name

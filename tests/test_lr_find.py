@@ -32,7 +32,8 @@ def numpy_gd_loss(x, y, lr, steps=30):
         w, b = w - lr * x.T @ grad, b - lr * grad.sum(0)
     logits = x @ w + b
     with np.errstate(over="ignore", invalid="ignore"):
-        log_p = logits - logits.max(1, keepdims=True) - np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1, keepdims=True))
+        log_p = (logits - logits.max(1, keepdims=True)
+                 - np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1, keepdims=True)))
     return float(-log_p[np.arange(len(y)), y].mean())
 
 
@@ -86,7 +87,7 @@ def test_command_writes_table_and_figure_and_no_run_folder(tiny_aircraft, tmp_pa
     lrs = [float(r["lr"]) for r in rows]
     defaults = {key: default for key, default, *_ in EXTRA["lr_find.py"]}
     np.testing.assert_allclose(lrs, ramp(defaults["start_lr"], defaults["end_lr"], 30)[:len(rows)], rtol=1e-5)
-    line = [l for l in proc.stdout.splitlines() if l.startswith("suggested lr: ")][0]
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("suggested lr: ")][0]
     value = float(line.split()[2])
     assert "rule:" in line and min(lrs) <= value <= max(lrs)
     assert_png(out / "lr_find.png", 600, 400)

@@ -1,4 +1,5 @@
-"""tools/core/memory_guard.py: a run about to exhaust memory stops with one line (exit 1), not the OOM killer's SIGKILL."""
+"""tools/core/memory_guard.py: a run about to exhaust memory stops with one line (exit 1), not the OOM
+killer's SIGKILL."""
 import os
 
 from conftest import TINY_TRAIN_ARGS, assert_one_line_error, run_script

@@ -120,8 +120,10 @@ def test_duplicate_key_and_non_text_config_are_one_line_errors(tmp_path):
 # ---- no key accepted and ignored in silence ------------------------------------------------------
 
 def _code():
-    paths = [os.path.join(ROOT, s) for s in SCRIPTS] + glob.glob(os.path.join(ROOT, "tools", "**", "*.py"), recursive=True)
-    return "\n".join(open(p, encoding="utf-8").read() for p in paths if not p.endswith(os.path.join("tools", "core", "config.py")))
+    paths = [os.path.join(ROOT, s) for s in SCRIPTS] + glob.glob(os.path.join(ROOT, "tools", "**", "*.py"),
+                                                                 recursive=True)
+    return "\n".join(open(p, encoding="utf-8").read() for p in paths
+                     if not p.endswith(os.path.join("tools", "core", "config.py")))
 
 
 def test_every_key_is_read_by_the_code_or_declared_without_effect():
@@ -271,7 +273,8 @@ def test_plain_step_trains_bitwise_as_mindcvs_train_step(mode):
     rng = np.random.default_rng(0)
     initial = net.weight.asnumpy().copy()
     for _ in range(3):
-        images, labels = Tensor(rng.standard_normal((4, 4)).astype(np.float32)), Tensor(rng.integers(0, 3, 4).astype(np.int32))
+        images, labels = (Tensor(rng.standard_normal((4, 4)).astype(np.float32)),
+                          Tensor(rng.integers(0, 3, 4).astype(np.int32)))
         assert np.array_equal(step(images, labels).asnumpy(), mindcv_step(images, labels).asnumpy())
     assert not np.array_equal(initial, net.weight.asnumpy())
     assert np.array_equal(net.weight.asnumpy(), twin.weight.asnumpy())

@@ -212,7 +212,8 @@ def test_validate_reports_f1_confusions_and_calibration(analysed):
     assert result["weighted_f1"] == pytest.approx(np.average(f1, weights=support), abs=1e-5)
     stdout = analysed["validate"].stdout
     assert f"macro F1 {result['macro_f1']:.4f}" in stdout and f"ECE {result['ece']:.4f}" in stdout
-    matrix = [[int(v) for v in row[1:]] for row in list(csv.reader(open(os.path.join(folder, "confusion_matrix.csv"))))[1:]]
+    matrix = [[int(v) for v in row[1:]]
+              for row in list(csv.reader(open(os.path.join(folder, "confusion_matrix.csv"))))[1:]]
     confused = read_csv(os.path.join(folder, "most_confused.csv"))
     expected = sorted(((matrix[i][j], TINY_CLASSES[i], TINY_CLASSES[j]) for i in range(5) for j in range(5)
                        if i != j and matrix[i][j]), key=lambda x: -x[0])
@@ -279,7 +280,8 @@ def test_export_metadata_and_mindir_without_config(analysed):
     assert meta["class_names"] == TINY_CLASSES and meta["input_shape"] == [1, 3, 32, 32]
     prep = meta["preprocessing"]
     assert (prep["resize"], prep["crop"], prep["crop_pct"]) == (32, 32, 1.0)      # the tiny run's config
-    assert prep["mean"] == pytest.approx([123.675, 116.28, 103.53]) and prep["std"] == pytest.approx([58.395, 57.12, 57.375])
+    assert (prep["mean"] == pytest.approx([123.675, 116.28, 103.53])
+            and prep["std"] == pytest.approx([58.395, 57.12, 57.375]))
     assert len(meta["parity_check"]["images"]) == 4 and meta["parity_check"]["max_abs_prob_diff"] <= 1e-4
     assert "parity check: MindIR = checkpoint on 4 images" in analysed["export"].stdout
     _, ckpt_rows = read_predictions(os.path.join(analysed["out"], "errors", f"predictions_{SPLIT_TAG}.csv"))
@@ -324,11 +326,13 @@ def test_a_failed_parity_check_replaces_nothing(analysed, monkeypatch):
     def mismatch(*args):
         raise DataError("the exported MindIR does not match")
 
-    files = {name: open(os.path.join(analysed["out"], name), "rb").read() for name in ("model.mindir", "model.classes.json")}
+    files = {name: open(os.path.join(analysed["out"], name), "rb").read()
+             for name in ("model.mindir", "model.classes.json")}
     monkeypatch.setattr(export, "check_parity", mismatch)
     with pytest.raises(DataError, match="does not match"):
         export.main(["--config", os.path.join(analysed["out"], "config.yaml"), "--mode", "1",
-                     "--ckpt_path", os.path.join(analysed["out"], CKPT), "--out", os.path.join(analysed["out"], "model")])
+                     "--ckpt_path", os.path.join(analysed["out"], CKPT),
+                     "--out", os.path.join(analysed["out"], "model")])
     for name, data in files.items():
         assert open(os.path.join(analysed["out"], name), "rb").read() == data
     assert not glob.glob(os.path.join(analysed["out"], "*.partial*"))
@@ -349,7 +353,8 @@ def test_stale_or_bad_calibration_is_ignored_with_a_warning(analysed, tmp_path):
 
 
 def test_bad_analysis_flags_are_one_line_errors(analysed, tmp_path):
-    base = ["--config", os.path.join(analysed["out"], "config.yaml"), "--ckpt_path", os.path.join(analysed["out"], CKPT)]
+    base = ["--config", os.path.join(analysed["out"], "config.yaml"),
+            "--ckpt_path", os.path.join(analysed["out"], CKPT)]
     tta = run_main("validate.py", *base, "--tta", "vflip")
     select = run_main("predict.py", *base, "--input", str(tmp_path), "--grid_select", "errors")
     prob = run_main("predict.py", *base, "--min_prob", "1.5")

@@ -64,8 +64,8 @@ def test_two_nodes_train_one_run(tiny_aircraft, tmp_path):
     assert "steps/epoch" in logs[0] and "steps/epoch" not in logs[1]    # rank 0 alone reports and writes
     assert re.search(r"\b2 steps/epoch", logs[0]), logs[0]           # sharded: 40 images / 2 nodes / batch 8
     assert sorted(os.listdir(out)) == sorted(
-        [".run.lock", "summary.json", "config.yaml", "resume.ckpt", "results.csv", "results.txt", "training_curves.png", "resnet18-1.ckpt",
-         "resnet18_best.ckpt", "resnet18_last.ckpt"])
+        [".run.lock", "summary.json", "config.yaml", "resume.ckpt", "results.csv", "results.txt", "training_curves.png",
+         "resnet18-1.ckpt", "resnet18_best.ckpt", "resnet18_last.ckpt"])
     assert not [p for p in os.listdir(tmp_path) if p.startswith("out_")]   # nothing written beside it
 
 

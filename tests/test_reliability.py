@@ -182,7 +182,8 @@ def crash(*args):
 
 def tiny_trainer(folder):
     net = nn.Dense(3, 2)
-    return Trainer(SimpleNamespace(ckpt_save_dir=str(folder), model="dense", seed=1, loss_scale_type="fixed"), net, net, [0.1], ["a", "b"])
+    return Trainer(SimpleNamespace(ckpt_save_dir=str(folder), model="dense", seed=1, loss_scale_type="fixed"),
+                   net, net, [0.1], ["a", "b"])
 
 
 def test_a_crash_mid_write_leaves_the_previous_file_whole(tmp_path, monkeypatch):
@@ -212,7 +213,8 @@ def test_resume_auto_takes_the_previous_state_when_the_newest_is_missing_or_dama
     trainer.save_state(2)
     real_replace = os.replace
     with monkeypatch.context() as patch:             # die between "resume -> resume_prev" and "new -> resume"
-        patch.setattr(os, "replace", lambda src, dst: crash() if dst == trainer.saver.state_path else real_replace(src, dst))
+        patch.setattr(os, "replace",
+                      lambda src, dst: crash() if dst == trainer.saver.state_path else real_replace(src, dst))
         with pytest.raises(Crash):
             trainer.save_state(3)
     assert not os.path.exists(trainer.saver.state_path)

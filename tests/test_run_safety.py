@@ -57,14 +57,16 @@ def test_a_damaged_checkpoint_is_refused_and_mindcv_ones_without_crc_still_load(
 
 def test_resume_auto_falls_back_when_the_newest_state_has_flipped_bytes(tmp_path, capsys):
     net = ms.nn.Dense(300, 20)
-    trainer = Trainer(SimpleNamespace(ckpt_save_dir=str(tmp_path), model="dense", seed=1, loss_scale_type="fixed"), net, net, [0.1], ["a"])
+    trainer = Trainer(SimpleNamespace(ckpt_save_dir=str(tmp_path), model="dense", seed=1, loss_scale_type="fixed"),
+                      net, net, [0.1], ["a"])
     trainer.save_state(1)
     first = net.weight.asnumpy().copy()
     net.weight.set_data(net.weight + 1)
     trainer.save_state(2)
     flip_tensor_bytes(trainer.saver.state_path, net.weight.asnumpy())
     fresh = ms.nn.Dense(300, 20)
-    again = Trainer(SimpleNamespace(ckpt_save_dir=str(tmp_path), model="dense", seed=1, loss_scale_type="fixed"), fresh, fresh, [0.1], ["a"])
+    again = Trainer(SimpleNamespace(ckpt_save_dir=str(tmp_path), model="dense", seed=1, loss_scale_type="fixed"),
+                    fresh, fresh, [0.1], ["a"])
     assert again.resume("auto") == 2                                    # epoch 1's state: go on at 2
     np.testing.assert_array_equal(fresh.weight.asnumpy(), first)
     warning = capsys.readouterr().err.strip()
@@ -73,7 +75,8 @@ def test_resume_auto_falls_back_when_the_newest_state_has_flipped_bytes(tmp_path
 
 def test_a_full_disk_is_one_line_and_keeps_the_last_good_state(tmp_path, monkeypatch):
     net = ms.nn.Dense(30, 20)
-    trainer = Trainer(SimpleNamespace(ckpt_save_dir=str(tmp_path), model="dense", seed=1, loss_scale_type="fixed"), net, net, [0.1], ["a"])
+    trainer = Trainer(SimpleNamespace(ckpt_save_dir=str(tmp_path), model="dense", seed=1, loss_scale_type="fixed"),
+                      net, net, [0.1], ["a"])
     trainer.save_state(1)
     save_weights(net, str(tmp_path / "w.ckpt"), ["a"])
     before = {name: open(tmp_path / name, "rb").read() for name in os.listdir(tmp_path)}

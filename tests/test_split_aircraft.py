@@ -6,15 +6,14 @@ import shutil
 import subprocess
 import sys
 
+from tools import split_aircraft
+from tools.core.errors import DataError, UsageError
+from tools.datasets.readers import aircraft as layout
+
 import pytest
 from PIL import Image
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-from tools import split_aircraft
-from tools.core.errors import DataError, UsageError  # noqa: E402
-from tools.datasets.readers import aircraft as layout
-
 SCRIPT = os.path.join(REPO, "tools", "split_aircraft.py")
 VARIANTS = ["Cessna 172", "F-16A/B", "707-320", "A330-200"]  # not sorted on purpose
 FAMILY = {"Cessna 172": "Cessna 172", "F-16A/B": "F-16", "707-320": "Boeing 707", "A330-200": "A330"}

@@ -133,7 +133,8 @@ def test_validate_writes_confusion_matrix_and_per_class_reports(trained_run):
 def test_predict_split_outputs(trained_run, tiny_aircraft):
     folder = trained_run["dirs"]["split"]
     header, rows = read_predictions(os.path.join(folder, f"predictions_{SPLIT_TAG}.csv"))
-    assert header == ["file", "true", "true_prob", "pred"] + [c for i in range(1, 6) for c in (f"top{i}", f"top{i}_prob")]
+    assert header == ["file", "true", "true_prob", "pred"] + [c for i in range(1, 6)
+                                                              for c in (f"top{i}", f"top{i}_prob")]
     lines = open(os.path.join(tiny_aircraft, "images_variant_test.txt")).read().splitlines()
     expected = [(os.path.join(tiny_aircraft, "images", line.split(" ", 1)[0] + ".jpg"), line.split(" ", 1)[1])
                 for line in lines]
@@ -163,7 +164,8 @@ def test_predict_files_skips_bad_ones_with_a_warning_each(trained_run):
     assert warnings[-1].startswith(f"warning: skipped {len(trained_run['bad'])} unreadable images")
     written = sorted(os.listdir(trained_run["dirs"]["files"]))
     assert len(written) == 2 and not any(name.startswith("pred_") for name in written), written  # no pred.txt
-    records = json.load(open(only(trained_run["dirs"]["files"], "predictions_mobilenet_v3_small_100_last_files-*.json")))
+    records = json.load(open(only(trained_run["dirs"]["files"],
+                                  "predictions_mobilenet_v3_small_100_last_files-*.json")))
     assert sorted(r["file"] for r in records) == sorted(trained_run["good"])
     for r in records:
         assert r["true"] is None and r["pred"] == r["topk"][0]["class"] and len(r["topk"]) == 3
@@ -171,7 +173,8 @@ def test_predict_files_skips_bad_ones_with_a_warning_each(trained_run):
         assert all(0 <= t["prob"] <= 1 for t in r["topk"])
     rows, cols = reports.grid_shape(3)
     size = int(reports.GRID_CELL_INCHES * reports.DPI)
-    assert_png(only(trained_run["dirs"]["files"], "grid_first_mobilenet_v3_small_100_last_files-*.png"), cols * size, rows * size)
+    assert_png(only(trained_run["dirs"]["files"], "grid_first_mobilenet_v3_small_100_last_files-*.png"),
+               cols * size, rows * size)
 
 
 def test_cli_errors_are_one_line(trained_run, tmp_path):

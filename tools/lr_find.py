@@ -82,7 +82,8 @@ def suggest(rows, window_fraction=0.1):
     """``(steepest, min_over_10)``. ``steepest``: the lr in the middle of the window of
     ``window_fraction`` of the points over which the smoothed loss falls fastest per decade of lr,
     among windows after the first such window (the average's start-up) that end at or before the smoothed
-    minimum (a window evens out batch noise); None when the minimum comes too early for one. ``min_over_10``: the lr at the smoothed minimum / 10."""
+    minimum (a window evens out batch noise); None when the minimum comes too early for one.
+    ``min_over_10``: the lr at the smoothed minimum / 10."""
     log_lrs = np.log10([r[1] for r in rows])
     smoothed = np.array([r[3] for r in rows])
     low = int(np.argmin(smoothed))

@@ -203,8 +203,10 @@ def write_readme(out, command, counts, size, seed):
         command,
         "```",
         "",
-        f"- `images/<id>.jpg`: {total} RGB JPEGs ({size}x{size}, grey replicated to 3 channels, quality {JPEG_QUALITY})",
-        f"- `images_variant_trainval.txt`: {counts['trainval']} images ({counts['trainval'] // len(CLASS_NAMES)} per class)"
+        f"- `images/<id>.jpg`: {total} RGB JPEGs ({size}x{size}, grey replicated to 3 channels, "
+        f"quality {JPEG_QUALITY})",
+        f"- `images_variant_trainval.txt`: {counts['trainval']} images "
+        f"({counts['trainval'] // len(CLASS_NAMES)} per class)"
         " from the Fashion-MNIST train set",
         f"- `images_variant_test.txt`: {counts['test']} images ({counts['test'] // len(CLASS_NAMES)} per class)"
         " from the Fashion-MNIST t10k set",

@@ -1,1 +1,2 @@
-"""The ground every script stands on: config keys and their checks, one-line errors and exit codes, file idioms, MindSpore's runtime, the memory guard and stop signals."""
+"""The ground every script stands on: config keys and their checks, one-line errors and exit codes, file
+idioms, MindSpore's runtime, the memory guard and stop signals."""

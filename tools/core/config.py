@@ -227,7 +227,8 @@ OPTIONS = {
         ("model", "mobilenet_v2_035_224", STR, "MindCV model name"),
         ("num_classes", None, OPT_INT, "number of classes (default: found in the data)"),
         ("in_channels", 3, INT, "input channels"),
-        ("tf_same_padding", False, BOOL, "(suite) TensorFlow 'same' padding in strided convs (Keras-converted weights)"),
+        ("tf_same_padding", False, BOOL, "(suite) TensorFlow 'same' padding in strided convs "
+                                         "(Keras-converted weights)"),
         ("drop_rate", None, OPT_FLOAT, "dropout rate"),
         ("drop_path_rate", None, OPT_FLOAT, "drop-path rate"),
         ("pretrained", False, BOOL, "load MindCV's pretrained weights (needs internet)"),

@@ -76,7 +76,8 @@ def detect_layout(cfg, split):
         return "list"
     if wanted == "annotation" or (wanted == "auto" and annotated):
         if not annotated:
-            raise DataError(f"annotation file not found: {layout.annotation_file(cfg.data_dir, cfg.label_level, split)}")
+            raise DataError("annotation file not found: "
+                            f"{layout.annotation_file(cfg.data_dir, cfg.label_level, split)}")
         return "annotation"
     raise DataError(f"split '{split}' not found in {cfg.data_dir}: expected a folder {split}/, a list file "
                     f"{split}.csv or {split}.txt, or an annotation file images_{cfg.label_level}_{split}.txt; "

@@ -1,1 +1,2 @@
-"""Training: the wiring of a run, the Trainer and its callbacks, train step, optimizer, schedule, freezing, checkpoints, the run folder and progress."""
+"""Training: the wiring of a run, the Trainer and its callbacks, train step, optimizer, schedule, freezing,
+checkpoints, the run folder and progress."""

@@ -26,8 +26,9 @@ def build_optimizer(cfg, network, lrs, verbose=True, held_steps=0, ramp_steps=0)
         groups = hold_groups(groups, backbone_names(network), held_steps, ramp_steps)
     if verbose:
         print("parameter groups:\n" + format_group_table(rows))
-    return create_optimizer(shared_schedule(groups, lrs), opt=cfg.opt, lr=lrs, weight_decay=cfg.weight_decay, momentum=cfg.momentum,
-                            nesterov=cfg.use_nesterov, weight_decay_filter="auto", loss_scale=1.0, eps=cfg.eps)
+    return create_optimizer(shared_schedule(groups, lrs), opt=cfg.opt, lr=lrs, weight_decay=cfg.weight_decay,
+                            momentum=cfg.momentum, nesterov=cfg.use_nesterov, weight_decay_filter="auto",
+                            loss_scale=1.0, eps=cfg.eps)
 
 
 def shared_schedule(groups, lrs):

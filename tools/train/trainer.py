@@ -176,8 +176,10 @@ class Trainer:
                     None)
         seconds = [r["seconds"] for r in rows]
         return {"best_metric": self.best_metric, "best_epoch": best["epoch"] if best else None,
-                "best_metrics": {k: best[k] for k in ("top1", "top5", "mean_per_class_acc", "val_loss")} if best else None,
-                "sec_per_epoch": (sum(seconds[1:]) / (len(seconds) - 1) if len(seconds) > 1 else seconds[0]) if seconds else None}
+                "best_metrics": ({k: best[k] for k in ("top1", "top5", "mean_per_class_acc", "val_loss")}
+                                 if best else None),
+                "sec_per_epoch": ((sum(seconds[1:]) / (len(seconds) - 1) if len(seconds) > 1 else seconds[0])
+                                  if seconds else None)}
 
     def _fit(self, train_loader, val_loader, start_epoch):
         steps = train_loader.get_dataset_size()

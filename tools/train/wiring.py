@@ -141,7 +141,8 @@ def describe(cfg, run):
         step.append(f"freeze_epochs: {_first_epochs(cfg.freeze_epochs)} with the backbone frozen "
                     f"({len(backbone_names(run.network) & {p.name for p in run.network.trainable_params()})} tensors "
                     f"at lr 0, no backward pass), then it trains on the schedule"
-                    + (f" (its lr rising over {cfg.unfreeze_warmup_epochs} epoch{'s' * (cfg.unfreeze_warmup_epochs > 1)})"
+                    + (f" (its lr rising over {cfg.unfreeze_warmup_epochs} "
+                       f"epoch{'s' * (cfg.unfreeze_warmup_epochs > 1)})"
                        if cfg.unfreeze_warmup_epochs else ""))
     balance = [f"class_weights: {describe_weights(run.class_weights, names)}"] if run.class_weights is not None else []
     if cfg.sampler == "balanced":

@@ -15,7 +15,8 @@ One optimizer serves the whole run, built over what is trainable *after* the swi
 
 Both train steps share the optimizer (weights, moments, step counter), so the resume state is the same
 set of tensors before and after the switch (with ``cache_features`` the frozen step trains the head on
-features cached once; its cell still holds the whole network's parameters); what a train step owns itself (EMA weights, loss-scale
+features cached once; its cell still holds the whole network's parameters); what a train step owns
+itself (EMA weights, loss-scale
 state, accumulated gradients) is carried over at the switch. The backbone's optimizer moments see only
 weight decay during the frozen epochs (its gradients are zero there).
 """
