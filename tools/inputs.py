@@ -38,4 +38,5 @@ def input_split(cfg, paths, class_names):
     source = ImageFiles(paths, [UNKNOWN_LABEL] * len(paths), class_names, INPUT_NAME, cfg.skip_bad_images,
                         cfg.max_bad_images)
     dataset = image_dataset(source, shuffle=False, num_parallel_workers=cfg.num_parallel_workers)
-    return SplitData(dataset, source.class_names, len(source), "files", source.paths, source.skipped)
+    return SplitData(dataset, source.class_names, len(source), "files", source.paths, source.skipped,
+                     source=source)
