@@ -351,7 +351,7 @@ def test_cache_rechecks_only_changed_files_and_lives_outside_the_data(tmp_path, 
     make_class_folders(data, {"a": 5})
     paths = sorted(str(data / "a" / n) for n in os.listdir(data / "a"))
     first = check_cache.check_images(paths, "train", str(cache))
-    assert counted == paths and all(ok for ok, _, _ in first) and len(os.listdir(cache)) == 1
+    assert counted == paths and all(ok for ok, _, _, _ in first) and len(os.listdir(cache)) == 1
     counted.clear()
     assert check_cache.check_images(paths, "train", str(cache)) == first and counted == []
     with open(paths[2], "r+b") as f:  # same size, new content and mtime: truncated JPEG tail zeroed
@@ -382,8 +382,23 @@ def test_new_files_are_checked_in_parallel_with_the_same_results(tmp_path):
     paths = sorted(str(tmp_path / "a" / n) for n in os.listdir(tmp_path / "a"))
     (tmp_path / "a" / "000.jpg").write_bytes(b"not an image")
     parallel = check_cache.check_images(paths, "train", None, workers=2)
-    serial = [check_cache.check_image(p) for p in paths]
-    assert parallel == [tuple(r) for r in serial] and parallel[0][:2] == (False, "not an image")
+    serial = [(*check_cache.check_image(p), check_cache.file_crc(p)) for p in paths]
+    assert parallel == serial and parallel[0][:2] == (False, "not an image")
+
+
+def test_cache_rechecks_a_file_whose_bytes_changed_but_not_its_size_or_mtime(tmp_path, counted):
+    make_class_folders(tmp_path / "data", {"a": 3})
+    paths = sorted(str(tmp_path / "data" / "a" / n) for n in os.listdir(tmp_path / "data" / "a"))
+    first = check_cache.check_images(paths, "train", str(tmp_path / "cache"))
+    stat = os.stat(paths[1])
+    with open(paths[1], "r+b") as f:
+        f.write(np.random.default_rng(0).bytes(stat.st_size))
+    os.utime(paths[1], ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    counted.clear()
+    again = check_cache.check_images(paths, "train", str(tmp_path / "cache"))
+    assert counted == [paths[1]] and again[1][:2] == (False, "not an image") and again[::2] == first[::2]
+    counted.clear()
+    assert check_cache.check_images(paths, "train", str(tmp_path / "cache")) == again and counted == []
 
 
 # ---- class balance -------------------------------------------------------------------------------
