@@ -154,6 +154,17 @@ def test_bad_list_from_the_command_line_is_one_line(tmp_path):
     assert_one_line_error(proc, "train.csv:2: not UTF-8 text", code=1)
 
 
+def test_an_integer_label_far_beyond_the_others_is_one_line_naming_its_line(tmp_path):
+    rows = make_listed(tmp_path, count=10, labels=[str(i) for i in range(10)])
+    rows[6] = (rows[6][0], "100000000")
+    (tmp_path / "train.txt").write_text("".join(f"{rel} {label}\n" for rel, label in rows), encoding="utf-8")
+    proc = run_main("finetune.py", "--data_dir", tmp_path, *TINY_TRAIN_ARGS, "--ckpt_save_dir", tmp_path / "run",
+                    "--train_split", "train", "--check_cache_dir", "off")
+    assert_one_line_error(proc, "train.txt:7: label 100000000 makes 100000001 classes (0 .. 100000000) of which only "
+                                "10 have images", code=1)
+    assert proc.stdout == ""  # before the split is even checked, let alone a model built
+
+
 # ---- unsplit folders -----------------------------------------------------------------------------
 
 def make_class_folders(root, counts):
