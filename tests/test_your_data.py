@@ -341,6 +341,30 @@ def test_hidden_folders_are_not_classes_and_listed_broken_links_are_named(tmp_pa
     assert f"skipping {tmp_path / 'train' / 'a' / 'link.jpg'}: broken symbolic link" in capsys.readouterr().err
 
 
+def test_images_in_subfolders_of_a_class_folder_are_read_hidden_ones_are_not(tmp_path):
+    make_class_folders(tmp_path / "train", {"a": 2, "b": 1})
+    write_image(str(tmp_path / "train" / "a" / "more" / "deeper" / "x.jpg"), seed=10)
+    write_image(str(tmp_path / "train" / "b" / "more" / "y.jpg"), seed=11)
+    write_image(str(tmp_path / "train" / "a" / ".ipynb_checkpoints" / "z.jpg"), seed=12)
+    write_image(str(tmp_path / "train" / "a" / "more" / "._x.jpg"), seed=13)
+    os.symlink(tmp_path / "train" / "a", tmp_path / "train" / "a" / "more" / "loop")  # read once, not forever
+    _, source = open_source(config(tmp_path), "train")
+    train = tmp_path / "train"
+    assert source.paths == [str(train / "a" / "000.jpg"), str(train / "a" / "001.jpg"),
+                            str(train / "a" / "more" / "deeper" / "x.jpg"), str(train / "b" / "000.jpg"),
+                            str(train / "b" / "more" / "y.jpg")]
+    assert list(source.labels) == [0, 0, 0, 1, 1] and source.class_names == ["a", "b"]
+
+
+def test_predict_input_folders_skip_hidden_files_and_folders(tmp_path):
+    make_class_folders(tmp_path / "photos", {"a": 2})
+    write_image(str(tmp_path / "photos" / ".ipynb_checkpoints" / "z.jpg"), seed=12)
+    write_image(str(tmp_path / "photos" / "a" / "._000.jpg"), seed=13)
+    write_image(str(tmp_path / ".hidden.jpg"), seed=14)
+    assert find_images([str(tmp_path / "photos")]) == [str(tmp_path / "photos" / "a" / f"00{i}.jpg") for i in (0, 1)]
+    assert find_images([str(tmp_path / ".hidden.jpg")]) == [str(tmp_path / ".hidden.jpg")]  # named: taken
+
+
 # ---- the check cache -----------------------------------------------------------------------------
 
 @pytest.fixture

@@ -18,15 +18,30 @@ def folder_classes(data_dir, split_dir):
 def folder_images(split_dir, folders):
     """``(paths, labels)`` of a split tree: class ``folders[i]`` gets label i, its files sorted.
 
-    A class folder that is missing or empty gives no images; hidden files and subfolders are ignored;
-    a broken symbolic link is kept, so that the check names it among the skipped files.
+    A class folder's subfolders are read too, as torchvision's ``ImageFolder`` does (linked folders
+    followed, once each). A class folder that is missing or empty gives no images; hidden files and folders
+    (names starting with '.') are ignored; a broken symbolic link is kept, so that the check names it
+    among the skipped files.
     """
     paths, labels = [], []
     for label, folder in enumerate(folders):
-        folder_dir = os.path.join(split_dir, folder)
-        names = sorted(os.listdir(folder_dir)) if os.path.isdir(folder_dir) else []
-        files = [os.path.join(folder_dir, n) for n in names if not n.startswith(".")]
-        files = [path for path in files if os.path.isfile(path) or not os.path.exists(path)]
+        files = sorted(_files_under(os.path.join(split_dir, folder)))
         paths += files
         labels += [label] * len(files)
     return paths, labels
+
+
+def _files_under(folder_dir):
+    """The files (and broken links) under ``folder_dir``, hidden ones and those in hidden folders left out."""
+    seen = set()
+    for root, dirs, names in os.walk(folder_dir, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:  # a link back up the tree
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in names:
+            path = os.path.join(root, name)
+            if not name.startswith(".") and (os.path.isfile(path) or not os.path.exists(path)):
+                yield path
