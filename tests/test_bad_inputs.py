@@ -209,6 +209,20 @@ def test_folder_layout_skips_bad_images_and_keeps_empty_classes(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["data", "out"]
 
 
+@pytest.mark.parametrize("archive, kind", [("data.zip", "zip"), ("data.tar", "tar"), ("data.tar.gz", "tar.gz"),
+                                           ("data.tgz", "tar.gz"), ("notes.txt", None)])
+def test_an_archive_or_a_file_as_data_dir_is_named_as_what_it_is(tmp_path, archive, kind):
+    data = make_tree(tmp_path / "data")
+    path = str(tmp_path / archive)
+    if kind is None:
+        open(path, "w").write("not a folder\n")
+    else:  # the archive of the data folder, under a name that may not tell (.tgz)
+        os.replace(shutil.make_archive(str(tmp_path / "made"), {"tar.gz": "gztar"}.get(kind, kind), data), path)
+    proc = run_main("finetune.py", "--data_dir", path, *FAST_TRAIN_ARGS, "--ckpt_save_dir", tmp_path / "run")
+    needle = f"is a {kind} archive: extract it first" if kind else "is a file, not a folder of images"
+    assert_one_line_error(proc, f"data_dir {path} {needle}", code=1)
+
+
 def test_split_folder_without_images_is_one_line(tmp_path):
     data = make_tree(tmp_path / "data", splits=("trainval",))
     for name in ("a_class", "b_class"):

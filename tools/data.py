@@ -29,7 +29,7 @@ from tools import class_balance, list_layout
 from tools.annotation_dataset import AnnotationDataset, ImageFiles, checked_iterator, image_dataset
 from tools.check_cache import resolve_dir
 from tools.errors import DataError, UsageError
-from tools.folder_layout import folder_classes, folder_images
+from tools.folder_layout import check_data_dir, folder_classes, folder_images
 from tools.imbalance import BalancedSampler
 from tools.seeded_augment import SeededAugmentation
 
@@ -60,8 +60,7 @@ def detect_layout(cfg, split):
     if cfg.dataset.lower() in _BUILTIN_DATASETS:
         raise UsageError(f"dataset '{cfg.dataset}' is not supported here: set dataset: '' and point data_dir "
                          "at a folder or annotation dataset")
-    if not os.path.isdir(cfg.data_dir):
-        raise DataError(f"data_dir not found: {cfg.data_dir}")
+    check_data_dir(cfg.data_dir)
     folder = os.path.isdir(os.path.join(cfg.data_dir, split))
     annotated = layout.has_annotations(cfg.data_dir, cfg.label_level, split)
     wanted = cfg.dataset_format

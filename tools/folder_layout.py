@@ -1,7 +1,41 @@
 """Folders of class folders: their class order and image files (no MindSpore import: tools stay quick)."""
 import os
+import tarfile
 
 from tools import aircraft_layout as layout
+from tools.errors import DataError
+
+_MAGIC = [(b"PK\x03\x04", "zip"), (b"PK\x05\x06", "zip"), (b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"),
+          (b"\xfd7zXZ\x00", "xz"), (b"7z\xbc\xaf\x27\x1c", "7z"), (b"Rar!\x1a\x07", "rar")]
+_TAR_OF = {"gzip": "tar.gz", "bzip2": "tar.bz2", "xz": "tar.xz", None: "tar"}
+
+
+def check_data_dir(path, key="data_dir"):
+    """A DataError unless ``path`` is a folder, naming what it is instead (missing, an archive, a file)."""
+    if os.path.isdir(path):
+        return
+    if not os.path.exists(path):
+        raise DataError(f"{key} not found: {path}")
+    kind = archive_kind(path)
+    if kind:
+        raise DataError(f"{key} {path} is a {kind} archive: extract it first and set {key} to the folder")
+    raise DataError(f"{key} {path} is a file, not a folder of images")
+
+
+def archive_kind(path):
+    """``zip``, ``tar``, ``tar.gz``, ``gzip``, ``7z``, ... by the file's content, or None."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return None
+    kind = next((name for magic, name in _MAGIC if head.startswith(magic)), None)
+    if kind in _TAR_OF:
+        try:
+            return _TAR_OF[kind] if tarfile.is_tarfile(path) else kind
+        except (OSError, EOFError):  # a truncated compressed file
+            return kind
+    return kind
 
 
 def folder_classes(data_dir, split_dir):
