@@ -364,3 +364,17 @@ def test_an_image_gone_bad_while_evaluating_is_a_one_line_error(tmp_path, capsys
                                         "run again to skip it"):
         list(loader.create_tuple_iterator(num_epochs=1, output_numpy=True))
     assert bad not in cached_paths(cache) and "Traceback" not in capsys.readouterr().err
+
+
+def test_a_decode_failure_in_the_pipeline_is_one_line(tmp_path):
+    from tools.annotation_dataset import checked_iterator
+
+    split, loader = open_tree(tmp_path, "off", False)
+    rot(split.paths[3])
+    source = split.source
+    source.crcs[3] = zlib.crc32(open(split.paths[3], "rb").read())  # as if the check had passed these bytes
+    with pytest.raises(DataError, match="MindSpore cannot decode an image of split 'trainval' that the image check "
+                                        r"passed \(.*Decode: image decode failed\.\)"):
+        list(loader.create_tuple_iterator(num_epochs=1, output_numpy=True))
+    plain = checked_iterator(lambda: iter([1, 2]), source)
+    assert list(plain()) == [1, 2]

@@ -116,15 +116,34 @@ class ImageFiles:
 def checked_iterator(make_iterator, source):
     """``make_iterator`` (a loader's ``create_tuple_iterator``) whose iterators raise ``source.error``, the
     DataError of an image found bad when read, between batches: raised inside the data pipeline it would
-    come out as a RuntimeError with MindSpore's C++ stack."""
+    come out as a RuntimeError with MindSpore's C++ stack. A decode failure of the pipeline itself (an
+    image the check passed) is a one-line DataError too."""
     def create(*args, **kwargs):
-        for batch in make_iterator(*args, **kwargs):
+        iterator = make_iterator(*args, **kwargs)
+        while True:
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                break
+            except RuntimeError as err:
+                raise source.error or _decode_error(err, source.split) from None
             if source.error is not None:
                 raise source.error
             yield batch
         if source.error is not None:
             raise source.error
     return create
+
+
+def _decode_error(err, split):
+    """A DataError for MindSpore's "image decode failed" (the file is not named by MindSpore), else ``err``."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip().startswith("[ERROR]")]
+    failed = next((line for line in lines if "decode" in line.lower()), None)
+    if failed is None:
+        return err
+    return DataError(f"MindSpore cannot decode an image of split '{split}' that the image check passed "
+                     f"({failed.removeprefix('[ERROR]').strip()}); tools/image_check.py should refuse it: please "
+                     "report the file")
 
 
 _PLACEHOLDER = []
