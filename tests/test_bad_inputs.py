@@ -298,8 +298,9 @@ def test_bit_rot_after_the_check_is_skipped_in_training_validation_and_predictio
     cache = ["--check_cache_dir", tmp_path / "cache"]
     first = run_main("finetune.py", "--data_dir", data, *FAST_TRAIN_ARGS, *cache, "--ckpt_save_dir", tmp_path / "a")
     assert first.returncode == 0, first.stderr
-    lines = {split: open(os.path.join(data, f"images_variant_{split}.txt")).readline() for split in ("trainval", "test")}
-    rotten = {split: os.path.join(data, "images", line.split()[0] + ".jpg") for split, line in lines.items()}
+    first_ids = {split: open(os.path.join(data, f"images_variant_{split}.txt")).readline().split()[0]
+                 for split in ("trainval", "test")}
+    rotten = {split: os.path.join(data, "images", image_id + ".jpg") for split, image_id in first_ids.items()}
     rot(rotten["trainval"])
     header = bytearray(open(rotten["test"], "rb").read())
     header[20:200] = np.random.default_rng(0).bytes(180)  # a garbled JPEG header: MindSpore's decoder fails on it
@@ -333,8 +334,7 @@ def open_tree(tmp_path, cache, training, *flags):
 
 
 def cached_paths(cache):
-    return {key for name in os.listdir(cache) for key in
-            __import__("json").load(open(os.path.join(cache, name)))["files"]}
+    return {key for name in os.listdir(cache) for key in yaml.safe_load(open(os.path.join(cache, name)))["files"]}
 
 
 def test_an_image_gone_bad_while_training_is_replaced_counted_and_forgotten(tmp_path, capsys):

@@ -4,11 +4,11 @@ Checking a split decodes every image (~6 ms for a 1 MP JPEG: a minute for 10,000
 finetune, validate, predict and resume would pay again. The result of each file is kept under its
 absolute path with its size, modification time and CRC-32: a file whose size or mtime changed is checked
 again, and so is one whose bytes changed without either (bit rot, a copy that kept the mtime): reading a
-file and its CRC costs ~1/20 of decoding it. The CRC also lets the reader
-(:class:`tools.annotation_dataset.ImageFiles`) see a file that changes after the check. The cache lives outside the data folder (datasets are often read-only): one JSON file per
-split and folder under ``check_cache_dir`` (default ``$XDG_CACHE_HOME`` or ``~/.cache``, then
-``mindspore-finetune-suite/image_checks``). A cache that cannot be read is ignored, one that cannot be
-written is a warning: the cache only ever saves time.
+file for its CRC costs a small part of decoding it. The CRC also lets the reader
+(:class:`tools.annotation_dataset.ImageFiles`) see a file that changes after the check. The cache lives
+outside the data folder (datasets are often read-only): one JSON file per split and folder under
+``check_cache_dir`` (default ``$XDG_CACHE_HOME`` or ``~/.cache``, then ``mindspore-finetune-suite/image_checks``).
+A cache that cannot be read is ignored, one that cannot be written is a warning: the cache only ever saves time.
 """
 import hashlib
 import json
@@ -66,12 +66,12 @@ def check_images(paths, split, cache_dir=None, workers=None):
 def forget(paths, split, cache_dir, all_paths):
     """Drop the entries of ``paths`` from the cache of ``all_paths`` (a split opened with ``check_images``):
     they are checked again at the next open."""
-    keys = _keys(all_paths)
-    cache_path = _cache_file(cache_dir, keys, split) if cache_dir and all_paths else None
+    cache_path = _cache_file(cache_dir, _keys(all_paths), split) if cache_dir and all_paths else None
     cached = _load(cache_path) if cache_path else {}
-    dropped = {key: entry for key, entry in cached.items() if key not in set(_keys(paths))}
-    if len(dropped) != len(cached):
-        _save(cache_path, dropped)
+    gone = set(_keys(paths))
+    kept = {key: entry for key, entry in cached.items() if key not in gone}
+    if len(kept) != len(cached):
+        _save(cache_path, kept)
 
 
 def file_crc(path):
