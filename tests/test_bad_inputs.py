@@ -4,6 +4,7 @@ or, for unreadable images, a skip with a warning naming each file and their coun
 (A checkpoint of another architecture is tested in tests/test_techniques.py.)
 """
 import io
+import json
 import os
 import shutil
 import struct
@@ -334,7 +335,7 @@ def open_tree(tmp_path, cache, training, *flags):
 
 
 def cached_paths(cache):
-    return {key for name in os.listdir(cache) for key in yaml.safe_load(open(os.path.join(cache, name)))["files"]}
+    return {key for name in os.listdir(cache) for key in json.load(open(os.path.join(cache, name)))["files"]}
 
 
 def test_an_image_gone_bad_while_training_is_replaced_counted_and_forgotten(tmp_path, capsys):
