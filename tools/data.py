@@ -26,10 +26,10 @@ from mindspore.dataset.transforms import TypeCast
 
 from tools import aircraft_layout as layout
 from tools import class_balance, list_layout
-from tools.annotation_dataset import AnnotationDataset, ImageFiles, image_dataset
+from tools.annotation_dataset import AnnotationDataset, ImageFiles, checked_iterator, image_dataset
 from tools.check_cache import resolve_dir
 from tools.errors import DataError, UsageError
-from tools.folder_layout import folder_classes, folder_images
+from tools.folder_layout import check_data_dir, folder_classes, folder_images
 from tools.imbalance import BalancedSampler
 from tools.seeded_augment import SeededAugmentation
 
@@ -47,6 +47,7 @@ class SplitData:
     paths: List[str]  # image files in dataset order
     skipped: List = field(default_factory=list)  # (path, reason) of the unreadable images left out
     labels: object = None  # class index of every image of the whole split (not only this worker's shard)
+    source: object = None  # the ImageFiles read (its ``error``: an image found bad when read)
 
 
 def list_dir(cfg):
@@ -59,8 +60,7 @@ def detect_layout(cfg, split):
     if cfg.dataset.lower() in _BUILTIN_DATASETS:
         raise UsageError(f"dataset '{cfg.dataset}' is not supported here: set dataset: '' and point data_dir "
                          "at a folder or annotation dataset")
-    if not os.path.isdir(cfg.data_dir):
-        raise DataError(f"data_dir not found: {cfg.data_dir}")
+    check_data_dir(cfg.data_dir)
     folder = os.path.isdir(os.path.join(cfg.data_dir, split))
     annotated = layout.has_annotations(cfg.data_dir, cfg.label_level, split)
     wanted = cfg.dataset_format
@@ -178,6 +178,7 @@ def open_split(cfg, split, class_names=None, training=False, shard=(None, None))
     ``shard`` is ``(num_shards, shard_id)`` for data-parallel training.
     """
     kind, source = open_source(cfg, split, class_names)
+    source.replace_bad = training
     report_balance(cfg, split, source)
     sampler = _training_sampler(cfg, source, shard) if training else None
     repeated = _Repeats(source, cfg.aug_repeats) if training and cfg.aug_repeats > 0 else source
@@ -185,7 +186,7 @@ def open_split(cfg, split, class_names=None, training=False, shard=(None, None))
                             num_shards=shard[0], shard_id=shard[1], num_parallel_workers=cfg.num_parallel_workers,
                             num_samples=cfg.num_samples if training else None, sampler=sampler, with_index=training)
     return SplitData(dataset, source.class_names, dataset.get_dataset_size(), kind, source.paths, source.skipped,
-                     source.labels)
+                     source.labels, source)
 
 
 def _training_sampler(cfg, source, shard):
@@ -226,7 +227,8 @@ def build_loader(cfg, data, num_classes, training, batch_size=None):
 
     Training augmentation runs per sample, seeded from (seed, epoch, sample index)
     (``tools.seeded_augment``; ``aug_splits`` keeps MindCV's own, unseeded, mapping).
-    Evaluation keeps every image exactly once: no shuffling, no dropped remainder.
+    Evaluation keeps every image exactly once: no shuffling, no dropped remainder. The loader's iterators raise the
+    DataError of an image found bad when read (``tools.annotation_dataset.checked_iterator``).
     """
     dataset, transform, augmentation = data.dataset, build_transforms(cfg, training), None
     if "index" in dataset.get_col_names():
@@ -247,4 +249,6 @@ def build_loader(cfg, data, num_classes, training, batch_size=None):
     except (ValueError, AssertionError) as err:
         raise UsageError(f"cannot build the data pipeline: {err}") from None
     loader.seeded_augmentation = augmentation
+    if data.source is not None:
+        loader.create_tuple_iterator = checked_iterator(loader.create_tuple_iterator, data.source)
     return loader

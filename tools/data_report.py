@@ -265,11 +265,11 @@ def plot_counts(names, table, png_path):
 def main(argv=None):
     args = parse_args(argv)
     from tools.config import parse_config
+    from tools.folder_layout import check_data_dir
 
     cfg = parse_config((["--config", args.config] if args.config else []) + ["--data_dir", args.data_dir],
                        "data report")
-    if not os.path.isdir(cfg.data_dir):
-        raise DataError(f"data_dir not found: {cfg.data_dir}")
+    check_data_dir(cfg.data_dir)
     splits = open_splits(cfg, args.splits)
     records = gather(splits)
     text, names, table = markdown(cfg.data_dir, splits, records, args.near_threshold)
