@@ -69,6 +69,33 @@ def check_output_file(path, key):
     if os.path.isdir(path):
         raise UsageError(f"'{key}' {os.path.abspath(path)} is a folder; name a file")
     check_writable_dir(os.path.dirname(os.path.abspath(path)), key)
+def data_folders(cfg, splits):
+    """The folders of ``cfg``'s data an output must stay out of (:func:`check_outside_data`): the split
+    folders ``<data_dir>/<split>`` of ``splits`` that exist, the Aircraft layout's ``images/``, and
+    ``data_dir`` itself when it is read as a folder of class folders (no split folder, and no ``splits``
+    named or ``val_fraction`` splitting it). A new folder beside the split folders is no split, not data."""
+    from tools.aircraft_layout import IMAGES_DIR  # it imports this module
+
+    data_dir = os.path.abspath(cfg.data_dir)
+    folders = [os.path.join(data_dir, s) for s in splits if os.path.isdir(os.path.join(data_dir, s))]
+    if not folders and (not splits or cfg.val_fraction):
+        folders = [data_dir]
+    return folders + [os.path.join(data_dir, IMAGES_DIR)]
+
+
+def check_outside_data(path, key, folders, files_only=False):
+    """Refuse (UsageError, exit 2) an output folder ``path`` that is one of the data ``folders`` (folders
+    of class folders or images) or lies inside one: a folder written there would be read as a class, a
+    chart as a training image. ``files_only``: the caller writes only files into ``path`` itself, which a
+    folder of class folders ignores, so ``path`` may be such a folder (not inside one)."""
+    real = os.path.realpath(path)
+    for folder in folders:
+        folder = os.path.realpath(folder)
+        if os.path.commonpath([folder, real]) == folder and not (files_only and real == folder):
+            raise UsageError(f"'{key}' {path} is inside the data folder {folder}; choose a folder outside it "
+                             "(an output there would be read as data)")
+
+
 def read_text_lines(path):
     """The lines of a UTF-8 text file (a BOM is accepted), split at ``\n`` only, line ends kept.
 
