@@ -127,3 +127,89 @@ def test_split_aircraft_out_dir_inside_images_is_refused(tmp_path):
     before = tree_digest(data)
     proc = run_main("tools/split_aircraft.py", "--data_dir", data, "--out_dir", os.path.join(data, "images", "tree"))
     refused(proc, data, before, "--out_dir")
+
+
+# ---- reports and export bundles are replaced whole ----------------------------------------------------
+
+def test_atomic_folder_replaces_whole_or_keeps_the_earlier_one(tmp_path):
+    from tools.errors import DataError
+    from tools.fileio import atomic_folder
+
+    report = tmp_path / "report"
+    for text in ("one", "two"):
+        with atomic_folder(str(report)) as tmp:
+            (tmp_path / tmp / "a.txt").write_text(text)
+            if text == "one":
+                (tmp_path / tmp / "only_in_one.txt").write_text(text)
+    assert sorted(os.listdir(report)) == ["a.txt"] and (report / "a.txt").read_text() == "two"
+    with pytest.raises(DataError, match="cannot write"):  # a full disk: one line, the earlier report kept
+        with atomic_folder(str(report)) as tmp:
+            (tmp_path / tmp / "a.txt").write_text("three")
+            raise OSError(28, "No space left on device")
+    assert sorted(os.listdir(tmp_path)) == ["report"] and (report / "a.txt").read_text() == "two"
+    (report / "mine.txt").write_text("kept")
+    with atomic_folder(str(report), merge=True) as tmp:  # merge: its files replace theirs, others are kept
+        (tmp_path / tmp / "a.txt").write_text("four")
+    assert sorted(os.listdir(report)) == ["a.txt", "mine.txt"] and (report / "a.txt").read_text() == "four"
+
+
+def fake_evaluation(tmp_path, seed):
+    """What validate.write_reports is given, for 3 classes and 12 images of a random model."""
+    import numpy as np
+
+    from tools import calibration, reports
+
+    rng = np.random.default_rng(seed)
+    views, labels, names = rng.normal(size=(1, 12, 3)), np.arange(12) % 3, ["a", "b", "c"]
+    result, matrix = reports.class_report(calibration.log_probabilities(views), labels, names)
+    result.update(split="val", checkpoint=str(tmp_path / "m.ckpt"), num_classes=3, ece=0.1)
+    cfg = SimpleNamespace(grid_size=0, ckpt_path=str(tmp_path / "m.ckpt"), model="m")
+    data = SimpleNamespace(class_names=names, paths=[])
+    return cfg, result, matrix, views, labels, data
+
+
+def test_a_failed_report_leaves_the_earlier_report_as_it_was(tmp_path, monkeypatch):
+    import validate
+    from tools import reports
+
+    folder = tmp_path / "report"
+    cfg, result, matrix, views, labels, data = fake_evaluation(tmp_path, 0)
+    validate.write_reports(cfg, str(folder), result, matrix, views, labels, data, None)
+    before = tree_digest(folder)
+
+    def boom(*args):
+        raise RuntimeError("simulated failure after the first files")
+
+    monkeypatch.setattr(reports, "write_most_confused_csv", boom)
+    cfg, result, matrix, views, labels, data = fake_evaluation(tmp_path, 1)
+    with pytest.raises(RuntimeError, match="simulated"):
+        validate.write_reports(cfg, str(folder), result, matrix, views, labels, data, None)
+    assert tree_digest(folder) == before and sorted(os.listdir(tmp_path)) == ["report"]
+
+
+def test_report_dir_that_is_no_report_is_refused(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model_best.ckpt").write_bytes(b"weights")
+    before = tree_digest(run)
+    proc = run_main("validate.py", "--ckpt_path", run / "model_best.ckpt", "--report_dir", run)
+    assert_one_line_error(proc, "'report_dir'", "no report.html", code=2)
+    assert tree_digest(run) == before
+
+
+def test_a_failed_export_leaves_the_earlier_bundle_as_it_was(trained_run, tmp_path, monkeypatch):
+    import export
+
+    out = trained_run["out"]
+    for ext in (".mindir", ".classes.json"):
+        (tmp_path / f"model{ext}").write_bytes(b"earlier export")
+    before = tree_digest(tmp_path)
+
+    def boom(*args):
+        raise RuntimeError("simulated failure after the MindIR")
+
+    monkeypatch.setattr(export, "write_json", boom)
+    proc = run_main("export.py", "--config", os.path.join(out, "config.yaml"), "--ckpt_path",
+                    os.path.join(out, "mobilenet_v3_small_100_best.ckpt"), "--out", tmp_path / "model")
+    assert proc.returncode != 0 and "simulated" in proc.stderr
+    assert tree_digest(tmp_path) == before

@@ -2,6 +2,7 @@
 import hashlib
 import io
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 
@@ -22,6 +23,46 @@ def atomic_path(path, suffix=".tmp"):
             os.remove(tmp)
         if isinstance(err, OSError):
             raise DataError(f"cannot write {path}: {err.strerror or first_line(err)} (the previous file, if any, "
+                            "is kept)") from None
+        raise
+
+
+@contextmanager
+def atomic_folder(path, merge=False):
+    """Yield a new temporary folder beside ``path`` to write a whole output (a report, an export) into.
+    On success it takes the place of the folder ``path`` (the earlier one is removed only once the new
+    one is in place); with ``merge`` its files are moved into ``path`` instead, each in one rename,
+    after all of them were written (an export beside its checkpoint). On failure (an exception, a full
+    disk) it is removed and ``path`` is as it was: never a mix of two outputs."""
+    parent = os.path.dirname(os.path.abspath(path))
+    merge = merge and os.path.isdir(path)  # a new folder is made whole, like a replaced one
+    try:
+        os.makedirs(parent, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(path))}.", suffix=".tmp",
+                               dir=path if merge else parent)
+    except OSError as err:
+        raise DataError(f"cannot write {path}: {err.strerror or first_line(err)}") from None
+    try:
+        yield tmp
+        if merge:
+            for name in sorted(os.listdir(tmp)):
+                os.replace(os.path.join(tmp, name), os.path.join(path, name))
+            os.rmdir(tmp)
+        elif os.path.isdir(path):
+            old = tmp + ".old"
+            os.rename(path, old)
+            try:
+                os.rename(tmp, path)
+            except OSError:
+                os.rename(old, path)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, path)
+    except BaseException as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OSError):
+            raise DataError(f"cannot write {path}: {err.strerror or first_line(err)} (the previous one, if any, "
                             "is kept)") from None
         raise
 
