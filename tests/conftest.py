@@ -199,17 +199,16 @@ def trained_run(tmp_path_factory, tiny_run):
     inputs = str(tmp_path_factory.mktemp("inputs"))
     good, bad = make_inputs(inputs)
     dirs = {name: os.path.join(out, name) for name in ("split", "files", "mindir")}
-    validate, split, files, export, export_both = run_parallel(
+    validate, split, files, export = run_parallel(
         ("validate.py", *base, "--out", os.path.join(out, "metrics.json")),    # reports beside the checkpoint
         ("predict.py", *base, "--split", "test", "--out_dir", dirs["split"], "--visualize"),
         ("predict.py", *base, "--input", inputs, "--format", "json", "--topk", "3", "--out_dir", dirs["files"],
          "--visualize", "--grid_size", "3"),
-        ("export.py", *base, "--out", os.path.join(out, "model")),
-        ("export.py", *base, "--format", "both", "--out", os.path.join(out, "both") + os.sep))  # a folder: its files
+        ("export.py", *base, "--out", os.path.join(out, "model")))
     mindir = run_script("predict.py", "--config", cfg, "--mindir", os.path.join(out, "model.mindir"), *FAST,
                         "--split", "test", "--out_dir", dirs["mindir"])
     return dict(out=out, dirs=dirs, good=good, bad=bad, validate=validate, split=split, files=files,
-                export=export, export_both=export_both, mindir=mindir)
+                export=export, mindir=mindir)
 
 
 def read_csv(path):

@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from conftest import SPLIT_TAG, TINY_CLASSES, assert_one_line_error, read_predictions, run_parallel
+from conftest import SPLIT_TAG, TINY_CLASSES, assert_one_line_error, read_predictions, run_parallel, run_script
 
 
 def test_mindir_and_class_names_are_written(trained_run):
@@ -14,9 +14,12 @@ def test_mindir_and_class_names_are_written(trained_run):
     assert info["input_shape"] == [1, 3, 32, 32]
 
 
-def test_onnx_is_written_or_refused_in_one_line(trained_run):
+def test_onnx_is_written_or_refused_in_one_line(trained_run, tmp_path):
     """``--format both --out DIR/``: the bundle is named after the checkpoint inside DIR, written whole or not at all."""
-    proc, folder = trained_run["export_both"], os.path.join(trained_run["out"], "both")
+    folder = tmp_path / "both"
+    proc = run_script("export.py", "--config", os.path.join(trained_run["out"], "config.yaml"), "--ckpt_path",
+                      os.path.join(trained_run["out"], "mobilenet_v3_small_100_best.ckpt"), "--format", "both",
+                      "--parity_count", "1", "--mode", "1", "--out", str(folder) + os.sep)
     bundle = ["mobilenet_v3_small_100_best" + ext for ext in (".classes.json", ".mindir", ".onnx")]
     if proc.returncode == 0:
         assert sorted(os.listdir(folder)) == bundle

@@ -209,7 +209,8 @@ def test_a_failed_export_leaves_the_earlier_bundle_as_it_was(trained_run, tmp_pa
         raise RuntimeError("simulated failure after the MindIR")
 
     monkeypatch.setattr(export, "write_json", boom)
-    proc = run_main("export.py", "--config", os.path.join(out, "config.yaml"), "--ckpt_path",
-                    os.path.join(out, "mobilenet_v3_small_100_best.ckpt"), "--out", tmp_path / "model")
-    assert proc.returncode != 0 and "simulated" in proc.stderr
+    with pytest.raises(RuntimeError, match="simulated"):
+        run_main("export.py", "--config", os.path.join(out, "config.yaml"), "--ckpt_path",
+                 os.path.join(out, "mobilenet_v3_small_100_best.ckpt"), "--parity_count", "1", "--mode", "1",
+                 "--out", tmp_path / "model")
     assert tree_digest(tmp_path) == before
