@@ -110,6 +110,8 @@ def check_output_file(path, key):
     if os.path.isdir(path):
         raise UsageError(f"'{key}' {os.path.abspath(path)} is a folder; name a file")
     check_writable_dir(os.path.dirname(os.path.abspath(path)), key)
+
+
 def data_folders(cfg, splits):
     """The folders of ``cfg``'s data an output must stay out of (:func:`check_outside_data`): the split
     folders ``<data_dir>/<split>`` of ``splits`` that exist, the Aircraft layout's ``images/``, and
