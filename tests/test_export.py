@@ -15,7 +15,8 @@ def test_mindir_and_class_names_are_written(trained_run):
 
 
 def test_onnx_is_written_or_refused_in_one_line(trained_run, tmp_path):
-    """``--format both --out DIR/``: the bundle is named after the checkpoint inside DIR, written whole or not at all."""
+    """``--format both --out DIR/``: the bundle is named after the checkpoint inside DIR, written whole or not
+    at all."""
     folder = tmp_path / "both"
     proc = run_script("export.py", "--config", os.path.join(trained_run["out"], "config.yaml"), "--ckpt_path",
                       os.path.join(trained_run["out"], "mobilenet_v3_small_100_best.ckpt"), "--format", "both",
