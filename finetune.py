@@ -16,7 +16,7 @@ from tools import memory_guard, run_folder, runtime  # noqa: E402
 from tools.config import BOOL, CONFIG_FILE_NAME, no_effect_notes, parse_config, save_config  # noqa: E402
 from tools.engine import Trainer, weights_digest  # noqa: E402
 from tools.errors import run_cli  # noqa: E402
-from tools.fileio import check_writable_dir, file_sha256  # noqa: E402
+from tools.fileio import check_outside_data, check_writable_dir, data_folders, file_sha256  # noqa: E402
 from tools.training import build_training, describe  # noqa: E402
 from tools.split_folder import hold_out_val  # noqa: E402
 
@@ -48,6 +48,7 @@ def _resuming_at(epoch, step):
 
 def main(argv=None):
     cfg = parse_config(argv, "Fine-tune a MindCV model on a custom dataset.", extra=EXTRA)
+    check_outside_data(cfg.ckpt_save_dir, "ckpt_save_dir", data_folders(cfg, [cfg.train_split, cfg.val_split]))
     shard = runtime.setup(cfg)
     rank = shard[1] or 0
     if rank == 0:

@@ -17,7 +17,7 @@ from tools import calibration, exported, memory_guard, reports, runtime  # noqa:
 from tools.config import BOOL, FLOAT, INT, STR, STRS, choice, parse_config  # noqa: E402
 from tools.data import build_loader, open_split  # noqa: E402
 from tools.errors import UsageError, run_cli  # noqa: E402
-from tools.fileio import check_output_file, check_writable_dir  # noqa: E402
+from tools.fileio import check_outside_data, check_output_file, check_writable_dir, data_folders  # noqa: E402
 from tools.inputs import find_images, input_split  # noqa: E402
 from tools.model import checkpoint_network, class_names_of, numbered_classes, read_checkpoint  # noqa: E402
 from tools.tta import tta_mode, view_logits  # noqa: E402
@@ -111,14 +111,16 @@ def main(argv=None):
     cfg = parse_config(argv, "Predict classes of a dataset split or of image files with a checkpoint or MindIR.",
                        extra=EXTRA)
     check_values(cfg)
-    check_writable_dir(cfg.out_dir or os.path.dirname(os.path.abspath(cfg.mindir or cfg.ckpt_path)), "out_dir")
+    out_dir = cfg.out_dir or os.path.dirname(os.path.abspath(cfg.mindir or cfg.ckpt_path))
+    check_writable_dir(out_dir, "out_dir")
+    if not cfg.input:
+        check_outside_data(out_dir, "out_dir", data_folders(cfg, [cfg.split or cfg.val_split]))
     check_output_file(cfg.out, "out")
     cfg.eval_shuffle = False  # predictions are matched to file names by order
     runtime.setup(cfg)
     data, probs, labels = predict(cfg)
     records = reports.prediction_records(data.paths, labels, probs, data.class_names,
                                          min(cfg.topk, len(data.class_names)), cfg.min_prob)
-    out_dir = cfg.out_dir or os.path.dirname(os.path.abspath(cfg.mindir or cfg.ckpt_path))
     os.makedirs(out_dir, exist_ok=True)
     tag = output_tag(cfg)
     out = cfg.out or os.path.join(out_dir, f"predictions_{tag}.{cfg.format}")

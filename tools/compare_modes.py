@@ -20,7 +20,7 @@ if __package__ in (None, ""):  # run as python tools/...: see tools/repo_root.py
 
 from tools.checkpoints import write_text  # noqa: E402
 from tools.run_folder import SUMMARY_FILE  # noqa: E402
-from tools.fileio import first_line  # noqa: E402
+from tools.fileio import check_writable_dir, first_line  # noqa: E402
 from tools.errors import CliParser, DataError, UsageError, run_cli  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -111,6 +111,7 @@ def main(argv=None):
     parser.add_argument("--freeze_epochs", type=int, default=None,
                         help="N of 'Freeze N epochs, then full' (default: a quarter of epoch_size, at least 1)")
     args, extra = parser.parse_known_args(argv)
+    check_writable_dir(args.out, "--out")  # before the first mode trains
     from tools.config import parse_config
 
     cfg = parse_config(["--config", args.config, *extra], "compare")

@@ -20,7 +20,7 @@ if __package__ in (None, ""):  # run as python tools/...: see tools/repo_root.py
 import numpy as np  # noqa: E402
 
 from tools.errors import CliParser, DataError, UsageError, run_cli  # noqa: E402
-from tools.fileio import atomic_write_text  # noqa: E402
+from tools.fileio import atomic_write_text, check_outside_data, data_folders  # noqa: E402
 
 UNSPLIT = "all"
 HASH_SIDE = 32  # the image is shrunk to 32x32 grey; the 8x8 lowest DCT frequencies (less DC) make the hash
@@ -43,16 +43,21 @@ def parse_args(argv):
 
 # ---- reading the splits --------------------------------------------------------------------------
 
-def open_splits(cfg, names=None):
-    """``{split: ImageFiles}`` with every unreadable file listed (skipped, never an error)."""
+def split_names(cfg, names=None):
+    """``names``, else every split of the layout; none: ``data_dir`` is a folder of class folders."""
+    from tools import data
+
+    return names or [s for s in data.known_splits(cfg) if _is_split(cfg, s)]
+
+
+def open_splits(cfg, names):
+    """``{split: ImageFiles}`` of :func:`split_names` with every unreadable file listed (skipped, never an error)."""
     from tools import data
     from tools.annotation_dataset import ImageFiles
     from tools.check_cache import resolve_dir
     from tools.folder_layout import folder_classes, folder_images
 
     cfg.skip_bad_images, cfg.max_bad_images = True, 10**9
-    if not names:
-        names = [s for s in data.known_splits(cfg) if _is_split(cfg, s)]
     if not names:  # a folder of class folders: one split
         class_names, folders = folder_classes(cfg.data_dir, cfg.data_dir)
         paths, labels = folder_images(cfg.data_dir, folders)
@@ -270,7 +275,9 @@ def main(argv=None):
     cfg = parse_config((["--config", args.config] if args.config else []) + ["--data_dir", args.data_dir],
                        "data report")
     check_data_dir(cfg.data_dir)
-    splits = open_splits(cfg, args.splits)
+    names = split_names(cfg, args.splits)
+    check_outside_data(args.out_dir, "--out_dir", data_folders(cfg, names))
+    splits = open_splits(cfg, names)
     records = gather(splits)
     text, names, table = markdown(cfg.data_dir, splits, records, args.near_threshold)
     try:

@@ -18,11 +18,12 @@ import numpy as np  # noqa: E402
 
 from tools.config import INT, STR, parse_config  # noqa: E402
 from tools.errors import DataError, UsageError, run_cli  # noqa: E402
+from tools.fileio import check_output_file  # noqa: E402
 
 EXTRA = {"Preview": [
     ("split", "", STR, "split to draw from; empty = train_split"),
     ("n", 16, INT, "number of samples"),
-    ("out", "batch.png", STR, "PNG file to write"),
+    ("out", "batch.png", STR, "image file to write: .png, .jpg or .jpeg"),
 ]}
 CELL_INCHES = 2.0
 
@@ -46,6 +47,15 @@ def titles(labels, class_names):
         else:
             out.append(" + ".join(f"{class_names[k]} {row[k]:.2f}" for k in top))
     return out
+
+
+def check_figure_path(path, key):
+    """Refuse (UsageError, exit 2) an image file the figure cannot be written as, before the batch is drawn."""
+    from tools.reports import FIGURE_FORMATS
+
+    if os.path.splitext(path)[1].lower() not in FIGURE_FORMATS:
+        raise UsageError(f"'{key}' {path}: name a {', '.join(FIGURE_FORMATS)} file")
+    check_output_file(path, key)
 
 
 def draw(images, names, png_path):
@@ -89,6 +99,7 @@ def main(argv=None):
     cfg = parse_config(argv, "Draw training samples after augmentation.", extra=EXTRA)
     if cfg.n < 1:
         raise UsageError(f"'n' must be > 0, got {cfg.n}")
+    check_figure_path(cfg.out, "out")
     images, names, _ = sample_batch(cfg)
     out_dir = os.path.dirname(os.path.abspath(cfg.out))
     try:

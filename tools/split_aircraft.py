@@ -22,7 +22,7 @@ if __package__ in (None, ""):  # run as python tools/...: see tools/repo_root.py
 
 from tools import aircraft_layout as layout
 from tools.errors import CliParser, DataError, UsageError, run_cli
-from tools.fileio import atomic_write_text
+from tools.fileio import atomic_write_text, check_outside_data
 
 MODES = ("hardlink", "symlink", "copy", "move")
 INFO_FILE = "split_info.json"
@@ -45,9 +45,7 @@ def check_dirs(data_dir, out_dir):
     """``data_dir`` must exist and ``out_dir`` must not lie inside ``images/``."""
     if not os.path.isdir(data_dir):
         raise UsageError(f"--data_dir {data_dir} is not a folder")
-    images = os.path.realpath(os.path.join(data_dir, layout.IMAGES_DIR))
-    if os.path.commonpath([images, os.path.realpath(out_dir)]) == images:
-        raise UsageError(f"--out_dir {out_dir} is inside {images}; choose a folder outside images/")
+    check_outside_data(out_dir, "--out_dir", [os.path.join(data_dir, layout.IMAGES_DIR)])
 
 
 def read_splits(data_dir, level, splits):

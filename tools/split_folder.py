@@ -26,7 +26,7 @@ if __package__ in (None, ""):  # run as python tools/...: see tools/repo_root.py
 import numpy as np  # noqa: E402
 
 from tools.errors import CliParser, DataError, UsageError, run_cli  # noqa: E402
-from tools.fileio import atomic_path  # noqa: E402
+from tools.fileio import atomic_path, check_outside_data  # noqa: E402
 from tools.folder_layout import folder_classes, folder_images  # noqa: E402
 
 SPLIT_DIR = "split"  # finetune.py's split, inside the run folder
@@ -180,6 +180,7 @@ def main(argv=None):
     args = parse_args(argv)
     check_fractions(args.val_fraction, args.test_fraction)
     out_dir = args.out_dir or args.data_dir
+    check_outside_data(out_dir, "--out_dir", [args.data_dir], files_only=True)  # list files only
     splits = stratified_split(class_images(args.data_dir, args.data_dir), args.val_fraction, args.test_fraction,
                               args.seed)
     written = write_lists(out_dir, splits, overwrite=args.overwrite)
