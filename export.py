@@ -6,7 +6,8 @@ the MindIR computes what the checkpoint does.
         [--format MINDIR|ONNX|both] [--out runs/demo/model]
 
 The input shape is fixed at (1, in_channels, image_resize, image_resize): one preprocessed image
-(MindCV's eval transforms of the run's config) per call. Nothing is replaced until the check passed.
+(MindCV's eval transforms of the run's config) per call. The files are written into a temporary folder and
+moved into place once all of them are written and the check passed: a failed export replaces nothing.
 """
 import gc
 import os
@@ -15,7 +16,7 @@ import sys
 from tools.core import runtime
 from tools.core.config import INT, STR, STRS, choice, parse_config
 from tools.core.errors import DataError, UsageError, run_cli
-from tools.core.fileio import check_output_file, first_line
+from tools.core.fileio import atomic_folder, check_output_file, first_line
 from tools.datasets.inputs import find_images, input_split
 from tools.datasets.loader import build_loader, open_split
 from tools.evaluate import calibration, exported
@@ -29,7 +30,6 @@ import numpy as np
 
 EXTENSIONS = {"MINDIR": ".mindir", "ONNX": ".onnx"}
 FORMATS = {"MINDIR": ["MINDIR"], "ONNX": ["ONNX"], "BOTH": ["MINDIR", "ONNX"]}
-PARTIAL = ".partial"        # exported under base + PARTIAL + extension, renamed once checked
 PARITY_TOLERANCE = 1e-4     # MindIR vs checkpoint: largest difference of a probability, and of a logit
                             # relative to the largest logit (at least 1)
 
@@ -45,8 +45,12 @@ EXTRA = {"Export": [
 
 
 def output_base(cfg):
-    """``--out`` (or the checkpoint path) without a .ckpt/.mindir/.onnx extension."""
-    base, ext = os.path.splitext(cfg.out or cfg.ckpt_path)
+    """``--out`` (or the checkpoint path) without a .ckpt/.mindir/.onnx extension; an ``--out`` folder (an
+    existing one, or ending in a slash) gets the checkpoint's name."""
+    out = cfg.out
+    if out and (out.endswith(("/", os.sep)) or os.path.isdir(out)):
+        out = os.path.join(out, os.path.basename(cfg.ckpt_path))
+    base, ext = os.path.splitext(out or cfg.ckpt_path)
     return base if ext.lower() in (".ckpt", ".mindir", ".onnx") else base + ext
 
 
@@ -115,23 +119,21 @@ def main(argv=None):
     network = checkpoint_network(cfg, params, class_names)
     shape = [1, cfg.in_channels, cfg.image_resize, cfg.image_resize]
     base = output_base(cfg)
-    os.makedirs(os.path.dirname(os.path.abspath(base)), exist_ok=True)
+    folder, name = os.path.split(os.path.abspath(base))
     meta_path, parity = exported.metadata_path(base), None
     try:
-        for file_format in FORMATS[cfg.format]:
-            partial = export_one(network, ms.Tensor(np.zeros(shape, np.float32)), base + PARTIAL, file_format, cfg)
-            try:
+        with atomic_folder(folder, merge=True) as staging:  # the bundle replaces the earlier one as a whole
+            staged = os.path.join(staging, name)
+            for file_format in FORMATS[cfg.format]:
+                path = export_one(network, ms.Tensor(np.zeros(shape, np.float32)), staged, file_format, cfg)
                 if file_format == "MINDIR":
-                    parity = check_parity(cfg, network, partial, class_names)
-                os.replace(partial, base + EXTENSIONS[file_format])
-            finally:
-                if os.path.exists(partial):
-                    os.remove(partial)
-            write_json(meta_path, exported.metadata(cfg, class_names, shape, temperature, parity))
-            print(f"exported {base + EXTENSIONS[file_format]}")
+                    parity = check_parity(cfg, network, path, class_names)
+            write_json(exported.metadata_path(staged), exported.metadata(cfg, class_names, shape, temperature, parity))
     finally:
         del network
         gc.collect()
+    for file_format in FORMATS[cfg.format]:
+        print(f"exported {base + EXTENSIONS[file_format]}")
     print(f"input shape {tuple(shape)}; temperature {temperature:.4f}{f' (from {source})' if source else ''}; "
           f"class names and preprocessing in {meta_path}")
     return 0

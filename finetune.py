@@ -13,7 +13,7 @@ if __name__ == "__main__":  # before MindSpore starts threads: Ctrl-C and SIGTER
 from tools.core import runtime
 from tools.core.config import BOOL, CONFIG_FILE_NAME, no_effect_notes, parse_config, save_config
 from tools.core.errors import run_cli
-from tools.core.fileio import check_writable_dir, file_sha256
+from tools.core.fileio import check_outside_data, check_writable_dir, data_folders, file_sha256
 from tools.split_folder import hold_out_val
 from tools.train import run_folder
 from tools.train.trainer import Trainer, weights_digest
@@ -47,6 +47,7 @@ def _resuming_at(epoch, step):
 
 def main(argv=None):
     cfg = parse_config(argv, "Fine-tune a MindCV model on a custom dataset.", extra=EXTRA)
+    check_outside_data(cfg.ckpt_save_dir, "ckpt_save_dir", data_folders(cfg, [cfg.train_split, cfg.val_split]))
     shard = runtime.setup(cfg)
     rank = shard[1] or 0
     if rank == 0:

@@ -11,7 +11,7 @@ import os
 from tools.core import runtime
 from tools.core.config import BOOL, FLOAT, INT, STR, STRS, choice, parse_config
 from tools.core.errors import UsageError, run_cli
-from tools.core.fileio import check_output_file, check_writable_dir
+from tools.core.fileio import check_output_file, check_outside_data, check_writable_dir, data_folders
 from tools.datasets.inputs import find_images, input_split
 from tools.datasets.loader import build_loader, open_split
 from tools.evaluate import calibration, exported
@@ -109,14 +109,16 @@ def main(argv=None):
     cfg = parse_config(argv, "Predict classes of a dataset split or of image files with a checkpoint or MindIR.",
                        extra=EXTRA)
     check_values(cfg)
-    check_writable_dir(cfg.out_dir or os.path.dirname(os.path.abspath(cfg.mindir or cfg.ckpt_path)), "out_dir")
+    out_dir = cfg.out_dir or os.path.dirname(os.path.abspath(cfg.mindir or cfg.ckpt_path))
+    check_writable_dir(out_dir, "out_dir")
+    if not cfg.input:
+        check_outside_data(out_dir, "out_dir", data_folders(cfg, [cfg.split or cfg.val_split]))
     check_output_file(cfg.out, "out")
     cfg.eval_shuffle = False  # predictions are matched to file names by order
     runtime.setup(cfg)
     data, probs, labels = predict(cfg)
     records = reports.prediction_records(data.paths, labels, probs, data.class_names,
                                          min(cfg.topk, len(data.class_names)), cfg.min_prob)
-    out_dir = cfg.out_dir or os.path.dirname(os.path.abspath(cfg.mindir or cfg.ckpt_path))
     os.makedirs(out_dir, exist_ok=True)
     tag = output_tag(cfg)
     out = cfg.out or os.path.join(out_dir, f"predictions_{tag}.{cfg.format}")

@@ -11,7 +11,7 @@ import os
 from tools.core import runtime
 from tools.core.config import BOOL, INT, STR, parse_config
 from tools.core.errors import UsageError, run_cli
-from tools.core.fileio import check_output_file, check_writable_dir
+from tools.core.fileio import atomic_folder, check_output_file, check_writable_dir
 from tools.datasets.loader import build_loader, open_split, resolve_num_classes
 from tools.evaluate import calibration, metrics
 from tools.evaluate.tta import tta_mode, view_logits
@@ -68,8 +68,15 @@ def calibrate(cfg, views, labels, split, result):
 
 
 def write_reports(cfg, report_dir, result, matrix, views, labels, data, temperature):
-    """Tables, figures, metrics.json and report.html in ``report_dir``."""
-    os.makedirs(report_dir, exist_ok=True)
+    """Tables, figures, metrics.json and report.html in ``report_dir``, replaced as a whole."""
+    with atomic_folder(report_dir) as tmp:
+        pairs, drawn = _write_report_files(cfg, tmp, result, matrix, views, labels, data, temperature)
+    print(f"reports written to {report_dir}: report.html, metrics.json, per_class.csv, most_confused.csv, "
+          f"confusion_matrix.csv/.png, reliability.png" + (", error_grid.png" if drawn else ""))
+    return pairs
+
+
+def _write_report_files(cfg, report_dir, result, matrix, views, labels, data, temperature):
     names = data.class_names
     join = functools.partial(os.path.join, report_dir)
     reports.write_confusion_csv(join("confusion_matrix.csv"), matrix, names)
@@ -92,9 +99,7 @@ def write_reports(cfg, report_dir, result, matrix, views, labels, data, temperat
         figures["errors"] = join("error_grid.png")
     write_json(join("metrics.json"), result)
     report_page.evaluation_page(join(report_page.REPORT_FILE), cfg, result, pairs, figures)
-    print(f"reports written to {report_dir}: report.html, metrics.json, per_class.csv, most_confused.csv, "
-          f"confusion_matrix.csv/.png, reliability.png" + (", error_grid.png" if len(errors) else ""))
-    return pairs
+    return pairs, len(errors) > 0
 
 
 def _curve(probs, labels):
@@ -118,6 +123,7 @@ def main(argv=None):
         if getattr(cfg, key) < 0:
             raise UsageError(f"'{key}' must be >= 0, got {getattr(cfg, key)}")
     check_writable_dir(cfg.report_dir or os.path.dirname(os.path.abspath(cfg.ckpt_path)), "report_dir")
+    report_page.check_report_dir(cfg.report_dir, "report_dir")
     check_output_file(cfg.out, "out")
     runtime.setup(cfg)
     params = read_checkpoint(cfg.ckpt_path)

@@ -204,7 +204,7 @@ def trained_run(tmp_path_factory, tiny_run):
         ("predict.py", *base, "--split", "test", "--out_dir", dirs["split"], "--visualize"),
         ("predict.py", *base, "--input", inputs, "--format", "json", "--topk", "3", "--out_dir", dirs["files"],
          "--visualize", "--grid_size", "3"),
-        ("export.py", *base, "--format", "both", "--out", os.path.join(out, "model")))
+        ("export.py", *base, "--out", os.path.join(out, "model")))
     mindir = run_script("predict.py", "--config", cfg, "--mindir", os.path.join(out, "model.mindir"), *FAST,
                         "--split", "test", "--out_dir", dirs["mindir"])
     return dict(out=out, dirs=dirs, good=good, bad=bad, validate=validate, split=split, files=files,

@@ -4,6 +4,7 @@ or, for unreadable images, a skip with a warning naming each file and their coun
 (A checkpoint of another architecture is tested in tests/test_techniques.py.)
 """
 import io
+import json
 import os
 import shutil
 import struct
@@ -19,7 +20,7 @@ from conftest import (
     run_script,
 )
 from tools.core.config import parse_config
-from tools.core.errors import UsageError
+from tools.core.errors import DataError, UsageError
 from tools.datasets.image_check import check_image, to_rgb_jpeg_bytes
 from tools.datasets.loader import open_split
 
@@ -217,6 +218,20 @@ def test_folder_layout_skips_bad_images_and_keeps_empty_classes(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["data", "out"]
 
 
+@pytest.mark.parametrize("archive, kind", [("data.zip", "zip"), ("data.tar", "tar"), ("data.tar.gz", "tar.gz"),
+                                           ("data.tgz", "tar.gz"), ("notes.txt", None)])
+def test_an_archive_or_a_file_as_data_dir_is_named_as_what_it_is(tmp_path, archive, kind):
+    data = make_tree(tmp_path / "data")
+    path = str(tmp_path / archive)
+    if kind is None:
+        open(path, "w").write("not a folder\n")
+    else:  # the archive of the data folder, under a name that may not tell (.tgz)
+        os.replace(shutil.make_archive(str(tmp_path / "made"), {"tar.gz": "gztar"}.get(kind, kind), data), path)
+    proc = run_main("finetune.py", "--data_dir", path, *FAST_TRAIN_ARGS, "--ckpt_save_dir", tmp_path / "run")
+    needle = f"is a {kind} archive: extract it first" if kind else "is a file, not a folder of images"
+    assert_one_line_error(proc, f"data_dir {path} {needle}", code=1)
+
+
 def test_split_folder_without_images_is_one_line(tmp_path):
     data = make_tree(tmp_path / "data", splits=("trainval",))
     for name in ("a_class", "b_class"):
@@ -274,3 +289,101 @@ def test_bad_config_is_one_line(tiny_aircraft, tmp_path, yaml_values, flags, cod
 def test_bad_image_keys_are_checked(flags, needle):
     with pytest.raises(UsageError, match=needle):
         parse_config(flags, "t")
+
+
+# ---- images that change after the check ----------------------------------------------------------
+
+def rot(path, content=None):
+    """Overwrite ``path`` with garbage of its own length (or ``content``), keeping its mtime: the check
+    cache's size and mtime still match."""
+    stat = os.stat(path)
+    with open(path, "r+b") as f:
+        f.write(content if content is not None else np.random.default_rng(7).bytes(stat.st_size))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_bit_rot_after_the_check_is_skipped_in_training_validation_and_prediction(tmp_path):
+    data = make_tiny_aircraft(str(tmp_path / "data"), per_class={"trainval": 4, "test": 2})
+    cache = ["--check_cache_dir", tmp_path / "cache"]
+    first = run_main("finetune.py", "--data_dir", data, *FAST_TRAIN_ARGS, *cache, "--ckpt_save_dir", tmp_path / "a")
+    assert first.returncode == 0, first.stderr
+    first_ids = {split: open(os.path.join(data, f"images_variant_{split}.txt")).readline().split()[0]
+                 for split in ("trainval", "test")}
+    rotten = {split: os.path.join(data, "images", image_id + ".jpg") for split, image_id in first_ids.items()}
+    rot(rotten["trainval"])
+    header = bytearray(open(rotten["test"], "rb").read())
+    header[20:200] = np.random.default_rng(0).bytes(180)  # a garbled JPEG header: MindSpore's decoder fails on it
+    rot(rotten["test"], bytes(header))
+    trained = run_main("finetune.py", "--data_dir", data, *FAST_TRAIN_ARGS, *cache, "--ckpt_save_dir", tmp_path / "b")
+    assert trained.returncode == 0, trained.stderr
+    assert f"warning: skipping {rotten['trainval']}: not an image" in trained.stderr
+    assert f"warning: skipping {rotten['test']}: " in trained.stderr
+    assert "19 train images" in trained.stdout and "9 val images" in trained.stdout
+    model = ["--config", tmp_path / "a" / "config.yaml", "--ckpt_path", tmp_path / "a" / "resnet18_last.ckpt", *cache]
+    validated = run_main("validate.py", *model, "--report_dir", tmp_path / "report")
+    predicted = run_main("predict.py", *model, "--split", "test", "--out_dir", tmp_path / "predictions")
+    for proc in (trained, validated, predicted):
+        assert "Traceback" not in proc.stderr + proc.stdout and "C++" not in proc.stderr, proc.stderr
+    for proc in (validated, predicted):
+        assert proc.returncode == 0, proc.stderr
+        assert f"warning: skipping {rotten['test']}: " in proc.stderr
+        assert "skipped 1 unreadable images of split 'test'; using 9 of 10" in proc.stderr
+    assert "(9 images, " in validated.stdout and "9 images predicted" in predicted.stdout
+    limited = run_main("validate.py", *model, "--report_dir", tmp_path / "report", "--max_bad_images", "0")
+    assert_one_line_error(limited, rotten["test"], "more than max_bad_images: 0", code=1)
+
+
+def open_tree(tmp_path, cache, training, *flags):
+    from tools.datasets.loader import build_loader
+    data = make_tree(tmp_path / "data", per_class=4)
+    cfg = parse_config(["--data_dir", data, *FAST_TRAIN_ARGS, "--batch_size", "4", "--check_cache_dir", cache,
+                        "--shuffle", "False", *flags], "test")
+    split = open_split(cfg, "trainval", training=training)
+    return split, build_loader(cfg, split, 2, training=training)
+
+
+def cached_paths(cache):
+    return {key for name in os.listdir(cache) for key in json.load(open(os.path.join(cache, name)))["files"]}
+
+
+def test_an_image_gone_bad_while_training_is_replaced_counted_and_forgotten(tmp_path, capsys):
+    cache = str(tmp_path / "cache")
+    split, loader = open_tree(tmp_path, cache, True)
+    bad = split.paths[1]
+    assert bad in cached_paths(cache)
+    rot(bad)
+    sizes = [len(images) for images, _ in loader.create_tuple_iterator(num_epochs=1, output_numpy=True)]
+    assert sizes == [4, 4]  # the next image took its place: batches and steps keep their size
+    err = capsys.readouterr().err
+    assert err.count(f"warning: skipping {bad}: not an image") == 1 and "Traceback" not in err
+    assert split.skipped == [(bad, "not an image")] and bad not in cached_paths(cache)
+    rot(split.paths[2])  # a second one: more than max_bad_images 1
+    split.source.max_bad = 1
+    with pytest.raises(DataError, match=f"{split.paths[2]}: not an image .2 of 8 images of split 'trainval' are "
+                                        "unreadable, more than max_bad_images: 1"):
+        list(loader.create_tuple_iterator(num_epochs=1, output_numpy=True))
+
+
+def test_an_image_gone_bad_while_evaluating_is_a_one_line_error(tmp_path, capsys):
+    cache = str(tmp_path / "cache")
+    split, loader = open_tree(tmp_path, cache, False)
+    bad = split.paths[5]
+    os.remove(bad)
+    with pytest.raises(DataError, match=f"{bad}: cannot be read .* changed after split 'trainval' was checked; "
+                                        "run again to skip it"):
+        list(loader.create_tuple_iterator(num_epochs=1, output_numpy=True))
+    assert bad not in cached_paths(cache) and "Traceback" not in capsys.readouterr().err
+
+
+def test_a_decode_failure_in_the_pipeline_is_one_line(tmp_path):
+    from tools.datasets.image_files import checked_iterator
+
+    split, loader = open_tree(tmp_path, "off", False)
+    rot(split.paths[3])
+    source = split.source
+    source.crcs[3] = zlib.crc32(open(split.paths[3], "rb").read())  # as if the check had passed these bytes
+    with pytest.raises(DataError, match="MindSpore cannot decode an image of split 'trainval' that the image check "
+                                        r"passed \(.*Decode: image decode failed\.\)"):
+        list(loader.create_tuple_iterator(num_epochs=1, output_numpy=True))
+    plain = checked_iterator(lambda: iter([1, 2]), source)
+    assert list(plain()) == [1, 2]

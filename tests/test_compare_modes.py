@@ -62,3 +62,15 @@ def test_summary_json_holds_what_the_modes_table_reads(tiny_run):
         int(g.replace(",", "")) for g in printed.groups())
     with open(os.path.join(tiny_run["out"], "config.yaml"), "rb") as f:
         assert summary["config_sha256"] == hashlib.sha256(f.read()).hexdigest()
+
+
+def test_out_that_is_a_file_is_refused_before_any_run(tmp_path):
+    from conftest import assert_one_line_error, run_main
+
+    out = tmp_path / "table.md"
+    out.write_text("earlier table\n")
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("data_dir: nowhere\n")
+    proc = run_main("tools/compare_modes.py", "--config", cfg, "--out", out, "--modes", "full")
+    assert_one_line_error(proc, "'--out'", "is a file", code=2)
+    assert "[full]" not in proc.stdout and out.read_text() == "earlier table\n"

@@ -183,3 +183,20 @@ def test_normalisation_values_per_channel(argv, needle):
     with pytest.raises(UsageError) as err:
         parse_config(argv, "t")
     assert needle in str(err.value)
+
+
+def test_yaml_merge_key_is_read_as_yaml_defines_it(tmp_path):
+    """``<<`` merges mappings: the file's own keys win, and an earlier merged mapping wins over a later one
+    (the YAML spec; PyYAML 6's own loader lets the later one win). An anchored value of a key merges too."""
+    path = tmp_path / "c.yaml"
+    path.write_text("lr: 0.5\n<<: [{batch_size: 4, lr: 0.1}, {batch_size: 9, epoch_size: 3}]\n")
+    cfg = parse_config(["--config", str(path)], "t")
+    assert (cfg.lr, cfg.batch_size, cfg.epoch_size) == (0.5, 4, 3)
+    path.write_text("mean: &rgb [0.5, 0.5, 0.5]\n<<: {std: *rgb}\n")
+    assert parse_config(["--config", str(path)], "t").std == [0.5, 0.5, 0.5]
+    path.write_text("<<: {epochs_size: 3}\n")  # merged keys are checked like the file's own
+    with pytest.raises(UsageError, match=r"c.yaml:1: unknown key 'epochs_size'"):
+        parse_config(["--config", str(path)], "t")
+    path.write_text("lr: 0.1\n<<: 3\n")
+    with pytest.raises(UsageError, match=r"c.yaml:2: '<<' merges a mapping or a list of mappings"):
+        parse_config(["--config", str(path)], "t")

@@ -175,3 +175,17 @@ def test_show_batch_writes_the_grid(tiny_aircraft, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "6 samples of split 'trainval' after augmentation" in proc.stdout
     assert_png(out, 600, 400)  # 2 rows x 3 columns of 2-inch cells at 100 dpi
+
+
+def test_show_batch_writes_the_format_its_extension_names(tiny_aircraft, tmp_path):
+    from conftest import assert_one_line_error, run_main
+
+    args = ["--data_dir", tiny_aircraft, "--train_split", "trainval", "--dataset", "", "--n", "2", "--image_resize",
+            "32", "--num_parallel_workers", "1", "--check_cache_dir", "off"]
+    proc = run_main("tools/show_batch.py", *args, "--out", tmp_path / "batch.gif")
+    assert_one_line_error(proc, "'out'", "batch.gif", ".png, .jpg, .jpeg", code=2)
+    assert os.listdir(tmp_path) == []
+    proc = run_main("tools/show_batch.py", *args, "--out", tmp_path / "batch.jpg")
+    assert proc.returncode == 0, proc.stderr
+    with Image.open(tmp_path / "batch.jpg") as image:
+        assert image.format == "JPEG" and image.size == (400, 200)

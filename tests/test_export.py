@@ -2,7 +2,7 @@
 import json
 import os
 
-from conftest import SPLIT_TAG, TINY_CLASSES, assert_one_line_error, read_predictions, run_parallel
+from conftest import SPLIT_TAG, TINY_CLASSES, assert_one_line_error, read_predictions, run_parallel, run_script
 
 import numpy as np
 
@@ -14,13 +14,20 @@ def test_mindir_and_class_names_are_written(trained_run):
     assert info["input_shape"] == [1, 3, 32, 32]
 
 
-def test_onnx_is_written_or_refused_in_one_line(trained_run):
-    proc, onnx = trained_run["export"], os.path.join(trained_run["out"], "model.onnx")
+def test_onnx_is_written_or_refused_in_one_line(trained_run, tmp_path):
+    """``--format both --out DIR/``: the bundle is named after the checkpoint inside DIR, written whole or not
+    at all."""
+    folder = tmp_path / "both"
+    proc = run_script("export.py", "--config", os.path.join(trained_run["out"], "config.yaml"), "--ckpt_path",
+                      os.path.join(trained_run["out"], "mobilenet_v3_small_100_best.ckpt"), "--format", "both",
+                      "--parity_count", "1", "--mode", "1", "--out", str(folder) + os.sep)
+    bundle = ["mobilenet_v3_small_100_best" + ext for ext in (".classes.json", ".mindir", ".onnx")]
     if proc.returncode == 0:
-        assert os.path.getsize(onnx) > 0
-    else:  # MobileNetV3's HSwish has no ONNX converter in MindSpore 2.7 (CPU)
+        assert sorted(os.listdir(folder)) == bundle
+        assert os.path.getsize(os.path.join(folder, bundle[2])) > 0
+    else:  # MobileNetV3's HSwish has no ONNX converter in MindSpore 2.7 (CPU): no MindIR either
         assert_one_line_error(proc, "ONNX export is not available for mobilenet_v3_small_100", code=1)
-        assert not os.path.exists(onnx)
+        assert not os.path.exists(folder)
 
 
 def test_mindir_predictions_equal_checkpoint_predictions(trained_run):
@@ -44,6 +51,7 @@ def test_output_base_strips_known_extensions():
     assert output_base(Namespace(out="", ckpt_path="runs/x_best.ckpt")) == "runs/x_best"
     assert output_base(Namespace(out="out/model.mindir", ckpt_path="x.ckpt")) == "out/model"
     assert output_base(Namespace(out="out/model.v2", ckpt_path="x.ckpt")) == "out/model.v2"
+    assert output_base(Namespace(out="out/", ckpt_path="runs/x_best.ckpt")) == os.path.join("out", "x_best")
 
 
 def test_export_errors_are_one_line(trained_run, tmp_path):

@@ -155,6 +155,17 @@ def test_bad_list_from_the_command_line_is_one_line(tmp_path):
     assert_one_line_error(proc, "train.csv:2: not UTF-8 text", code=1)
 
 
+def test_an_integer_label_far_beyond_the_others_is_one_line_naming_its_line(tmp_path):
+    rows = make_listed(tmp_path, count=10, labels=[str(i) for i in range(10)])
+    rows[6] = (rows[6][0], "100000000")
+    (tmp_path / "train.txt").write_text("".join(f"{rel} {label}\n" for rel, label in rows), encoding="utf-8")
+    proc = run_main("finetune.py", "--data_dir", tmp_path, *TINY_TRAIN_ARGS, "--ckpt_save_dir", tmp_path / "run",
+                    "--train_split", "train", "--check_cache_dir", "off")
+    assert_one_line_error(proc, "train.txt:7: label 100000000 makes 100000001 classes (0 .. 100000000) of which only "
+                                "10 have images", code=1)
+    assert proc.stdout == ""  # before the split is even checked, let alone a model built
+
+
 # ---- unsplit folders -----------------------------------------------------------------------------
 
 def make_class_folders(root, counts):
@@ -331,6 +342,30 @@ def test_hidden_folders_are_not_classes_and_listed_broken_links_are_named(tmp_pa
     assert f"skipping {tmp_path / 'train' / 'a' / 'link.jpg'}: broken symbolic link" in capsys.readouterr().err
 
 
+def test_images_in_subfolders_of_a_class_folder_are_read_hidden_ones_are_not(tmp_path):
+    make_class_folders(tmp_path / "train", {"a": 2, "b": 1})
+    write_image(str(tmp_path / "train" / "a" / "more" / "deeper" / "x.jpg"), seed=10)
+    write_image(str(tmp_path / "train" / "b" / "more" / "y.jpg"), seed=11)
+    write_image(str(tmp_path / "train" / "a" / ".ipynb_checkpoints" / "z.jpg"), seed=12)
+    write_image(str(tmp_path / "train" / "a" / "more" / "._x.jpg"), seed=13)
+    os.symlink(tmp_path / "train" / "a", tmp_path / "train" / "a" / "more" / "loop")  # read once, not forever
+    _, source = open_source(config(tmp_path), "train")
+    train = tmp_path / "train"
+    assert source.paths == [str(train / "a" / "000.jpg"), str(train / "a" / "001.jpg"),
+                            str(train / "a" / "more" / "deeper" / "x.jpg"), str(train / "b" / "000.jpg"),
+                            str(train / "b" / "more" / "y.jpg")]
+    assert list(source.labels) == [0, 0, 0, 1, 1] and source.class_names == ["a", "b"]
+
+
+def test_predict_input_folders_skip_hidden_files_and_folders(tmp_path):
+    make_class_folders(tmp_path / "photos", {"a": 2})
+    write_image(str(tmp_path / "photos" / ".ipynb_checkpoints" / "z.jpg"), seed=12)
+    write_image(str(tmp_path / "photos" / "a" / "._000.jpg"), seed=13)
+    write_image(str(tmp_path / ".hidden.jpg"), seed=14)
+    assert find_images([str(tmp_path / "photos")]) == [str(tmp_path / "photos" / "a" / f"00{i}.jpg") for i in (0, 1)]
+    assert find_images([str(tmp_path / ".hidden.jpg")]) == [str(tmp_path / ".hidden.jpg")]  # named: taken
+
+
 # ---- the check cache -----------------------------------------------------------------------------
 
 @pytest.fixture
@@ -352,7 +387,7 @@ def test_cache_rechecks_only_changed_files_and_lives_outside_the_data(tmp_path, 
     make_class_folders(data, {"a": 5})
     paths = sorted(str(data / "a" / n) for n in os.listdir(data / "a"))
     first = check_cache.check_images(paths, "train", str(cache))
-    assert counted == paths and all(ok for ok, _, _ in first) and len(os.listdir(cache)) == 1
+    assert counted == paths and all(ok for ok, _, _, _ in first) and len(os.listdir(cache)) == 1
     counted.clear()
     assert check_cache.check_images(paths, "train", str(cache)) == first and counted == []
     with open(paths[2], "r+b") as f:  # same size, new content and mtime: truncated JPEG tail zeroed
@@ -383,8 +418,23 @@ def test_new_files_are_checked_in_parallel_with_the_same_results(tmp_path):
     paths = sorted(str(tmp_path / "a" / n) for n in os.listdir(tmp_path / "a"))
     (tmp_path / "a" / "000.jpg").write_bytes(b"not an image")
     parallel = check_cache.check_images(paths, "train", None, workers=2)
-    serial = [check_cache.check_image(p) for p in paths]
-    assert parallel == [tuple(r) for r in serial] and parallel[0][:2] == (False, "not an image")
+    serial = [(*check_cache.check_image(p), check_cache.file_crc(p)) for p in paths]
+    assert parallel == serial and parallel[0][:2] == (False, "not an image")
+
+
+def test_cache_rechecks_a_file_whose_bytes_changed_but_not_its_size_or_mtime(tmp_path, counted):
+    make_class_folders(tmp_path / "data", {"a": 3})
+    paths = sorted(str(tmp_path / "data" / "a" / n) for n in os.listdir(tmp_path / "data" / "a"))
+    first = check_cache.check_images(paths, "train", str(tmp_path / "cache"))
+    stat = os.stat(paths[1])
+    with open(paths[1], "r+b") as f:
+        f.write(np.random.default_rng(0).bytes(stat.st_size))
+    os.utime(paths[1], ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    counted.clear()
+    again = check_cache.check_images(paths, "train", str(tmp_path / "cache"))
+    assert counted == [paths[1]] and again[1][:2] == (False, "not an image") and again[::2] == first[::2]
+    counted.clear()
+    assert check_cache.check_images(paths, "train", str(tmp_path / "cache")) == again and counted == []
 
 
 # ---- class balance -------------------------------------------------------------------------------

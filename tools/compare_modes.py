@@ -19,7 +19,7 @@ if __package__ in (None, ""):  # python tools/x.py: the repository root, not too
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from tools.core.errors import CliParser, DataError, UsageError, run_cli
-from tools.core.fileio import first_line
+from tools.core.fileio import check_writable_dir, first_line
 from tools.train.checkpoints import write_text
 from tools.train.run_folder import SUMMARY_FILE
 
@@ -111,6 +111,7 @@ def main(argv=None):
     parser.add_argument("--freeze_epochs", type=int, default=None,
                         help="N of 'Freeze N epochs, then full' (default: a quarter of epoch_size, at least 1)")
     args, extra = parser.parse_known_args(argv)
+    check_writable_dir(args.out, "--out")  # before the first mode trains
     from tools.core.config import parse_config
 
     cfg = parse_config(["--config", args.config, *extra], "compare")

@@ -18,7 +18,7 @@ if __package__ in (None, ""):  # python tools/x.py: the repository root, not too
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from tools.core.errors import CliParser, DataError, UsageError, run_cli
-from tools.core.fileio import atomic_write_text
+from tools.core.fileio import atomic_write_text, check_outside_data, data_folders
 
 import numpy as np
 
@@ -43,16 +43,21 @@ def parse_args(argv):
 
 # ---- reading the splits --------------------------------------------------------------------------
 
-def open_splits(cfg, names=None):
-    """``{split: ImageFiles}`` with every unreadable file listed (skipped, never an error)."""
+def split_names(cfg, names=None):
+    """``names``, else every split of the layout; none: ``data_dir`` is a folder of class folders."""
+    from tools.datasets import loader as data
+
+    return names or [s for s in data.known_splits(cfg) if _is_split(cfg, s)]
+
+
+def open_splits(cfg, names):
+    """``{split: ImageFiles}`` of :func:`split_names` with every unreadable file listed (skipped, never an error)."""
     from tools.datasets import loader as data
     from tools.datasets.check_cache import resolve_dir
     from tools.datasets.image_files import ImageFiles
     from tools.datasets.readers.folder import folder_classes, folder_images
 
     cfg.skip_bad_images, cfg.max_bad_images = True, 10**9
-    if not names:
-        names = [s for s in data.known_splits(cfg) if _is_split(cfg, s)]
     if not names:  # a folder of class folders: one split
         class_names, folders = folder_classes(cfg.data_dir, cfg.data_dir)
         paths, labels = folder_images(cfg.data_dir, folders)
@@ -265,12 +270,14 @@ def plot_counts(names, table, png_path):
 def main(argv=None):
     args = parse_args(argv)
     from tools.core.config import parse_config
+    from tools.datasets.readers.folder import check_data_dir
 
     cfg = parse_config((["--config", args.config] if args.config else []) + ["--data_dir", args.data_dir],
                        "data report")
-    if not os.path.isdir(cfg.data_dir):
-        raise DataError(f"data_dir not found: {cfg.data_dir}")
-    splits = open_splits(cfg, args.splits)
+    check_data_dir(cfg.data_dir)
+    names = split_names(cfg, args.splits)
+    check_outside_data(args.out_dir, "--out_dir", data_folders(cfg, names))
+    splits = open_splits(cfg, names)
     records = gather(splits)
     text, names, table = markdown(cfg.data_dir, splits, records, args.near_threshold)
     try:

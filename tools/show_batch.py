@@ -15,13 +15,14 @@ if __package__ in (None, ""):  # python tools/x.py: the repository root, not too
 
 from tools.core.config import INT, STR, parse_config
 from tools.core.errors import DataError, UsageError, run_cli
+from tools.core.fileio import check_output_file
 
 import numpy as np
 
 EXTRA = {"Preview": [
     ("split", "", STR, "split to draw from; empty = train_split"),
     ("n", 16, INT, "number of samples"),
-    ("out", "batch.png", STR, "PNG file to write"),
+    ("out", "batch.png", STR, "image file to write: .png, .jpg or .jpeg"),
 ]}
 CELL_INCHES = 2.0
 
@@ -45,6 +46,15 @@ def titles(labels, class_names):
         else:
             out.append(" + ".join(f"{class_names[k]} {row[k]:.2f}" for k in top))
     return out
+
+
+def check_figure_path(path, key):
+    """Refuse (UsageError, exit 2) an image file the figure cannot be written as, before the batch is drawn."""
+    from tools.report.evaluation import FIGURE_FORMATS
+
+    if os.path.splitext(path)[1].lower() not in FIGURE_FORMATS:
+        raise UsageError(f"'{key}' {path}: name a {', '.join(FIGURE_FORMATS)} file")
+    check_output_file(path, key)
 
 
 def draw(images, names, png_path):
@@ -86,6 +96,7 @@ def main(argv=None):
     cfg = parse_config(argv, "Draw training samples after augmentation.", extra=EXTRA)
     if cfg.n < 1:
         raise UsageError(f"'n' must be > 0, got {cfg.n}")
+    check_figure_path(cfg.out, "out")
     images, names, _ = sample_batch(cfg)
     out_dir = os.path.dirname(os.path.abspath(cfg.out))
     try:

@@ -21,7 +21,7 @@ if __package__ in (None, ""):  # python tools/x.py: the repository root, not too
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from tools.core.errors import CliParser, DataError, UsageError, run_cli
-from tools.core.fileio import atomic_write_text
+from tools.core.fileio import atomic_write_text, check_outside_data
 from tools.datasets.readers import aircraft as layout
 
 MODES = ("hardlink", "symlink", "copy", "move")
@@ -45,9 +45,7 @@ def check_dirs(data_dir, out_dir):
     """``data_dir`` must exist and ``out_dir`` must not lie inside ``images/``."""
     if not os.path.isdir(data_dir):
         raise UsageError(f"--data_dir {data_dir} is not a folder")
-    images = os.path.realpath(os.path.join(data_dir, layout.IMAGES_DIR))
-    if os.path.commonpath([images, os.path.realpath(out_dir)]) == images:
-        raise UsageError(f"--out_dir {out_dir} is inside {images}; choose a folder outside images/")
+    check_outside_data(out_dir, "--out_dir", [os.path.join(data_dir, layout.IMAGES_DIR)])
 
 
 def read_splits(data_dir, level, splits):

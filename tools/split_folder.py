@@ -24,7 +24,10 @@ if __package__ in (None, ""):  # python tools/x.py: the repository root, not too
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from tools.core.errors import CliParser, DataError, UsageError, run_cli
-from tools.core.fileio import atomic_path
+from tools.core.fileio import (
+    atomic_path,
+    check_outside_data,
+)
 from tools.datasets.readers.folder import folder_classes, folder_images
 
 import numpy as np
@@ -180,6 +183,7 @@ def main(argv=None):
     args = parse_args(argv)
     check_fractions(args.val_fraction, args.test_fraction)
     out_dir = args.out_dir or args.data_dir
+    check_outside_data(out_dir, "--out_dir", [args.data_dir], files_only=True)  # list files only
     splits = stratified_split(class_images(args.data_dir, args.data_dir), args.val_fraction, args.test_fraction,
                               args.seed)
     written = write_lists(out_dir, splits, overwrite=args.overwrite)

@@ -379,11 +379,31 @@ def _convert(key, value, table, where):
 
 
 BASE_KEY = "_base_"
+MERGE_TAG = "tag:yaml.org,2002:merge"  # the ``<<`` key
+
+
+def _merged_pairs(node, path):
+    """The ``(key node, value node)`` pairs the merge keys of mapping ``node`` bring, a key's winner first: by
+    YAML's rule an earlier merged mapping wins over a later one, a mapping's own keys over those it merges
+    (PyYAML 6 lets the later mapping win)."""
+    pairs = []
+    for key_node, value_node in node.value:
+        if key_node.tag != MERGE_TAG:
+            continue
+        sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+        for source in sources:
+            if not isinstance(source, yaml.MappingNode):
+                raise UsageError(f"{path}:{key_node.start_mark.line + 1}: '<<' merges a mapping or a list of "
+                                 "mappings")
+            pairs += [pair for pair in source.value if pair[0].tag != MERGE_TAG] + _merged_pairs(source, path)
+    return pairs
 
 
 def _read_mapping(path):
     """``[(key, value, line)]`` of a YAML file's top-level mapping, in file order; a key given twice
-    is an error (PyYAML silently keeps the last one)."""
+    is an error (PyYAML silently keeps the last one). A merge key (``<<: *base`` or ``<<: [*a, *b]``) is
+    read as YAML defines it: its mappings' keys come first (an earlier mapping wins), the file's own
+    keys override them."""
     problem = input_file_problem(path)
     if problem == "not found":
         raise UsageError(f"config file not found: {path}")
@@ -403,12 +423,19 @@ def _read_mapping(path):
             raise UsageError(f"{path}: expected a mapping of keys to values")
         items, first_line_of = [], {}
         for key_node, value_node in node.value:
+            if key_node.tag == MERGE_TAG:
+                continue
             key, line = loader.construct_object(key_node, deep=True), key_node.start_mark.line + 1
             if key in first_line_of:
                 raise UsageError(f"{path}:{line}: key '{key}' is given twice (first on line {first_line_of[key]})")
             first_line_of[key] = line
             items.append((key, loader.construct_object(value_node, deep=True), line))
-        return items
+        merged = {}
+        for key_node, value_node in _merged_pairs(node, path):
+            key = loader.construct_object(key_node, deep=True)
+            if key not in first_line_of and key not in merged:
+                merged[key] = (key, loader.construct_object(value_node, deep=True), key_node.start_mark.line + 1)
+        return list(merged.values()) + items
     except yaml.YAMLError as err:
         raise UsageError(f"{path}: not valid YAML: {first_line(err)}") from None
     finally:

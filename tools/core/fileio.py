@@ -2,6 +2,7 @@
 import hashlib
 import io
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 
@@ -22,6 +23,46 @@ def atomic_path(path, suffix=".tmp"):
             os.remove(tmp)
         if isinstance(err, OSError):
             raise DataError(f"cannot write {path}: {err.strerror or first_line(err)} (the previous file, if any, "
+                            "is kept)") from None
+        raise
+
+
+@contextmanager
+def atomic_folder(path, merge=False):
+    """Yield a new temporary folder beside ``path`` to write a whole output (a report, an export) into.
+    On success it takes the place of the folder ``path`` (the earlier one is removed only once the new
+    one is in place); with ``merge`` its files are moved into ``path`` instead, each in one rename,
+    after all of them were written (an export beside its checkpoint). On failure (an exception, a full
+    disk) it is removed and ``path`` is as it was: never a mix of two outputs."""
+    parent = os.path.dirname(os.path.abspath(path))
+    merge = merge and os.path.isdir(path)  # a new folder is made whole, like a replaced one
+    try:
+        os.makedirs(parent, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(path))}.", suffix=".tmp",
+                               dir=path if merge else parent)
+    except OSError as err:
+        raise DataError(f"cannot write {path}: {err.strerror or first_line(err)}") from None
+    try:
+        yield tmp
+        if merge:
+            for name in sorted(os.listdir(tmp)):
+                os.replace(os.path.join(tmp, name), os.path.join(path, name))
+            os.rmdir(tmp)
+        elif os.path.isdir(path):
+            old = tmp + ".old"
+            os.rename(path, old)
+            try:
+                os.rename(tmp, path)
+            except OSError:
+                os.rename(old, path)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, path)
+    except BaseException as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OSError):
+            raise DataError(f"cannot write {path}: {err.strerror or first_line(err)} (the previous one, if any, "
                             "is kept)") from None
         raise
 
@@ -69,6 +110,35 @@ def check_output_file(path, key):
     if os.path.isdir(path):
         raise UsageError(f"'{key}' {os.path.abspath(path)} is a folder; name a file")
     check_writable_dir(os.path.dirname(os.path.abspath(path)), key)
+
+
+def data_folders(cfg, splits):
+    """The folders of ``cfg``'s data an output must stay out of (:func:`check_outside_data`): the split
+    folders ``<data_dir>/<split>`` of ``splits`` that exist, the Aircraft layout's ``images/``, and
+    ``data_dir`` itself when it is read as a folder of class folders (no split folder, and no ``splits``
+    named or ``val_fraction`` splitting it). A new folder beside the split folders is no split, not data."""
+    from tools.datasets.readers.aircraft import IMAGES_DIR  # it imports this module
+
+    data_dir = os.path.abspath(cfg.data_dir)
+    folders = [os.path.join(data_dir, s) for s in splits if os.path.isdir(os.path.join(data_dir, s))]
+    if not folders and (not splits or cfg.val_fraction):
+        folders = [data_dir]
+    return folders + [os.path.join(data_dir, IMAGES_DIR)]
+
+
+def check_outside_data(path, key, folders, files_only=False):
+    """Refuse (UsageError, exit 2) an output folder ``path`` that is one of the data ``folders`` (folders
+    of class folders or images) or lies inside one: a folder written there would be read as a class, a
+    chart as a training image. ``files_only``: the caller writes only files into ``path`` itself, which a
+    folder of class folders ignores, so ``path`` may be such a folder (not inside one)."""
+    real = os.path.realpath(path)
+    for folder in folders:
+        folder = os.path.realpath(folder)
+        if os.path.commonpath([folder, real]) == folder and not (files_only and real == folder):
+            raise UsageError(f"'{key}' {path} is inside the data folder {folder}; choose a folder outside it "
+                             "(an output there would be read as data)")
+
+
 def read_text_lines(path):
     """The lines of a UTF-8 text file (a BOM is accepted), split at ``\n`` only, line ends kept.
 

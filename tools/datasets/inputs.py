@@ -17,15 +17,17 @@ INPUT_NAME = "--input"  # stands for the split name in warnings
 
 def find_images(inputs):
     """Files named in ``inputs`` (whatever their extension) and the image files under its folders
-    (recursive, sorted), in the order given; a path that does not exist is an error."""
+    (recursive, sorted; hidden files and folders, names starting with '.', left out as in training), in
+    the order given; a path that does not exist is an error."""
     found = []
     for path in inputs:
         if os.path.isfile(path):
             found.append(path)
         elif os.path.isdir(path):
             for root, dirs, files in os.walk(path):
-                dirs.sort()
-                found += [os.path.join(root, name) for name in sorted(files) if name.lower().endswith(IMAGE_EXTENSIONS)]
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                found += [os.path.join(root, name) for name in sorted(files)
+                          if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")]
         else:
             raise DataError(f"input not found: {path}")
     if not found:
@@ -38,4 +40,5 @@ def input_split(cfg, paths, class_names):
     source = ImageFiles(paths, [UNKNOWN_LABEL] * len(paths), class_names, INPUT_NAME, cfg.skip_bad_images,
                         cfg.max_bad_images)
     dataset = image_dataset(source, shuffle=False, num_parallel_workers=cfg.num_parallel_workers)
-    return SplitData(dataset, source.class_names, len(source), "files", source.paths, source.skipped)
+    return SplitData(dataset, source.class_names, len(source), "files", source.paths, source.skipped,
+                     source=source)

@@ -21,10 +21,10 @@ from typing import List
 from tools.core.errors import DataError, UsageError
 from tools.datasets import class_balance
 from tools.datasets.check_cache import resolve_dir
-from tools.datasets.image_files import AnnotationDataset, ImageFiles, image_dataset
+from tools.datasets.image_files import AnnotationDataset, ImageFiles, checked_iterator, image_dataset
 from tools.datasets.readers import aircraft as layout
 from tools.datasets.readers import list_file as list_layout
-from tools.datasets.readers.folder import folder_classes, folder_images
+from tools.datasets.readers.folder import check_data_dir, folder_classes, folder_images
 from tools.datasets.seeded_augment import SeededAugmentation
 from tools.train.techniques.imbalance import BalancedSampler
 
@@ -48,6 +48,7 @@ class SplitData:
     paths: List[str]  # image files in dataset order
     skipped: List = field(default_factory=list)  # (path, reason) of the unreadable images left out
     labels: object = None  # class index of every image of the whole split (not only this worker's shard)
+    source: object = None  # the ImageFiles read (its ``error``: an image found bad when read)
 
 
 def list_dir(cfg):
@@ -60,8 +61,7 @@ def detect_layout(cfg, split):
     if cfg.dataset.lower() in _BUILTIN_DATASETS:
         raise UsageError(f"dataset '{cfg.dataset}' is not supported here: set dataset: '' and point data_dir "
                          "at a folder or annotation dataset")
-    if not os.path.isdir(cfg.data_dir):
-        raise DataError(f"data_dir not found: {cfg.data_dir}")
+    check_data_dir(cfg.data_dir)
     folder = os.path.isdir(os.path.join(cfg.data_dir, split))
     annotated = layout.has_annotations(cfg.data_dir, cfg.label_level, split)
     wanted = cfg.dataset_format
@@ -180,6 +180,7 @@ def open_split(cfg, split, class_names=None, training=False, shard=(None, None))
     ``shard`` is ``(num_shards, shard_id)`` for data-parallel training.
     """
     kind, source = open_source(cfg, split, class_names)
+    source.replace_bad = training
     report_balance(cfg, split, source)
     sampler = _training_sampler(cfg, source, shard) if training else None
     repeated = _Repeats(source, cfg.aug_repeats) if training and cfg.aug_repeats > 0 else source
@@ -187,7 +188,7 @@ def open_split(cfg, split, class_names=None, training=False, shard=(None, None))
                             num_shards=shard[0], shard_id=shard[1], num_parallel_workers=cfg.num_parallel_workers,
                             num_samples=cfg.num_samples if training else None, sampler=sampler, with_index=training)
     return SplitData(dataset, source.class_names, dataset.get_dataset_size(), kind, source.paths, source.skipped,
-                     source.labels)
+                     source.labels, source)
 
 
 def _training_sampler(cfg, source, shard):
@@ -228,7 +229,8 @@ def build_loader(cfg, data, num_classes, training, batch_size=None):
 
     Training augmentation runs per sample, seeded from (seed, epoch, sample index)
     (``tools.datasets.seeded_augment``; ``aug_splits`` keeps MindCV's own, unseeded, mapping).
-    Evaluation keeps every image exactly once: no shuffling, no dropped remainder.
+    Evaluation keeps every image exactly once: no shuffling, no dropped remainder. The loader's iterators raise the
+    DataError of an image found bad when read (``tools.datasets.image_files.checked_iterator``).
     """
     dataset, transform, augmentation = data.dataset, build_transforms(cfg, training), None
     if "index" in dataset.get_col_names():
@@ -249,4 +251,6 @@ def build_loader(cfg, data, num_classes, training, batch_size=None):
     except (ValueError, AssertionError) as err:
         raise UsageError(f"cannot build the data pipeline: {err}") from None
     loader.seeded_augmentation = augmentation
+    if data.source is not None:
+        loader.create_tuple_iterator = checked_iterator(loader.create_tuple_iterator, data.source)
     return loader

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import math
+import os
 
 import matplotlib
 
@@ -25,6 +26,7 @@ CURVES_SIZE = (10.0, 4.0)                    # training curves: inches
 RELIABILITY_SIZE = (5.0, 6.0)                # reliability diagram: inches
 ANNOTATE_MAX_CLASSES = 20                    # write the counts in the cells up to this many classes
 RIGHT, WRONG, UNKNOWN = "green", "red", "black"
+FIGURE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}  # file extension -> what save_figure writes
 
 
 # ---- metrics as reported ---------------------------------------------------------------------------
@@ -142,10 +144,11 @@ def write_predictions(path, records, fmt):
 # ---- figures -------------------------------------------------------------------------------------
 
 def save_figure(fig, path, dpi=None):
-    """Write ``fig`` as a PNG atomically and close it (also when the write fails)."""
+    """Write ``fig`` atomically as its extension says (``FIGURE_FORMATS``, else PNG) and close it (also when the
+    write fails)."""
     try:
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=dpi or DPI)
+            fig.savefig(tmp, format=FIGURE_FORMATS.get(os.path.splitext(path)[1].lower(), "png"), dpi=dpi or DPI)
     finally:
         plt.close(fig)
 

@@ -4,6 +4,7 @@ import base64
 import html
 import os
 
+from tools.core.errors import UsageError
 from tools.core.fileio import atomic_write_text
 
 REPORT_FILE = "report.html"
@@ -68,6 +69,14 @@ def image(path, alt):
     with open(path, "rb") as f:
         data = base64.b64encode(f.read()).decode("ascii")
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def check_report_dir(path, key):
+    """A report folder is replaced as a whole: refuse (UsageError, exit 2) an existing folder that holds
+    files but no ``REPORT_FILE``, which is not an earlier report (a run folder, say) and would be lost."""
+    if os.path.isdir(path) and os.listdir(path) and not os.path.isfile(os.path.join(path, REPORT_FILE)):
+        raise UsageError(f"'{key}' {path} holds files but is no report (no {REPORT_FILE}), and a report folder is "
+                         "replaced as a whole: name a new folder")
 
 
 def write_report(path, title, sections):

@@ -6,8 +6,9 @@ has lines ``<path> <label>``, the label being the rest of the line after the fir
 FGVC-Aircraft's files and MMPretrain's lists). Paths are relative to ``data_dir`` (absolute ones allowed).
 
 A label is a class name, or an integer index: when every label of a split is a non-negative integer
-and there is no ``classes.txt``, the classes are ``0 .. max``; with ``<data_dir>/classes.txt`` a label is
-one of its names or an index into it. Otherwise the classes are the sorted labels.
+and there is no ``classes.txt``, the classes are ``0 .. max``, of which at least half must have an image
+(a stray ``100000000`` among ``0 .. 9`` is a typo, not 100 million classes); with ``<data_dir>/classes.txt``
+a label is one of its names or an index into it. Otherwise the classes are the sorted labels.
 """
 import csv
 import os
@@ -116,7 +117,7 @@ def read_split(data_dir, list_path, image_column="image", label_column="label", 
         if os.path.isfile(names_path):
             class_names = layout.read_names(names_path)
         elif all(_is_index(label) for label in labels):
-            class_names = [str(i) for i in range(max(int(label) for label in labels) + 1)]
+            class_names = _numbered_classes(list_path, entries)
         else:
             class_names = sorted(set(labels))
     index = {name: i for i, name in enumerate(class_names)}
@@ -135,6 +136,17 @@ def read_split(data_dir, list_path, image_column="image", label_column="label", 
             raise DataError(f"{list_path}:{lineno}: image file not found: {path}")
         paths.append(path)
     return paths, label_indices, class_names
+
+
+def _numbered_classes(list_path, entries):
+    """``'0' .. 'max'`` of integer labels; an error naming the largest label's line when most would be empty."""
+    lineno, _, label = max(entries, key=lambda entry: int(entry[2]))
+    count, used = int(label) + 1, len({int(label) for _, _, label in entries})
+    if count > 2 * used:
+        raise DataError(f"{list_path}:{lineno}: label {label} makes {count} classes (0 .. {label}) of which only "
+                        f"{used} have images; integer labels are class indices (name the classes in "
+                        f"{layout.CLASSES_FILE} otherwise)")
+    return [str(i) for i in range(count)]
 
 
 def _is_index(label):
