@@ -75,3 +75,81 @@ def test_a_refused_resume_leaves_the_finished_run_byte_identical(kind, finished,
     assert_one_line_error(proc, needle, code=code)
     assert folder_hash(finished) == before, kind                       # summary.json, split/, the lock: as they were
     assert run_folder.status(finished) == "finished"
+
+
+def test_a_finished_run_resumed_with_its_epoch_size_has_nothing_to_do(finished, tiny_aircraft):
+    before = folder_hash(finished)
+    proc = run_main("finetune.py", "--data_dir", tiny_aircraft, *TINY_TRAIN_ARGS, "--ckpt_save_dir", finished,
+                    "--resume", os.path.join(finished, "resume.ckpt"))
+    assert proc.returncode == 0 and proc.stderr.strip() == "", proc.stderr
+    assert f"{finished}: the run finished its 2 epochs (epoch_size 2): nothing to do" in proc.stdout, proc.stdout
+    assert "steps/epoch" not in proc.stdout
+    assert folder_hash(finished) == before and run_folder.status(finished) == "finished"
+
+
+def test_config_yaml_does_not_carry_resume_or_overwrite_into_the_next_run(tmp_path):
+    """A run's config.yaml used again with --config (e.g. with a new ckpt_save_dir) starts a new run: it
+    neither resumes nor overwrites the run that wrote it."""
+    from tools.config import parse_config, save_config
+
+    run = tmp_path / "run"
+    cfg = parse_config(["--ckpt_save_dir", str(run), "--resume", str(run / "resume.ckpt"), "--overwrite", "True"],
+                       "test")
+    save_config(cfg, str(run / "config.yaml"))
+    text = (run / "config.yaml").read_text()
+    assert "resume:" not in text.replace("resume_opt:", "") and "overwrite:" not in text
+    again = parse_config(["--config", str(run / "config.yaml"), "--ckpt_save_dir", str(tmp_path / "new")], "test")
+    assert again.resume == "" and again.overwrite is False and again.ckpt_save_dir == str(tmp_path / "new")
+
+
+FAST = [*TINY_TRAIN_ARGS, "--mode", "1", "--model", "resnet18", "--opt", "momentum"]  # the quickest to start
+
+
+def test_overwrite_removes_the_previous_runs_files_and_says_so(tiny_aircraft, tmp_path):
+    out = tmp_path / "run"
+    first = run_script("finetune.py", "--data_dir", tiny_aircraft, *FAST, "--epoch_size", "3", "--ckpt_save_dir", out,
+                       "--tensorboard", "True")
+    assert first.returncode == 0, first.stderr
+    assert {"resnet18-3.ckpt", "resnet18-2.ckpt", "tensorboard", "summary.json"} <= set(os.listdir(out))
+    (out / "notes.txt").write_text("the user's own file\n")
+    second = run_script("finetune.py", "--data_dir", tiny_aircraft, *FAST, "--epoch_size", "1", "--ckpt_save_dir", out,
+                        "--overwrite", "True")
+    assert second.returncode == 0, second.stderr
+    notes = [line for line in second.stdout.splitlines() if "overwrite: True removed" in line]
+    assert len(notes) == 1 and str(out) in notes[0] and "resnet18-3.ckpt" in notes[0], second.stdout
+    names = set(os.listdir(out))
+    assert "resnet18-2.ckpt" not in names and "resnet18-3.ckpt" not in names and "tensorboard" not in names
+    assert {"resnet18-1.ckpt", "resnet18_last.ckpt", "summary.json", "notes.txt"} <= names
+    assert len((out / "results.csv").read_text().splitlines()) == 2   # header and the new run's one epoch
+    assert run_folder.status(str(out)) == "finished"
+
+
+@pytest.mark.parametrize("signum, line", [(signal.SIGINT, "checking 600 new images of split 'trainval'"),
+                                          (signal.SIGTERM, "split 'test': 200 images")])   # the model build follows
+def test_a_stop_signal_before_training_stops_at_once_and_leaves_no_folder(signum, line, tmp_path):
+    """SIGINT in the data check, SIGTERM in the model build (the line each waits for starts that phase)."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, os.path.join(ROOT, "finetune.py"), "--data_dir", os.path.join(ROOT, "data", "fashion_mnist"),
+           *FAST, "--check_cache_dir", "off", "--ckpt_save_dir", out]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, GLOG_v="3"))
+    seen = []
+    for text in proc.stdout:
+        seen.append(text)
+        if line in text:
+            proc.send_signal(signum)
+            sent = time.monotonic()
+            break
+    else:
+        pytest.fail("".join(seen))
+    rest = proc.stdout.read()
+    code = proc.wait(timeout=60)
+    seconds = time.monotonic() - sent
+    output = "".join(seen) + rest
+    print(f"{signum.name}: stopped {seconds:.2f} s after the signal")
+    assert code == 128 + signum, output
+    assert seconds < 10, output
+    assert not out.exists(), os.listdir(out)                            # no run folder left
+    assert "Traceback" not in output and "epochs are saved" not in output and "steps/epoch" not in output, output
+    assert f"{'stopped by SIGTERM' if signum == signal.SIGTERM else 'interrupted'} before training began: " \
+           "nothing was trained or written" in output, output
