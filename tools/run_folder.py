@@ -1,7 +1,10 @@
 """Which folder a training run writes to, held for the run's life so that no two runs share one.
 
 * A new run takes ``ckpt_save_dir``, or the first free ``<dir>_N`` beside it when ``<dir>`` holds
-  another run (``overwrite: True`` reuses ``<dir>``).
+  another run (``overwrite: True`` reuses ``<dir>``, removing the files the previous run wrote there).
+* :func:`choose` finds the folder reading only, so that every check of the run (its resume state against
+  the config, the data, the model) comes before the first write; :func:`take` then locks it and checks
+  that a resumed run's state did not change meanwhile.
 * ``resume: auto`` continues the newest *interrupted* run among ``<dir>``, ``<dir>_2``, ... (one that
   took its folder, holds no ``summary.json`` and is not running); it never extends a finished run, nor
   outputs without a lock file (an earlier version's or copied ones). With none, it starts a new run.
@@ -217,6 +220,12 @@ def finished(folder):
     return os.path.isfile(os.path.join(folder, SUMMARY_FILE))
 
 
+def _taken(folder, rank):
+    """Whether another run holds ``folder``; for ranks > 0 one of another job (their rank 0 may hold it already)."""
+    owner = holder(folder)
+    return bool(owner) and not (rank and owner[1] == job_key())
+
+
 def choose(cfg, rank=0):
     """Which folder the run will take, reading only (every check of a run comes before its first write):
     for ``resume: PATH`` the folder of that state file, for ``resume: auto`` the newest interrupted run
@@ -225,7 +234,8 @@ def choose(cfg, rank=0):
     check_writable_dir(cfg.ckpt_save_dir, "ckpt_save_dir")
     speak = rank == 0
     if cfg.resume == "auto":
-        interrupted = [folder for folder in siblings(cfg.ckpt_save_dir) if status(folder) == "interrupted"]
+        interrupted = [folder for folder in siblings(cfg.ckpt_save_dir) if status(folder) == "interrupted"
+                       or status(folder) == "running" and not _taken(folder, rank)]
         if interrupted:
             if speak:
                 print(f"resume: auto continues the interrupted run in {interrupted[-1]}")
@@ -242,7 +252,7 @@ def choose(cfg, rank=0):
             raise DataError(f"resume checkpoint not found: {cfg.resume}")
         folder = os.path.dirname(os.path.abspath(cfg.resume))
         check_writable_dir(folder, "resume")
-        if holder(folder):
+        if _taken(folder, rank):
             raise DataError(_in_use(folder))
         if speak and os.path.realpath(folder) != os.path.realpath(cfg.ckpt_save_dir):
             print(f"note: resuming the run in {folder} (the folder of {cfg.resume})")
