@@ -153,3 +153,31 @@ def test_a_stop_signal_before_training_stops_at_once_and_leaves_no_folder(signum
     assert "Traceback" not in output and "epochs are saved" not in output and "steps/epoch" not in output, output
     assert f"{'stopped by SIGTERM' if signum == signal.SIGTERM else 'interrupted'} before training began: " \
            "nothing was trained or written" in output, output
+
+
+def test_the_stop_line_claims_saved_epochs_only_when_there_are_some(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from mindspore import nn
+
+    from tools.engine import Trainer
+    from tools.stop_signals import Stopped
+
+    net = nn.Dense(3, 2)
+    trainer = Trainer(SimpleNamespace(ckpt_save_dir=str(tmp_path), model="dense", seed=1, loss_scale_type="fixed"),
+                      net, net, [0.1], ["a", "b"])
+
+    def stopped(*args):
+        raise Stopped(signal.SIGTERM)
+
+    trainer._fit = stopped
+    lines = []
+    for before in (lambda: None, lambda: trainer.save_state(0, step=(2, 1.0)),
+                   lambda: trainer.rows.append({"epoch": 1})):
+        before()
+        with pytest.raises(Stopped):
+            trainer.fit(None, None)
+        lines.append(capsys.readouterr().err.strip())
+    assert lines[0].startswith(f"stopped by SIGTERM; no epoch finished yet, nothing trained is saved in {tmp_path}")
+    assert lines[1].startswith("stopped by SIGTERM; no epoch finished yet, the last recovery state is saved in")
+    assert lines[2].startswith(f"stopped by SIGTERM; finished epochs are saved in {tmp_path}: continue with")
