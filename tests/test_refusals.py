@@ -181,3 +181,12 @@ def test_the_stop_line_claims_saved_epochs_only_when_there_are_some(tmp_path, ca
     assert lines[0].startswith(f"stopped by SIGTERM; no epoch finished yet, nothing trained is saved in {tmp_path}")
     assert lines[1].startswith("stopped by SIGTERM; no epoch finished yet, the last recovery state is saved in")
     assert lines[2].startswith(f"stopped by SIGTERM; finished epochs are saved in {tmp_path}: continue with")
+
+
+def test_overwrite_refused_leaves_the_previous_run_whole(finished, tiny_aircraft):
+    """overwrite: True removes the previous run's files only once every check passed."""
+    before = folder_hash(finished)
+    proc = run_main("finetune.py", "--data_dir", tiny_aircraft, *TINY_TRAIN_ARGS, "--ckpt_save_dir", finished,
+                    "--overwrite", "True", "--batch_size", "64")
+    assert_one_line_error(proc, "make no full batch", code=2)
+    assert folder_hash(finished) == before and run_folder.status(finished) == "finished"
