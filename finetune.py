@@ -7,9 +7,9 @@ import sys
 import tempfile
 
 os.environ.setdefault("GLOG_v", "3")  # MindSpore: errors only
-if __name__ == "__main__":  # before MindSpore starts threads: Ctrl-C and SIGTERM stop between steps
-    from tools import stop_signals
+from tools import stop_signals  # noqa: E402
 
+if __name__ == "__main__":  # before MindSpore starts threads: Ctrl-C and SIGTERM stop between steps
     stop_signals.route_to_main_thread()
 
 from tools import memory_guard, run_folder, runtime  # noqa: E402
@@ -18,7 +18,7 @@ from tools.engine import Trainer, weights_digest  # noqa: E402
 from tools.errors import run_cli  # noqa: E402
 from tools.fileio import check_outside_data, check_writable_dir, data_folders, file_sha256  # noqa: E402
 from tools.training import build_training, describe  # noqa: E402
-from tools.split_folder import hold_out_val  # noqa: E402
+from tools.split_folder import hold_out_val, keep_held_out  # noqa: E402
 
 EXTRA = {"finetune.py": [
     ("dry_run", False, BOOL, "resolve the config, check the data, build model, loss, schedule, optimizer and "
@@ -32,7 +32,7 @@ def dry_run(cfg, shard, rank):
     check_writable_dir(cfg.ckpt_save_dir, "ckpt_save_dir")
     with tempfile.TemporaryDirectory() as scratch:
         cfg.ckpt_save_dir = scratch
-        hold_out_val(cfg)
+        hold_out_val(cfg, scratch)
         run = build_training(cfg, shard, verbose=rank == 0, extract_features=False)
         if rank == 0:
             print(describe(cfg, run))
@@ -56,12 +56,23 @@ def main(argv=None):
             print(f"note: {note}")
     if cfg.dry_run:
         return dry_run(cfg, shard, rank)
-    run_folder.take(cfg, rank)  # sets cfg.ckpt_save_dir (and resume) to the run's folder, held till exit
-    hold_out_val(cfg)  # --val_fraction: the held-out split goes into the run folder and its config.yaml
-    run = build_training(cfg, shard, verbose=rank == 0)
-    trainer = Trainer(cfg, run.network, run.train_step, run.lrs, run.class_names, rank, run.callbacks,
-                      world=shard[0] or 1)
-    start_epoch = trainer.resume(cfg.resume) if cfg.resume else 1
+    # every check (the resume state against this config, the data, the model) before the first write:
+    # a refused command leaves an earlier run byte for byte as it was
+    with tempfile.TemporaryDirectory() as scratch:
+        chosen = run_folder.choose(cfg, rank)  # reads only; sets cfg.ckpt_save_dir (and resume) to a resumed run's
+        held_out = hold_out_val(cfg, scratch)  # --val_fraction: its lists, in scratch until the folder is taken
+        run = build_training(cfg, shard, verbose=rank == 0)
+        trainer = Trainer(cfg, run.network, run.train_step, run.lrs, run.class_names, rank, run.callbacks,
+                          world=shard[0] or 1)
+        start_epoch = trainer.resume(cfg.resume) if cfg.resume else 1
+    if start_epoch > cfg.epoch_size and run_folder.finished(cfg.ckpt_save_dir):
+        if rank == 0:
+            print(f"{cfg.ckpt_save_dir}: the run finished its {start_epoch - 1} epochs (epoch_size {cfg.epoch_size}): "
+                  "nothing to do (a larger epoch_size extends it)")
+        return 0
+    stop_signals.between_steps()  # from the first write on, a stop signal keeps what is on disk whole
+    trainer.saver.folder = run_folder.take(cfg, rank, chosen)  # held till exit: a new run may land in <dir>_N
+    keep_held_out(cfg, held_out)  # the split goes into the run folder and its config.yaml
 
     if rank == 0:
         os.makedirs(cfg.ckpt_save_dir, exist_ok=True)
