@@ -5,16 +5,16 @@
 import os
 import tempfile
 
-if __name__ == "__main__":  # before MindSpore starts threads: Ctrl-C and SIGTERM stop between steps
-    from tools.core import stop_signals
+from tools.core import stop_signals
 
+if __name__ == "__main__":  # before MindSpore starts threads: Ctrl-C and SIGTERM stop between steps
     stop_signals.route_to_main_thread()
 
 from tools.core import runtime
 from tools.core.config import BOOL, CONFIG_FILE_NAME, no_effect_notes, parse_config, save_config
 from tools.core.errors import run_cli
 from tools.core.fileio import check_outside_data, check_writable_dir, data_folders, file_sha256
-from tools.split_folder import hold_out_val
+from tools.split_folder import hold_out_val, keep_held_out
 from tools.train import run_folder
 from tools.train.trainer import Trainer, weights_digest
 from tools.train.wiring import build_training, describe
@@ -31,7 +31,7 @@ def dry_run(cfg, shard, rank):
     check_writable_dir(cfg.ckpt_save_dir, "ckpt_save_dir")
     with tempfile.TemporaryDirectory() as scratch:
         cfg.ckpt_save_dir = scratch
-        hold_out_val(cfg)
+        hold_out_val(cfg, scratch)
         run = build_training(cfg, shard, verbose=rank == 0, extract_features=False)
         if rank == 0:
             print(describe(cfg, run))
@@ -55,12 +55,23 @@ def main(argv=None):
             print(f"note: {note}")
     if cfg.dry_run:
         return dry_run(cfg, shard, rank)
-    run_folder.take(cfg, rank)  # sets cfg.ckpt_save_dir (and resume) to the run's folder, held till exit
-    hold_out_val(cfg)  # --val_fraction: the held-out split goes into the run folder and its config.yaml
-    run = build_training(cfg, shard, verbose=rank == 0)
-    trainer = Trainer(cfg, run.network, run.train_step, run.lrs, run.class_names, rank, run.callbacks,
-                      world=shard[0] or 1)
-    start_epoch = trainer.resume(cfg.resume) if cfg.resume else 1
+    # every check (the resume state against this config, the data, the model) before the first write:
+    # a refused command leaves an earlier run byte for byte as it was
+    with tempfile.TemporaryDirectory() as scratch:
+        chosen = run_folder.choose(cfg, rank)  # reads only; sets cfg.ckpt_save_dir (and resume) to a resumed run's
+        held_out = hold_out_val(cfg, scratch)  # --val_fraction: its lists, in scratch until the folder is taken
+        run = build_training(cfg, shard, verbose=rank == 0)
+        trainer = Trainer(cfg, run.network, run.train_step, run.lrs, run.class_names, rank, run.callbacks,
+                          world=shard[0] or 1)
+        start_epoch = trainer.resume(cfg.resume) if cfg.resume else 1
+    if start_epoch > cfg.epoch_size and run_folder.finished(cfg.ckpt_save_dir):
+        if rank == 0:
+            print(f"{cfg.ckpt_save_dir}: the run finished its {start_epoch - 1} epochs (epoch_size {cfg.epoch_size}): "
+                  "nothing to do (a larger epoch_size extends it)")
+        return 0
+    stop_signals.between_steps()  # from the first write on, a stop signal keeps what is on disk whole
+    trainer.saver.folder = run_folder.take(cfg, rank, chosen)  # held till exit: a new run may land in <dir>_N
+    keep_held_out(cfg, held_out)  # the split goes into the run folder and its config.yaml
 
     if rank == 0:
         os.makedirs(cfg.ckpt_save_dir, exist_ok=True)

@@ -275,13 +275,13 @@ def test_val_fraction_refuses_a_folder_that_has_a_val_split(tmp_path):
     make_class_folders(tmp_path / "val", {"a": 2})
     cfg = config(tmp_path, val_fraction=0.2, ckpt_save_dir=str(tmp_path / "run"))
     with pytest.raises(UsageError, match="has split 'val'"):
-        split_folder.hold_out_val(cfg)
+        split_folder.hold_out_val(cfg, str(tmp_path / "scratch"))
 
 
 def test_val_fraction_refuses_an_annotation_split(tiny_aircraft, tmp_path):
     cfg = config(tiny_aircraft, val_fraction=0.2, train_split="trainval", ckpt_save_dir=str(tmp_path / "run"))
     with pytest.raises(UsageError, match="split 'trainval' of .* is a list or annotation file"):
-        split_folder.hold_out_val(cfg)
+        split_folder.hold_out_val(cfg, str(tmp_path / "scratch"))
     assert not os.path.exists(tmp_path / "run")
 
 

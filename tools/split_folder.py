@@ -113,10 +113,10 @@ def csv_text(rows):
     return buffer.getvalue()
 
 
-def write_lists(out_dir, splits, overwrite=False):
+def write_lists(out_dir, splits, overwrite=False, check_only=False):
     """Write ``<split>.csv`` files; returns the paths written. Checked first: a file that would change, or a
     stale one (``test.csv`` of an earlier split with a test part, a ``.txt`` list of a split written now), is
-    refused without ``overwrite`` (and then removed)."""
+    refused without ``overwrite`` (and then removed). ``check_only``: the check, nothing written."""
     texts = {os.path.join(out_dir, f"{split}.csv"): csv_text(rows) for split, rows in splits.items()}
     stale = [os.path.join(out_dir, f"{split}.txt") for split in splits]
     if "test" not in splits:
@@ -126,6 +126,8 @@ def write_lists(out_dir, splits, overwrite=False):
     if (changed or stale) and not overwrite:
         what = changed[0] if changed else stale[0]
         raise DataError(f"{what} exists and holds another split; --overwrite replaces it (or use another --out_dir)")
+    if check_only:
+        return []
     os.makedirs(out_dir, exist_ok=True)
     written = []
     for path, text in texts.items():
@@ -149,13 +151,15 @@ def summary(splits):
     return ", ".join(f"{split} {len(rows)}" for split, rows in splits.items())
 
 
-def hold_out_val(cfg):
+def hold_out_val(cfg, scratch):
     """``finetune.py --val_fraction F``: split ``<data_dir>/<train_split>/`` (or ``data_dir`` itself, a
-    folder of class folders) into ``<ckpt_save_dir>/split/<train_split>.csv`` and ``<val_split>.csv``,
-    and point ``cfg`` at them (``dataset_format: list``, ``list_dir``) so the run's config.yaml
-    records the split; ``val_fraction`` is then 0 there: the split is done."""
+    folder of class folders) into ``<train_split>.csv`` and ``<val_split>.csv``, written to ``scratch`` for the
+    data checks and the model build (nothing goes into the run folder before every check has passed), and
+    point ``cfg`` at them (``dataset_format: list``, ``list_dir``); ``val_fraction`` is then 0: the split is
+    done. Returns the split (``{split: rows}``, empty without val_fraction) for :func:`keep_held_out`; lists
+    in the run folder that would change are refused here, before any write, without ``overwrite``."""
     if not cfg.val_fraction:
-        return cfg
+        return {}
     check_fractions(cfg.val_fraction, 0.0)
     if cfg.list_dir:
         raise UsageError("'val_fraction' makes its own list files: leave 'list_dir' unset")
@@ -171,12 +175,22 @@ def hold_out_val(cfg):
                          "a list or annotation file; split it with its own val list instead")
     class_root = tree if os.path.isdir(tree) else cfg.data_dir
     parts = stratified_split(class_images(cfg.data_dir, class_root), cfg.val_fraction, seed=cfg.split_seed)
+    held_out = {cfg.train_split: parts["train"], cfg.val_split: parts["val"]}
     out_dir = os.path.abspath(os.path.join(cfg.ckpt_save_dir, SPLIT_DIR))
-    write_lists(out_dir, {cfg.train_split: parts["train"], cfg.val_split: parts["val"]}, overwrite=cfg.overwrite)
+    write_lists(out_dir, held_out, overwrite=cfg.overwrite, check_only=True)
+    write_lists(scratch, held_out)
     print(f"held out {cfg.val_fraction:g} of each class of {class_root} as '{cfg.val_split}' (seed {cfg.split_seed}): "
           f"{len(parts['train'])} train, {len(parts['val'])} val images; lists in {out_dir}", flush=True)
-    cfg.dataset_format, cfg.list_dir, cfg.val_fraction = "list", out_dir, 0.0
-    return cfg
+    cfg.dataset_format, cfg.list_dir, cfg.val_fraction = "list", os.path.abspath(scratch), 0.0
+    return held_out
+
+
+def keep_held_out(cfg, held_out):
+    """Write :func:`hold_out_val`'s split into ``<ckpt_save_dir>/split/`` once the run took its folder, and point
+    ``cfg`` (so the run's config.yaml) there."""
+    if held_out:
+        cfg.list_dir = os.path.abspath(os.path.join(cfg.ckpt_save_dir, SPLIT_DIR))
+        write_lists(cfg.list_dir, held_out, overwrite=cfg.overwrite)
 
 
 def main(argv=None):

@@ -591,9 +591,15 @@ def _check_imbalance_and_schedule(values):
         raise UsageError(f"'class_weights' needs 'loss: ce', got '{values['loss']}'")
 
 
+# what a command does to the folder it names, not a setting of the run: a config.yaml used again with
+# --config must not resume (or wipe) the run that wrote it
+COMMAND_ONLY_KEYS = ("resume", "overwrite")
+
+
 def save_config(cfg, path):
-    """Write the resolved configuration as YAML (readable back with ``--config``)."""
+    """Write the resolved configuration as YAML (readable back with ``--config``), without
+    ``COMMAND_ONLY_KEYS``."""
     table = option_table()  # a script's own flags (e.g. finetune.py's dry_run) are not config keys
-    data = {k: v for k, v in vars(cfg).items() if k in table}
+    data = {k: v for k, v in vars(cfg).items() if k in table and k not in COMMAND_ONLY_KEYS}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))

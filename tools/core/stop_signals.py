@@ -4,15 +4,21 @@ MindSpore's graph runtime replaces the SIGINT handler while a step runs with one
 process SIGTERM (a GRAPH-mode Ctrl-C used to end with exit 143 and no message), and its data engine
 installs handlers of its own. So a script calls :func:`route_to_main_thread` before it imports
 MindSpore: both signals are then blocked in every thread, one watcher thread takes them with
-``sigwaitinfo`` (no MindSpore handler ever sees them) and notes which came; the training loop calls
+``sigwaitinfo`` (no MindSpore handler ever sees them) and notes which came. Until the script calls
+:func:`between_steps` (before its first write: the config, data and model checks have nothing to keep)
+a signal stops the process at once: the main thread is interrupted with :class:`Stopped`, and the process
+ended after ``GRACE_SECONDS`` if native code keeps it busy. From then on the training loop calls
 :func:`check` between steps, which raises :class:`Stopped`. A second signal ends the process at once.
-Forked children (data workers) get the signals unblocked again.
+Forked children (data workers) get the signals unblocked again, with Python's own handlers.
 """
+import _thread
 import os
 import signal
+import sys
 import threading
 
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+GRACE_SECONDS = 1.0
 
 
 class Stopped(KeyboardInterrupt):
@@ -24,26 +30,63 @@ class Stopped(KeyboardInterrupt):
         self.exit_code = 128 + signum
 
 
+def how_stopped(signum):
+    """How a stop line begins: 'interrupted' (Ctrl-C) or 'stopped by SIGTERM'."""
+    return "stopped by SIGTERM" if signum == signal.SIGTERM else "interrupted"
+
+
 _received = []
+_deferred = []  # non-empty once between_steps() was called
+_phase = threading.Lock()  # a signal and between_steps() agree on which phase it came in
 
 
-def _unblock():
+def _in_child():
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+def _raise_stopped(signum, frame):
+    raise Stopped(signum)
+
+
+def _end(code):
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _watch():
     while True:
         signum = signal.sigwaitinfo(STOP_SIGNALS).si_signo
         if _received:
-            os._exit(128 + signum)  # asked twice: the finished epochs are on disk already
-        _received.append(signum)
+            _end(128 + signum)  # asked twice: the finished epochs are on disk already
+        with _phase:
+            _received.append(signum)
+            at_once = not _deferred
+        if at_once:
+            print(f"{how_stopped(signum)} before training began: nothing was trained or written", file=sys.stderr,
+                  flush=True)
+            _thread.interrupt_main(signum)  # runs _raise_stopped in the main thread at its next Python step
+            again = signal.sigtimedwait(STOP_SIGNALS, GRACE_SECONDS)
+            _end(128 + (again.si_signo if again else signum))
 
 
 def route_to_main_thread():
     """Call first in a script's ``__main__``, before MindSpore is imported (it starts threads)."""
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    os.register_at_fork(after_in_child=_unblock)
+    for signum in STOP_SIGNALS:  # blocked: only the watcher's interrupt_main calls these
+        signal.signal(signum, _raise_stopped)
+    os.register_at_fork(after_in_child=_in_child)
     threading.Thread(target=_watch, name="stop-signals", daemon=True).start()
+
+
+def between_steps():
+    """From now on (the run's first write) a stop signal is noted and :func:`check` stops the run between
+    two steps, keeping what is on disk whole."""
+    with _phase:
+        _deferred.append(True)
+    check()
 
 
 def check():

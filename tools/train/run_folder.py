@@ -1,7 +1,10 @@
 """Which folder a training run writes to, held for the run's life so that no two runs share one.
 
 * A new run takes ``ckpt_save_dir``, or the first free ``<dir>_N`` beside it when ``<dir>`` holds
-  another run (``overwrite: True`` reuses ``<dir>``).
+  another run (``overwrite: True`` reuses ``<dir>``, removing the files the previous run wrote there).
+* :func:`choose` finds the folder reading only, so that every check of the run (its resume state against
+  the config, the data, the model) comes before the first write; :func:`take` then locks it and checks
+  that a resumed run's state did not change meanwhile.
 * ``resume: auto`` continues the newest *interrupted* run among ``<dir>``, ``<dir>_2``, ... (one that
   took its folder, holds no ``summary.json`` and is not running); it never extends a finished run, nor
   outputs without a lock file (an earlier version's or copied ones). With none, it starts a new run.
@@ -17,12 +20,15 @@ import fcntl
 import os
 import re
 import shlex
+import shutil
 import sys
 import time
 
 from tools.core.config import CONFIG_FILE_NAME
 from tools.core.errors import DataError
 from tools.core.fileio import check_writable_dir
+from tools.split_folder import SPLIT_DIR
+from tools.train.techniques.tensorboard import TENSORBOARD_DIR
 
 # the files of a run folder (README: "Outputs"); the Trainer (tools/train/trainer.py) and its CheckpointSaver
 # (tools/train/checkpoints.py) write them under these names
@@ -33,6 +39,8 @@ CURVES_FILE = "training_curves.png"
 LOCK_FILE = ".run.lock"
 STATE_FILES = (RESUME_FILE, PREVIOUS_RESUME_FILE)
 RUN_FILES = ("results.csv", CONFIG_FILE_NAME, SUMMARY_FILE, LOCK_FILE) + STATE_FILES
+WRITTEN_FILES = RUN_FILES + ("results.txt", CURVES_FILE)  # with every *.ckpt: what overwrite: True removes
+WRITTEN_DIRS = (TENSORBOARD_DIR, SPLIT_DIR)
 FOLLOWER_WAIT_SECONDS = 120
 LOCK_TRIES = 50
 
@@ -82,7 +90,7 @@ def status(folder):
         return "other"
     if holder(folder):
         return "running"
-    return "finished" if SUMMARY_FILE in names else "interrupted"
+    return "finished" if finished(folder) else "interrupted"
 
 
 def siblings(base):
@@ -155,16 +163,14 @@ def _in_use(folder):
     return f"{folder} is in use by a running run" + (f" (pid {pid})" if pid else "")
 
 
-def _new_run_folder(base, overwrite):
+def _new_run_folder(base, overwrite, keep=()):
     """Take ``base`` (or the first free ``base_N``) for a new run; returns it."""
     if overwrite:
         if holder(base):
             raise DataError(f"{_in_use(base)}; overwrite: True does not take a running run's folder")
         if not lock(base, fresh=False):
             raise DataError(_in_use(base))
-        for name in (SUMMARY_FILE,) + STATE_FILES:  # the earlier run's state: a new run must not resume it
-            if os.path.exists(os.path.join(base, name)):
-                os.remove(os.path.join(base, name))
+        _remove_previous_run(base, keep)
         return base
     for n in range(1, 10000):
         folder = base if n == 1 else f"{base}_{n}"
@@ -177,51 +183,111 @@ def _new_run_folder(base, overwrite):
     raise DataError(f"no free folder beside {base}")
 
 
-def _resume_folder(cfg):
-    """The folder whose run ``cfg.resume`` continues, locked; None when ``resume: auto`` finds none."""
-    if cfg.resume != "auto":
+def _remove_previous_run(folder, keep):
+    """``overwrite: True``: the files an earlier run wrote in ``folder`` go (none of its checkpoints, state,
+    results, figures, events or held-out split can pass for the new run's), except the real paths in
+    ``keep`` (what this run reads, e.g. its ckpt_path); other files stay. Says what went in one line."""
+    removed = []
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if name == LOCK_FILE or os.path.realpath(path) in keep:
+            continue
+        if os.path.isfile(path) and (name in WRITTEN_FILES or name.endswith(".ckpt")):
+            os.remove(path)
+        elif os.path.isdir(path) and name in WRITTEN_DIRS:
+            shutil.rmtree(path)
+        else:
+            continue
+        removed.append(name)
+    if removed:
+        print(f"note: overwrite: True removed the previous run's files in {folder}: {', '.join(removed)}")
+
+
+def _stamp(folder):
+    """What a resumed run read from ``folder`` (its resume states and summary.json: names, sizes, times)."""
+    found = []
+    for name in STATE_FILES + (SUMMARY_FILE,):
+        try:
+            info = os.stat(os.path.join(folder, name))
+        except FileNotFoundError:
+            continue
+        found.append((name, info.st_size, info.st_mtime_ns, info.st_ino))
+    return found
+
+
+def finished(folder):
+    """Whether the run in ``folder`` ended (its summary.json)."""
+    return os.path.isfile(os.path.join(folder, SUMMARY_FILE))
+
+
+def _taken(folder, rank):
+    """Whether another run holds ``folder``; for ranks > 0 one of another job (their rank 0 may hold it already)."""
+    owner = holder(folder)
+    return bool(owner) and not (rank and owner[1] == job_key())
+
+
+def choose(cfg, rank=0):
+    """Which folder the run will take, reading only (every check of a run comes before its first write):
+    for ``resume: PATH`` the folder of that state file, for ``resume: auto`` the newest interrupted run
+    (``cfg.resume`` becomes '' when there is none: a new run), refusing a folder in use; sets
+    ``cfg.ckpt_save_dir`` to it. Returns what :func:`take` checks again once the folder is locked."""
+    check_writable_dir(cfg.ckpt_save_dir, "ckpt_save_dir")
+    speak = rank == 0
+    if cfg.resume == "auto":
+        interrupted = [folder for folder in siblings(cfg.ckpt_save_dir) if status(folder) == "interrupted"
+                       or status(folder) == "running" and not _taken(folder, rank)]
+        if interrupted:
+            if speak:
+                print(f"resume: auto continues the interrupted run in {interrupted[-1]}")
+            cfg.ckpt_save_dir = interrupted[-1]
+        else:
+            if speak:
+                kinds = {status(f) for f in siblings(cfg.ckpt_save_dir)} - {"free"}
+                found = f" ({', '.join(sorted(kinds))} ones are left alone)" if kinds else ""
+                print(f"note: resume: auto found no interrupted run in {cfg.ckpt_save_dir} or beside it{found}; "
+                      "starting a new run")
+            cfg.resume = ""
+    elif cfg.resume:
         if not os.path.isfile(cfg.resume):
             raise DataError(f"resume checkpoint not found: {cfg.resume}")
         folder = os.path.dirname(os.path.abspath(cfg.resume))
         check_writable_dir(folder, "resume")
+        if _taken(folder, rank):
+            raise DataError(_in_use(folder))
+        if speak and os.path.realpath(folder) != os.path.realpath(cfg.ckpt_save_dir):
+            print(f"note: resuming the run in {folder} (the folder of {cfg.resume})")
+        cfg.ckpt_save_dir = folder
+    elif cfg.overwrite and holder(cfg.ckpt_save_dir):
+        raise DataError(f"{_in_use(cfg.ckpt_save_dir)}; overwrite: True does not take a running run's folder")
+    return _stamp(cfg.ckpt_save_dir) if cfg.resume else None
+
+
+def take(cfg, rank=0, chosen=None):
+    """Lock the run's folder (see the module docstring): the one :func:`choose` found (``chosen``, what it
+    returned; chosen now when None) for a resumed run, else a new run's; sets and returns ``cfg.ckpt_save_dir``.
+    The run's first write: a finished run that is resumed (named) loses its summary.json here, a folder
+    that ``overwrite: True`` reuses its previous run's files.
+    """
+    if chosen is None:
+        chosen = choose(cfg, rank)
+    if rank:
+        named = [cfg.ckpt_save_dir] if cfg.resume else []
+        folder = _follow(cfg.ckpt_save_dir, named)
+        if cfg.resume and os.path.realpath(folder) != os.path.realpath(cfg.ckpt_save_dir):
+            raise DataError(f"rank 0 took {folder}, not {cfg.ckpt_save_dir} whose state this rank resumed")
+    elif cfg.resume:
+        folder = cfg.ckpt_save_dir
         if not lock(folder, fresh=False):
             raise DataError(_in_use(folder))
-        if os.path.realpath(folder) != os.path.realpath(cfg.ckpt_save_dir):
-            print(f"note: resuming the run in {folder} (the folder of {cfg.resume})")
-        if os.path.exists(os.path.join(folder, SUMMARY_FILE)):  # a finished run, named: it is extended
+        if _stamp(folder) != chosen:
+            release(folder)
+            raise DataError(f"the run in {folder} changed while this one was starting (another run wrote to it); "
+                            "run the command again")
+        if finished(folder):  # a finished run, named: it is extended
             os.remove(os.path.join(folder, SUMMARY_FILE))
-        return folder
-    for _ in range(100):  # another run may take a folder between our look and our lock
-        interrupted = [folder for folder in siblings(cfg.ckpt_save_dir) if status(folder) == "interrupted"]
-        if not interrupted:
-            return None
-        if lock(interrupted[-1], fresh=False):
-            if not os.path.exists(os.path.join(interrupted[-1], SUMMARY_FILE)):  # it did not finish meanwhile
-                print(f"resume: auto continues the interrupted run in {interrupted[-1]}")
-                return interrupted[-1]
-            release(interrupted[-1])
-    raise DataError(f"cannot take an interrupted run beside {cfg.ckpt_save_dir}: other runs keep taking them")
-
-
-def take(cfg, rank=0):
-    """Choose and lock the run's folder (see the module docstring); sets and returns ``cfg.ckpt_save_dir``.
-
-    ``cfg.resume`` becomes '' when ``resume: auto`` finds no interrupted run (the run starts afresh).
-    """
-    check_writable_dir(cfg.ckpt_save_dir, "ckpt_save_dir")
-    if rank:
-        named = [os.path.dirname(os.path.abspath(cfg.resume))] if cfg.resume not in ("", "auto") else []
-        cfg.ckpt_save_dir = _follow(cfg.ckpt_save_dir, named)
-        return cfg.ckpt_save_dir
-    folder = _resume_folder(cfg) if cfg.resume else None
-    if folder is None:
-        if cfg.resume == "auto":
-            kinds = {status(f) for f in siblings(cfg.ckpt_save_dir)} - {"free"}
-            found = f" ({', '.join(sorted(kinds))} ones are left alone)" if kinds else ""
-            print(f"note: resume: auto found no interrupted run in {cfg.ckpt_save_dir} or beside it{found}; "
-                  "starting a new run")
-        cfg.resume = ""
-        folder = _new_run_folder(cfg.ckpt_save_dir, cfg.overwrite)
+    else:
+        keep = {os.path.realpath(cfg.ckpt_path)} if getattr(cfg, "ckpt_path", "") else set()
+        folder = _new_run_folder(cfg.ckpt_save_dir, cfg.overwrite, keep)
     cfg.ckpt_save_dir = folder
     return folder
 

@@ -91,9 +91,13 @@ class Trainer:
         self.best_metric = getattr(cfg, "best_metric", "top1")
         self.best_value = None  # best_metric's value at the best epoch (best_top1: that epoch's top1)
         self.callbacks = list(callbacks)  # tools.train.callbacks.Callback: hooks at epoch and step boundaries
-        self.out_dir = cfg.ckpt_save_dir
         self.saver = CheckpointSaver.from_config(cfg, class_names)
         self.summary_facts = {}  # more entries of summary.json (finetune.py: parameter counts, config digest)
+
+    @property
+    def out_dir(self):
+        """The run folder (its saver's: finetune.py points it at the folder the run took)."""
+        return self.saver.folder
 
     def notify(self, event, *args):
         """Call ``event`` (on_epoch_begin, on_step_end, on_epoch_end, on_fit_end) of every callback."""
@@ -157,9 +161,11 @@ class Trainer:
             rows = self._fit(train_loader, val_loader, start_epoch)
         except KeyboardInterrupt as err:
             if self.is_main:
-                how = "stopped by SIGTERM" if getattr(err, "signum", None) == signal.SIGTERM else "interrupted"
                 hint = resume_command or f"--resume auto --ckpt_save_dir {self.out_dir}"
-                print(f"{how}; finished epochs are saved in {self.out_dir}: continue with {hint}", file=sys.stderr)
+                kept = ("finished epochs are saved" if self.rows else "no epoch finished yet, the last recovery state "
+                        "is saved" if self.saver.state_files() else "no epoch finished yet, nothing trained is saved")
+                print(f"{stop_signals.how_stopped(getattr(err, 'signum', signal.SIGINT))}; {kept} in {self.out_dir}: "
+                      f"continue with {hint}", file=sys.stderr)
             raise
         if self.is_main:
             write_json(os.path.join(self.out_dir, SUMMARY_FILE), {
