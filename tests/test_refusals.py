@@ -197,3 +197,30 @@ def test_overwrite_refused_leaves_the_previous_run_whole(finished, tiny_aircraft
                     "--overwrite", "True", "--batch_size", "64")
     assert_one_line_error(proc, "make no full batch", code=2)
     assert folder_hash(finished) == before and run_folder.status(finished) == "finished"
+
+
+EVAL_REFUSALS = [  # (script, flags after --config/--ckpt_path of the run, a part of the one error line, exit code)
+    ("validate.py", ["--split", "nosuch"], "split 'nosuch' not found", 1),
+    ("validate.py", ["--tta", "vflip"], "'tta'", 2),
+    ("validate.py", ["--report_dir", "{run}"], "report.html", 2),
+    ("validate.py", ["--ckpt_path", "{run}"], "is a folder, not a file", 1),
+    ("validate.py", ["--model", "resnet18"], "resnet18", 1),
+    ("predict.py", ["--input", "{run}/none.jpg"], "none.jpg", 1),
+    ("predict.py", ["--top_k", "0"], "top_k", 2),
+    ("export.py", ["--format", "tflite"], "expected one of MINDIR, ONNX, BOTH", 2),
+    ("export.py", ["--ckpt_path", "{run}/empty.ckpt"], "is an empty file (0 bytes)", 1),
+]
+
+
+@pytest.mark.parametrize("script, flags, needle, code", EVAL_REFUSALS,
+                         ids=[f"{s[:-3]}-{f[0].strip('-')}" for s, f, *_ in EVAL_REFUSALS])
+def test_a_refused_evaluation_leaves_the_run_byte_identical(script, flags, needle, code, finished):
+    """validate/predict/export refusals (bad values, a mismatched or unreadable checkpoint, a report_dir that is
+    a run folder) leave the run folder, its earlier reports and exports, byte for byte as they were."""
+    open(os.path.join(finished, "empty.ckpt"), "wb").close()
+    base = ["--config", os.path.join(finished, "config.yaml"), "--ckpt_path",
+            os.path.join(finished, "mobilenet_v3_small_100_last.ckpt"), "--mode", "1"]
+    before = folder_hash(finished)
+    proc = run_main(script, *base, *[flag.format(run=finished) for flag in flags])
+    assert_one_line_error(proc, needle, code=code)
+    assert folder_hash(finished) == before
