@@ -7,7 +7,7 @@ CONVERTED := checkpoints/mobilenet_v2_100_keras_imagenet.ckpt
 COMPARE_DATA := runs/fmnist_compare_data
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: demo test venv clean compare system-deps
+.PHONY: demo test test-unit venv clean compare system-deps
 
 venv: $(VENV)/.installed
 
@@ -22,9 +22,14 @@ demo: venv $(CONVERTED)
 	$(PY) validate.py --config configs/demo.yaml --ckpt_path $(DEMO_CKPT)
 	$(PY) predict.py --config configs/demo.yaml --ckpt_path $(DEMO_CKPT) --visualize True
 
-# one pytest worker per core (pytest-xdist; idle cores pick up the next test): half the wall time on 2 cores
+# the linter first (ruff.toml), then one pytest worker per core (pytest-xdist; idle cores pick up the next test)
 test: venv system-deps
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q -n auto --dist worksteal tests
+
+# the unit tests alone (no script run end to end): a quick check while working
+test-unit: venv
+	$(PY) -m pytest -q -n auto --dist worksteal -m "not cli" tests
 
 # Debian packages the tests use, installed once where they are missing (as root, as on CI): Fashion-MNIST's
 # source files (tests/test_make_demo_data.py) and Chromium (tests/test_model_analysis.py renders report.html).

@@ -5,6 +5,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import types
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -16,6 +17,37 @@ DEMO = os.path.join(ROOT, "data", "fashion_mnist")
 os.environ.setdefault("GLOG_v", "3")
 
 TINY_CLASSES = ["T-shirt/top", "Trouser", "Sneaker", "Ankle boot", "Bag"]
+
+
+RUNS_A_SCRIPT = {"run_script", "run_main", "run_parallel", "Popen"}  # what makes a test end-to-end
+
+
+def _calls_a_runner(function, module, seen):
+    """Whether ``function`` (or a function of ``module`` it names, or code nested in it) runs a script."""
+    if function in seen:
+        return False
+    seen.add(function)
+    codes, names = [function.__code__], set()
+    while codes:
+        code = codes.pop()
+        names |= set(code.co_names)
+        codes += [const for const in code.co_consts if isinstance(const, types.CodeType)]
+    if names & RUNS_A_SCRIPT:
+        return True
+    return any(_calls_a_runner(obj, module, seen) for obj in (getattr(module, name, None) for name in names)
+               if isinstance(obj, types.FunctionType) and obj.__module__ == module.__name__)
+
+
+def pytest_collection_modifyitems(items):
+    """Mark ``cli`` every test under tests/cli/ and every other test that runs one of the suite's scripts (a
+    process or its ``main``), itself or through a fixture or helper: ``pytest -m "not cli"`` runs the unit
+    tests alone."""
+    for item in items:
+        functions = [item.function] + [fixture.func for name in item.fixturenames
+                                       for fixture in item._fixtureinfo.name2fixturedefs.get(name, ())]
+        if "cli" in item.path.parent.parts or any(
+                _calls_a_runner(function, sys.modules[function.__module__], set()) for function in functions):
+            item.add_marker(pytest.mark.cli)
 
 
 def make_tiny_aircraft(out, classes=TINY_CLASSES, per_class=None, names_file=True):
