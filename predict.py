@@ -111,8 +111,9 @@ def main(argv=None):
     check_values(cfg)
     out_dir = cfg.out_dir or os.path.dirname(os.path.abspath(cfg.mindir or cfg.ckpt_path))
     check_writable_dir(out_dir, "out_dir")
-    if not cfg.input:
-        check_outside_data(out_dir, "out_dir", data_folders(cfg, [cfg.split or cfg.val_split]))
+    read = ([path for path in cfg.input if os.path.isdir(path)] if cfg.input
+            else data_folders(cfg, [cfg.split or cfg.val_split]))
+    check_outside_data(out_dir, "out_dir", read)  # a grid written into an --input folder is read next time
     check_output_file(cfg.out, "out")
     cfg.eval_shuffle = False  # predictions are matched to file names by order
     runtime.setup(cfg)

@@ -119,6 +119,15 @@ def test_predict_out_dir_inside_the_split_folder_is_refused(split_tree, tmp_path
     refused(proc, split_tree, before, "out_dir")
 
 
+def test_predict_out_dir_inside_an_input_folder_is_refused(split_tree, tmp_path):
+    ckpt = tmp_path / "model.ckpt"
+    ckpt.write_bytes(b"never read")
+    photos = split_tree / "val"
+    before = tree_digest(split_tree)
+    proc = run_main("predict.py", "--ckpt_path", ckpt, "--input", photos, "--out_dir", photos / "coat" / "preds")
+    refused(proc, split_tree, before, "out_dir")
+
+
 def test_split_aircraft_out_dir_inside_images_is_refused(tmp_path):
     from conftest import make_tiny_aircraft
 
