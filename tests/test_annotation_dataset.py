@@ -1,11 +1,12 @@
-"""Tests of tools/datasets/image_files.py on tiny fake Aircraft-layout folders."""
+"""Tests of tools/datasets/image_files.py and the Aircraft reader on tiny fake Aircraft-layout folders."""
 import io
 import os
 import shutil
 import tracemalloc
 
 from tools.core.errors import DataError
-from tools.datasets.image_files import AnnotationDataset, image_dataset
+from tools.datasets.image_files import ImageFiles, image_dataset
+from tools.datasets.readers import aircraft
 
 import numpy as np
 import pytest
@@ -35,9 +36,14 @@ def make_layout(root, count=6, split="train", names=None, start=0):
     return root
 
 
+def annotation_files(data_dir, split, class_names=None, **options):
+    """The checked ``ImageFiles`` of an annotation split, as tools.datasets.loader.open_source makes them."""
+    return ImageFiles(*aircraft.read_split(data_dir, "variant", split, class_names), split, **options)
+
+
 def create_annotation_dataset(data_dir, split, **options):
     """``(GeneratorDataset, source)`` of an annotation split, as tools.datasets.loader builds them."""
-    source = AnnotationDataset(data_dir, split)
+    source = annotation_files(data_dir, split)
     return image_dataset(source, **options), source
 
 
@@ -47,12 +53,12 @@ def collect(dataset):
 
 
 def test_class_order_follows_variants_file(tmp_path):
-    source = AnnotationDataset(make_layout(tmp_path, names=VARIANTS_ORDER), "train")
+    source = annotation_files(make_layout(tmp_path, names=VARIANTS_ORDER), "train")
     assert source.class_names == VARIANTS_ORDER
 
 
 def test_class_order_sorted_without_names_file(tmp_path):
-    source = AnnotationDataset(make_layout(tmp_path), "train")
+    source = annotation_files(make_layout(tmp_path), "train")
     assert source.class_names == sorted(LABELS)
     assert "F-16A/B" in source.class_names and "Cessna 172" in source.class_names
 
@@ -60,15 +66,15 @@ def test_class_order_sorted_without_names_file(tmp_path):
 def test_explicit_class_names_are_used(tmp_path):
     make_layout(tmp_path, names=VARIANTS_ORDER)
     make_layout(tmp_path, count=3, split="val", start=10)
-    train = AnnotationDataset(tmp_path, "train")
+    train = annotation_files(tmp_path, "train")
     given = list(reversed(train.class_names))
-    val = AnnotationDataset(tmp_path, "val", class_names=given)
+    val = annotation_files(tmp_path, "val", class_names=given)
     assert val.class_names == given
     assert [val.class_names[label] for label in val.labels] == [LABELS[i % 3] for i in range(10, 13)]
 
 
 def test_items_are_file_bytes_and_int32_labels(tmp_path):
-    source = AnnotationDataset(make_layout(tmp_path, names=VARIANTS_ORDER), "train")
+    source = annotation_files(make_layout(tmp_path, names=VARIANTS_ORDER), "train")
     assert len(source) == 6
     assert source.labels.dtype == np.int32
     for i in range(len(source)):
@@ -159,14 +165,14 @@ def test_memory_is_bounded_by_one_item_not_the_dataset(tmp_path):
     total = make_big_layout(tmp_path)
 
     def read_lazily():
-        source = AnnotationDataset(tmp_path, "train")
+        source = annotation_files(tmp_path, "train")
         last = None
         for i in range(len(source)):
             last = source[i]
         assert last[0].size == total // 300
 
     def read_eagerly():
-        source = AnnotationDataset(tmp_path, "train")
+        source = annotation_files(tmp_path, "train")
         items = [np.fromfile(path, dtype=np.uint8) for path in source.paths]
         assert len(items) == 300
 
@@ -179,7 +185,7 @@ def test_missing_image_names_the_path(tmp_path):
     missing = tmp_path / "images" / "0000004.jpg"
     missing.unlink()
     with pytest.raises(DataError, match="images_variant_train.txt") as err:
-        AnnotationDataset(tmp_path, "train")
+        annotation_files(tmp_path, "train")
     assert str(missing) in str(err.value)
 
 
@@ -188,19 +194,19 @@ def test_malformed_line_names_file_and_line(tmp_path):
     annotation = tmp_path / "images_variant_train.txt"
     annotation.write_text(annotation.read_text() + "0000099\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"images_variant_train\.txt:7"):
-        AnnotationDataset(tmp_path, "train")
+        annotation_files(tmp_path, "train")
 
 
 def test_label_not_in_class_names(tmp_path):
     make_layout(tmp_path)
     with pytest.raises(DataError, match="707-320"):
-        AnnotationDataset(tmp_path, "train", class_names=["F-16A/B", "Cessna 172"])
+        annotation_files(tmp_path, "train", class_names=["F-16A/B", "Cessna 172"])
 
 
 def test_unreadable_images_are_skipped_with_a_warning(tmp_path, capsys):
     make_layout(tmp_path)
     (tmp_path / "images" / "0000002.jpg").write_text("not an image")
-    source = AnnotationDataset(tmp_path, "train")
+    source = annotation_files(tmp_path, "train")
     assert len(source) == 5 and str(tmp_path / "images" / "0000002.jpg") not in source.paths
     assert [source.class_names[label] for label in source.labels] == [LABELS[i % 3] for i in (0, 1, 3, 4, 5)]
     assert source.skipped == [(str(tmp_path / "images" / "0000002.jpg"), "not an image")]
@@ -217,14 +223,14 @@ def test_unreadable_images_that_may_not_be_skipped_are_an_error(tmp_path, option
     for name in ("0000000.jpg", "0000001.jpg"):
         (tmp_path / "images" / name).write_bytes(b"")
     with pytest.raises(DataError, match=needle) as err:
-        AnnotationDataset(tmp_path, "train", **options)
+        annotation_files(tmp_path, "train", **options)
     assert str(tmp_path / "images" / "0000000.jpg") in str(err.value) and "2 of 2 images" in str(err.value)
 
 
 def test_formats_mindspore_cannot_decode_are_served_as_jpeg(tmp_path):
     make_layout(tmp_path, count=2)
     Image.open(tmp_path / "images" / "0000001.jpg").convert("RGB").save(tmp_path / "images" / "0000001.jpg", "GIF")
-    source = AnnotationDataset(tmp_path, "train")
+    source = annotation_files(tmp_path, "train")
     assert source[0][0].tobytes() == (tmp_path / "images" / "0000000.jpg").read_bytes()
     served = Image.open(io.BytesIO(source[1][0].tobytes()))
     assert served.format == "JPEG" and served.mode == "RGB" and served.size == (30, 24)

@@ -8,7 +8,7 @@ import sys
 
 from tools import split_aircraft
 from tools.core.errors import DataError, UsageError
-from tools.datasets.readers import aircraft as layout
+from tools.datasets import class_names
 
 import pytest
 from PIL import Image
@@ -52,7 +52,7 @@ def tree_files(out):
 
 
 def expected_files():
-    return sorted(os.path.join(split, layout.safe_dirname(label), f"{i}.jpg")
+    return sorted(os.path.join(split, class_names.safe_dirname(label), f"{i}.jpg")
                   for split, rows in SPLITS.items() for i, label in rows)
 
 
@@ -72,11 +72,11 @@ def check_tree(out, before):
     assert tree_files(out) == expected_files()
     for split, rows in SPLITS.items():
         for image_id, label in rows:
-            assert (out / split / layout.safe_dirname(label) / f"{image_id}.jpg").read_bytes() == before[image_id]
-    classes = layout.read_names(out / layout.CLASSES_FILE)
+            assert (out / split / class_names.safe_dirname(label) / f"{image_id}.jpg").read_bytes() == before[image_id]
+    classes = class_names.read_names(out / class_names.CLASSES_FILE)
     assert classes == VARIANTS
     info = json.loads((out / split_aircraft.INFO_FILE).read_text(encoding="utf-8"))
-    assert info == {"level": "variant", "classes": VARIANTS, "folders": [layout.safe_dirname(c) for c in VARIANTS],
+    assert info == {"level": "variant", "classes": VARIANTS, "folders": [class_names.safe_dirname(c) for c in VARIANTS],
                     "splits": {"trainval": 6, "test": 3}}
     for split in SPLITS:
         assert sorted(os.listdir(out / split)) == sorted(info["folders"])
@@ -86,9 +86,9 @@ def test_default_tree_in_data_dir(data, capsys):
     before = originals(data)
     assert run(data) == 0
     check_tree(data, before)
-    assert "F-16A_B" in info_folders(data) and "F-16A/B" in layout.read_names(data / "classes.txt")
+    assert "F-16A_B" in info_folders(data) and "F-16A/B" in class_names.read_names(data / "classes.txt")
     for image_id, label in TRAINVAL:
-        dst = data / "trainval" / layout.safe_dirname(label) / f"{image_id}.jpg"
+        dst = data / "trainval" / class_names.safe_dirname(label) / f"{image_id}.jpg"
         assert os.path.samefile(data / "images" / f"{image_id}.jpg", dst)
     out = capsys.readouterr().out
     assert "A330-200" in out
@@ -131,7 +131,7 @@ def test_interrupted_move_completes(data, tmp_path):
     before, out = originals(data), tmp_path / "out"
     for split, rows in SPLITS.items():
         for n, (image_id, label) in enumerate(rows):
-            folder = out / split / layout.safe_dirname(label)
+            folder = out / split / class_names.safe_dirname(label)
             folder.mkdir(parents=True, exist_ok=True)
             src = data / "images" / f"{image_id}.jpg"
             if n % 2 == 0:

@@ -68,9 +68,10 @@ def open_splits(cfg, names):
 
 def _is_split(cfg, name):
     """A name is a split unless it is a folder of images (a class folder of an unsplit dataset)."""
+    from tools.datasets import layouts
     from tools.datasets import loader as data
 
-    if data.detect_layout(cfg, name) != "folder":
+    if data.detect_layout(cfg, name) != layouts.FOLDER.name:
         return True
     split_dir = os.path.join(cfg.data_dir, name)
     return any(os.path.isdir(os.path.join(split_dir, d)) for d in os.listdir(split_dir))

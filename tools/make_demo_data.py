@@ -33,7 +33,8 @@ import zlib
 
 from tools.core.errors import CliParser, DataError, UsageError, run_cli
 from tools.core.fileio import first_line
-from tools.datasets.readers.aircraft import IMAGE_EXT, IMAGES_DIR, NAMES_FILES, annotation_file, read_names
+from tools.datasets.class_names import read_names
+from tools.datasets.readers.aircraft import IMAGE_EXT, IMAGES_DIR, NAMES_FILES, annotation_file
 
 import numpy as np
 from PIL import Image

@@ -22,6 +22,7 @@ if __package__ in (None, ""):  # python tools/x.py: the repository root, not too
 
 from tools.core.errors import CliParser, DataError, UsageError, run_cli
 from tools.core.fileio import atomic_write_text, check_outside_data
+from tools.datasets.class_names import CLASSES_FILE, read_names, safe_dirnames
 from tools.datasets.readers import aircraft as layout
 
 MODES = ("hardlink", "symlink", "copy", "move")
@@ -85,9 +86,9 @@ def read_info(out_dir):
 
 def check_previous(out_dir, level, names):
     """Refuse an ``out_dir`` holding a tree of another level or class list; return its split counts."""
-    classes_path = os.path.join(out_dir, layout.CLASSES_FILE)
+    classes_path = os.path.join(out_dir, CLASSES_FILE)
     info = read_info(out_dir)
-    old = layout.read_names(classes_path) if os.path.isfile(classes_path) else names
+    old = read_names(classes_path) if os.path.isfile(classes_path) else names
     if old != names or info.get("level", level) != level or info.get("classes", names) != names:
         raise DataError(f"{out_dir} already holds a tree with other classes (level {info.get('level', 'unknown')}, "
                         f"see {classes_path}); use another --out_dir or remove the old tree")
@@ -186,7 +187,7 @@ def build(out_dir, splits, names, folders, jobs, mode):
     for split in splits:
         for folder in folders:
             os.makedirs(os.path.join(out_dir, split, folder), exist_ok=True)
-    atomic_write_text(os.path.join(out_dir, layout.CLASSES_FILE), "".join(n + "\n" for n in names))
+    atomic_write_text(os.path.join(out_dir, CLASSES_FILE), "".join(n + "\n" for n in names))
     tmp = os.path.join(out_dir, TMP_NAME)
     for _, _, src, dst, state in jobs:
         if state == "drop":
@@ -221,7 +222,7 @@ def main(argv=None):
     if args.mode == "move":
         check_move_once(entries)
     names = layout.class_names(data_dir, args.level, [label for rows in entries.values() for _, label in rows])
-    folders = layout.safe_dirnames(names)
+    folders = safe_dirnames(names)
     old_counts = check_previous(out_dir, args.level, names)
     jobs = plan(data_dir, out_dir, entries, names, folders, args.mode)
     check_jobs(jobs, data_dir, args.level)

@@ -9,6 +9,7 @@ import os
 
 from tools.core.errors import CliParser, UsageError
 from tools.core.fileio import atomic_write_text, first_line, input_file_problem
+from tools.datasets import layouts
 
 import yaml
 from mindspore.dataset.vision import Inter
@@ -173,9 +174,7 @@ OPTIONS = {
     "Dataset": [
         ("dataset", "", STR, "'' (or 'imagenet') = a custom folder/annotation dataset"),
         ("data_dir", "./", STR, "dataset root: split folders or Aircraft-style annotation files"),
-        ("dataset_format", "auto", choice("auto", "folder", "list", "annotation"),
-         "(suite) auto, folder (<data_dir>/<split>/<class>/), list (<split>.csv / <split>.txt) or annotation "
-         "(images_<level>_<split>.txt)"),
+        ("dataset_format", "auto", choice("auto", *layouts.NAMES), layouts.FORMAT_HELP),
         ("label_level", "variant", choice("variant", "family", "manufacturer"),
          "(suite) annotation label level: variant, family or manufacturer"),
         ("train_split", "train", STR, "train split name"),

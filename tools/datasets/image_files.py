@@ -1,10 +1,10 @@
-"""Lazy reading of a split, in either layout, as a list of image files.
+"""Lazy reading of a split, in any layout, as a list of image files.
 
 :class:`ImageFiles` keeps only the image paths and int labels; ``__getitem__`` reads one file's
 encoded bytes (1-D ``uint8``, not decoded) at access time, so memory is bounded by what the
 pipeline holds (about a batch), not by the dataset. Decoding is left to the transforms (MindCV's
-``create_transforms`` starts with a decode). :class:`AnnotationDataset` takes the files of an
-Aircraft-layout split (annotation file + ``images/``); ``tools.datasets.readers.folder`` finds those of a split tree.
+``create_transforms`` starts with a decode). The readers of ``tools/datasets/readers/`` find a split's files
+and labels, one per layout (``tools.datasets.layouts``).
 
 Every file is checked when the split is opened (:mod:`tools.datasets.image_check`, results remembered per file
 by :mod:`tools.datasets.check_cache` when a ``cache_dir`` is given): an unreadable one is
@@ -19,7 +19,6 @@ place, so batches and steps keep their size; in evaluation, whose results are ma
 placeholder is fed and the pass ends with a one-line error naming the file (:func:`checked_iterator`).
 """
 import io
-import os
 import sys
 import threading
 import zlib
@@ -28,7 +27,6 @@ from tools.core.errors import DataError
 from tools.core.fileio import first_line
 from tools.datasets.check_cache import check_images, forget
 from tools.datasets.image_check import check_image, to_rgb_jpeg_bytes
-from tools.datasets.readers import aircraft as aircraft_layout
 
 import mindspore.dataset as ds
 import numpy as np
@@ -174,37 +172,6 @@ def _report_bad(bad, total, split, skip_bad, max_bad):
         print(f"warning: skipping {path}: {reason}", file=sys.stderr)
     print(f"warning: skipped {len(bad)} unreadable images of split '{split}'; "
           f"using {total - len(bad)} of {total}", file=sys.stderr, flush=True)
-
-
-class AnnotationDataset(ImageFiles):
-    """The image files and labels of an Aircraft-layout split (annotation file + ``images/``)."""
-
-    def __init__(self, data_dir, split, level="variant", class_names=None, skip_bad=True, max_bad=MAX_BAD,
-                 cache_dir=None):
-        self.annotation_path = aircraft_layout.annotation_file(data_dir, level, split)
-        entries = aircraft_layout.read_annotation(self.annotation_path)
-        labels = [label for _, label in entries]
-        if class_names is None:
-            class_names = aircraft_layout.class_names(data_dir, level, labels)
-        label_indices = self._label_indices(labels, class_names)
-        paths = self._image_paths(data_dir, [image_id for image_id, _ in entries])
-        super().__init__(paths, label_indices, class_names, split, skip_bad, max_bad, cache_dir)
-
-    def _label_indices(self, labels, class_names):
-        """Labels as indices into ``class_names``."""
-        index = {name: i for i, name in enumerate(class_names)}
-        unknown = next((label for label in labels if label not in index), None)
-        if unknown is not None:
-            raise DataError(f"{self.annotation_path}: label '{unknown}' is not one of the class names")
-        return [index[label] for label in labels]
-
-    def _image_paths(self, data_dir, image_ids):
-        """Image file paths of ``image_ids``; a missing file is an error (checked, not read)."""
-        paths = [aircraft_layout.image_path(data_dir, image_id) for image_id in image_ids]
-        missing = next((p for p in paths if not os.path.isfile(p)), None)
-        if missing is not None:
-            raise DataError(f"{self.annotation_path}: image file not found: {missing}")
-        return paths
 
 
 def image_dataset(source, shuffle=True, num_shards=None, shard_id=None, num_parallel_workers=1, num_samples=None,

@@ -1,30 +1,29 @@
-"""Datasets and loaders for the layouts a split can have.
+"""Datasets and loaders for the layouts a split can have (the table: ``tools.datasets.layouts``).
 
 * folder ("offline" way): ``<data_dir>/<split>/<class folder>/<image>``. Class order:
   ``<data_dir>/classes.txt`` (written by ``tools/split_aircraft.py``, original names such as
-  ``F-16A/B``) when present, else the sorted folder names of the training split.
+  ``F-16A/B``) when present, else the sorted folder names of the training split
+  (``tools.datasets.readers.folder``).
 * list: ``<list_dir>/<split>.csv`` or ``.txt`` naming each image and its label (``tools.datasets.readers.list_file``).
-* annotation ("online" way): FGVC-Aircraft's ``images/`` + ``images_<level>_<split>.txt``.
+* annotation ("online" way): FGVC-Aircraft's ``images/`` + ``images_<level>_<split>.txt``
+  (``tools.datasets.readers.aircraft``).
 
 Each is read lazily as a checked list of files by ``tools.datasets.image_files`` (unreadable images
 skipped with a warning, or an error: ``skip_bad_images``, ``max_bad_images``; checks cached per file by
 ``tools.datasets.check_cache``), and its class balance is printed (``tools.datasets.class_balance``).
 
-``dataset_format: auto`` picks folder when ``<data_dir>/<split>`` is a folder, else a list file, else
-annotation.
+``dataset_format: auto`` picks the first layout of the table that has the split: folder when
+``<data_dir>/<split>`` is a folder, else a list file, else annotation.
 """
-import os
 import sys
 from dataclasses import dataclass, field
 from typing import List
 
 from tools.core.errors import DataError, UsageError
-from tools.datasets import class_balance
+from tools.datasets import class_balance, layouts
 from tools.datasets.check_cache import resolve_dir
-from tools.datasets.image_files import AnnotationDataset, ImageFiles, checked_iterator, image_dataset
-from tools.datasets.readers import aircraft as layout
-from tools.datasets.readers import list_file as list_layout
-from tools.datasets.readers.folder import check_data_dir, folder_classes, folder_images
+from tools.datasets.image_files import ImageFiles, checked_iterator, image_dataset
+from tools.datasets.readers.folder import check_data_dir
 from tools.datasets.seeded_augment import SeededAugmentation
 from tools.train.techniques.imbalance import BalancedSampler
 
@@ -51,87 +50,37 @@ class SplitData:
     source: object = None  # the ImageFiles read (its ``error``: an image found bad when read)
 
 
-def list_dir(cfg):
-    """Where the list files are: ``list_dir``, else ``data_dir``."""
-    return cfg.list_dir or cfg.data_dir
-
-
 def detect_layout(cfg, split):
-    """``folder``, ``list`` or ``annotation`` for ``split`` of ``cfg.data_dir`` (honours ``dataset_format``)."""
+    """The name of the layout (``tools.datasets.layouts``) of ``split`` of ``cfg.data_dir``, honouring
+    ``dataset_format``."""
     if cfg.dataset.lower() in _BUILTIN_DATASETS:
         raise UsageError(f"dataset '{cfg.dataset}' is not supported here: set dataset: '' and point data_dir "
                          "at a folder or annotation dataset")
     check_data_dir(cfg.data_dir)
-    folder = os.path.isdir(os.path.join(cfg.data_dir, split))
-    annotated = layout.has_annotations(cfg.data_dir, cfg.label_level, split)
-    wanted = cfg.dataset_format
-    if wanted == "folder" or (wanted == "auto" and folder):
-        if not folder:
-            raise DataError(f"split folder not found: {os.path.join(cfg.data_dir, split)}")
-        return "folder"
-    listed = list_layout.list_file(list_dir(cfg), split)
-    if wanted == "list" or (wanted == "auto" and listed):
-        if not listed:
-            raise DataError(f"list file not found: {os.path.join(list_dir(cfg), split)}.csv (or .txt)")
-        return "list"
-    if wanted == "annotation" or (wanted == "auto" and annotated):
-        if not annotated:
-            raise DataError("annotation file not found: "
-                            f"{layout.annotation_file(cfg.data_dir, cfg.label_level, split)}")
-        return "annotation"
-    raise DataError(f"split '{split}' not found in {cfg.data_dir}: expected a folder {split}/, a list file "
-                    f"{split}.csv or {split}.txt, or an annotation file images_{cfg.label_level}_{split}.txt; "
-                    f"splits there: {', '.join(known_splits(cfg)) or 'none'}")
+    if cfg.dataset_format != "auto":
+        wanted = layouts.named(cfg.dataset_format)
+        if not wanted.found(cfg, split):
+            raise DataError(wanted.missing(cfg, split))
+        return wanted.name
+    found = next((entry for entry in layouts.LAYOUTS if entry.found(cfg, split)), None)
+    if found is not None:
+        return found.name
+    expected = [entry.expected(cfg, split) for entry in layouts.LAYOUTS]
+    raise DataError(f"split '{split}' not found in {cfg.data_dir}: expected {', '.join(expected[:-1])}, or "
+                    f"{expected[-1]}; splits there: {', '.join(known_splits(cfg)) or 'none'}")
 
 
 def known_splits(cfg):
-    """Split names of ``cfg.data_dir`` in any layout (a folder of class folders counts as a split tree)."""
-    folders = [d for d in sorted(os.listdir(cfg.data_dir))
-               if os.path.isdir(os.path.join(cfg.data_dir, d)) and d != layout.IMAGES_DIR]
-    return sorted(set(folders + list_layout.available_splits(list_dir(cfg))
-                      + layout.available_splits(cfg.data_dir, cfg.label_level)))
-
-
-def _folder_source(cfg, split, class_names):
-    names, folders = folder_classes(cfg.data_dir, os.path.join(cfg.data_dir, split))
-    if class_names is not None and class_names != names:
-        if set(class_names) >= set(names):
-            names, folders = class_names, layout.safe_dirnames(class_names)
-        else:
-            extra = sorted(set(names) - set(class_names))[0]
-            raise DataError(f"class '{extra}' of split '{split}' is not a class of the training split")
-    split_dir = os.path.join(cfg.data_dir, split)
-    present = [d for d in os.listdir(split_dir)
-               if os.path.isdir(os.path.join(split_dir, d)) and not d.startswith(".")]
-    unknown = sorted(set(present) - set(folders))
-    if unknown:
-        raise DataError(f"class folder '{os.path.join(split_dir, unknown[0])}' is not in the class list "
-                        f"({os.path.join(cfg.data_dir, layout.CLASSES_FILE)} or the training split)")
-    if not folders:
-        raise DataError(f"no class folders in {split_dir}")
-    paths, labels = folder_images(split_dir, folders)
-    return ImageFiles(paths, labels, names, split, cfg.skip_bad_images, cfg.max_bad_images,
-                      resolve_dir(cfg.check_cache_dir))
-
-
-def _list_source(cfg, split, class_names):
-    paths, labels, names = list_layout.read_split(cfg.data_dir, list_layout.list_file(list_dir(cfg), split),
-                                                  cfg.image_column, cfg.label_column, class_names)
-    return ImageFiles(paths, labels, names, split, cfg.skip_bad_images, cfg.max_bad_images,
-                      resolve_dir(cfg.check_cache_dir))
+    """Split names of ``cfg.data_dir`` in any layout."""
+    return sorted({split for entry in layouts.LAYOUTS for split in entry.splits(cfg)})
 
 
 def open_source(cfg, split, class_names=None):
     """``(layout, ImageFiles)`` of ``split``: the checked file list, before any dataset is built."""
     kind = detect_layout(cfg, split)
-    if kind == "folder":
-        source = _folder_source(cfg, split, class_names)
-    elif kind == "list":
-        source = _list_source(cfg, split, class_names)
-    else:
-        source = AnnotationDataset(cfg.data_dir, split, level=cfg.label_level, class_names=class_names,
-                                   skip_bad=cfg.skip_bad_images, max_bad=cfg.max_bad_images,
-                                   cache_dir=resolve_dir(cfg.check_cache_dir))
+    paths, labels, names = layouts.named(kind).read(cfg, split, class_names)
+    source = ImageFiles(paths, labels, names, split, cfg.skip_bad_images, cfg.max_bad_images,
+                        resolve_dir(cfg.check_cache_dir))
     if len(source) == 0:
         raise DataError(f"split '{split}' of {cfg.data_dir} holds no images")
     return kind, source

@@ -1,4 +1,4 @@
-"""FGVC-Aircraft's raw layout: annotation files, class-name files and safe folder names.
+"""FGVC-Aircraft's raw layout: annotation files, their names files and images.
 
 A data folder in this layout holds ``images/<id>.jpg`` and annotation files
 ``images_<level>_<split>.txt`` whose lines are ``<id> <label>``; the label may hold spaces and
@@ -10,11 +10,11 @@ import os
 
 from tools.core.errors import DataError, UsageError
 from tools.core.fileio import read_text_lines
+from tools.datasets.class_names import read_names
 
 NAMES_FILES = {"variant": "variants.txt", "family": "families.txt", "manufacturer": "manufacturers.txt"}
 IMAGES_DIR = "images"
 IMAGE_EXT = ".jpg"
-CLASSES_FILE = "classes.txt"
 
 
 def check_level(level):
@@ -75,14 +75,6 @@ def split_line(line):
     return first, rest.strip()
 
 
-def read_names(path):
-    """Class names from a names file or ``classes.txt``: one per line, blank lines skipped."""
-    names = [line.strip() for line in read_text_lines(path) if line.strip()]
-    if len(set(names)) != len(names):
-        raise DataError(f"{path}: a class name is listed twice")
-    return names
-
-
 def class_names(data_dir, level, labels):
     """Class names of ``level`` in index order: the names file if present, else sorted ``labels``."""
     names_path = os.path.join(data_dir, NAMES_FILES[check_level(level)])
@@ -95,22 +87,26 @@ def class_names(data_dir, level, labels):
     return names
 
 
-def safe_dirname(label):
-    """A label made usable as a folder name: ``/`` and ``\\`` become ``_`` (``F-16A/B`` -> ``F-16A_B``)."""
-    name = label.replace("/", "_").replace("\\", "_")
-    if name in (".", ".."):
-        name = name.replace(".", "_")
-    return name
-
-
-def safe_dirnames(names):
-    """Folder names for ``names``; two names that would share a folder are an error."""
-    folders = [safe_dirname(n) for n in names]
-    if len(set(folders)) != len(folders):
-        clash = next(f for f in folders if folders.count(f) > 1)
-        raise DataError(f"two class names map to the same folder name '{clash}'")
-    return folders
-
-
 def image_path(data_dir, image_id):
     return os.path.join(data_dir, IMAGES_DIR, image_id + IMAGE_EXT)
+
+
+def read_split(data_dir, level, split, train_names=None):
+    """``(paths, labels, class_names)`` of ``split`` at ``level``; a label outside the class names or a
+    missing image is an error naming the annotation file.
+
+    ``train_names`` (the training split's) fixes the class order, else :func:`class_names` finds it.
+    """
+    path = annotation_file(data_dir, level, split)
+    entries = read_annotation(path)
+    labels = [label for _, label in entries]
+    names = train_names if train_names is not None else class_names(data_dir, level, labels)
+    index = {name: i for i, name in enumerate(names)}
+    unknown = next((label for label in labels if label not in index), None)
+    if unknown is not None:
+        raise DataError(f"{path}: label '{unknown}' is not one of the class names")
+    paths = [image_path(data_dir, image_id) for image_id, _ in entries]
+    missing = next((p for p in paths if not os.path.isfile(p)), None)
+    if missing is not None:
+        raise DataError(f"{path}: image file not found: {missing}")
+    return paths, [index[label] for label in labels], names

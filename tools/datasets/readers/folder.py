@@ -3,7 +3,7 @@ import os
 import tarfile
 
 from tools.core.errors import DataError
-from tools.datasets.readers import aircraft as layout
+from tools.datasets.class_names import CLASSES_FILE, read_names, safe_dirnames
 
 _MAGIC = [(b"PK\x03\x04", "zip"), (b"PK\x05\x06", "zip"), (b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"),
           (b"\xfd7zXZ\x00", "xz"), (b"7z\xbc\xaf\x27\x1c", "7z"), (b"Rar!\x1a\x07", "rar")]
@@ -40,13 +40,38 @@ def archive_kind(path):
 
 def folder_classes(data_dir, split_dir):
     """``(names, folders)`` of a folder of class folders: ``<data_dir>/classes.txt``, else its sorted folders."""
-    names_path = os.path.join(data_dir, layout.CLASSES_FILE)
+    names_path = os.path.join(data_dir, CLASSES_FILE)
     if os.path.isfile(names_path):
-        names = layout.read_names(names_path)
-        return names, layout.safe_dirnames(names)
+        names = read_names(names_path)
+        return names, safe_dirnames(names)
     folders = sorted(d for d in os.listdir(split_dir)
                      if os.path.isdir(os.path.join(split_dir, d)) and not d.startswith("."))
     return folders, folders
+
+
+def read_split(data_dir, split, train_names=None):
+    """``(paths, labels, class_names)`` of ``<data_dir>/<split>``; a class folder outside the class list is
+    an error, and so is a split without class folders.
+
+    ``train_names`` (the training split's) fixes the class order; a split may lack some of its classes.
+    """
+    split_dir = os.path.join(data_dir, split)
+    names, folders = folder_classes(data_dir, split_dir)
+    if train_names is not None and train_names != names:
+        if set(train_names) >= set(names):
+            names, folders = train_names, safe_dirnames(train_names)
+        else:
+            extra = sorted(set(names) - set(train_names))[0]
+            raise DataError(f"class '{extra}' of split '{split}' is not a class of the training split")
+    present = [d for d in os.listdir(split_dir)
+               if os.path.isdir(os.path.join(split_dir, d)) and not d.startswith(".")]
+    unknown = sorted(set(present) - set(folders))
+    if unknown:
+        raise DataError(f"class folder '{os.path.join(split_dir, unknown[0])}' is not in the class list "
+                        f"({os.path.join(data_dir, CLASSES_FILE)} or the training split)")
+    if not folders:
+        raise DataError(f"no class folders in {split_dir}")
+    return (*folder_images(split_dir, folders), names)
 
 
 def folder_images(split_dir, folders):

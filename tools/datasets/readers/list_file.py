@@ -15,8 +15,9 @@ import os
 
 from tools.core.errors import DataError
 from tools.core.fileio import read_text_lines
+from tools.datasets.class_names import CLASSES_FILE, read_names
 from tools.datasets.image_check import IMAGE_EXTENSIONS
-from tools.datasets.readers import aircraft as layout
+from tools.datasets.readers.aircraft import split_line
 
 EXTENSIONS = (".csv", ".txt")
 
@@ -72,7 +73,7 @@ def _txt_rows(path, lines):
         line = line.rstrip("\r\n")
         if not line.strip():
             continue
-        image, label = layout.split_line(line)
+        image, label = split_line(line)
         if not label:
             raise DataError(f"{path}:{lineno}: malformed line {line!r} (expected '<image path> <label>')")
         yield lineno, image, label
@@ -112,10 +113,10 @@ def read_split(data_dir, list_path, image_column="image", label_column="label", 
     """
     entries = read_list(list_path, image_column, label_column)
     labels = [label for _, _, label in entries]
-    names_path = os.path.join(data_dir, layout.CLASSES_FILE)
+    names_path = os.path.join(data_dir, CLASSES_FILE)
     if class_names is None:
         if os.path.isfile(names_path):
-            class_names = layout.read_names(names_path)
+            class_names = read_names(names_path)
         elif all(_is_index(label) for label in labels):
             class_names = _numbered_classes(list_path, entries)
         else:
@@ -145,7 +146,7 @@ def _numbered_classes(list_path, entries):
     if count > 2 * used:
         raise DataError(f"{list_path}:{lineno}: label {label} makes {count} classes (0 .. {label}) of which only "
                         f"{used} have images; integer labels are class indices (name the classes in "
-                        f"{layout.CLASSES_FILE} otherwise)")
+                        f"{CLASSES_FILE} otherwise)")
     return [str(i) for i in range(count)]
 
 
