@@ -224,3 +224,33 @@ def test_a_refused_evaluation_leaves_the_run_byte_identical(script, flags, needl
     proc = run_main(script, *base, *[flag.format(run=finished) for flag in flags])
     assert_one_line_error(proc, needle, code=code)
     assert folder_hash(finished) == before
+
+
+SWALLOWED_STOP = """
+import sys, time
+sys.path.insert(0, {root!r})
+from tools.core import stop_signals
+stop_signals.route_to_main_thread()
+
+class Slow:
+    def __del__(self):  # a stop landing here cannot propagate: Python would print "Exception ignored" and go on
+        print("in __del__", flush=True)
+        end = time.time() + 5
+        while time.time() < end:
+            pass
+
+slow = Slow()
+del slow
+print("went on", flush=True)
+"""
+
+
+def test_a_stop_that_lands_where_it_cannot_propagate_ends_the_process_quietly():
+    proc = subprocess.Popen([sys.executable, "-c", SWALLOWED_STOP.format(root=ROOT)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "in __del__\n"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert "went on" not in out

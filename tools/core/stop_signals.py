@@ -50,6 +50,14 @@ def _raise_stopped(signum, frame):
     raise Stopped(signum)
 
 
+def _unraisable(info):
+    """A :class:`Stopped` raised where Python cannot propagate it (a ``__del__``, a lock's release) would be
+    printed as "Exception ignored ..." with a traceback and lost: end the process there, silently."""
+    if isinstance(info.exc_value, Stopped):
+        _end(info.exc_value.exit_code)
+    sys.__unraisablehook__(info)
+
+
 def _end(code):
     sys.stdout.flush()
     sys.stderr.flush()
@@ -78,6 +86,7 @@ def route_to_main_thread():
     for signum in STOP_SIGNALS:  # blocked: only the watcher's interrupt_main calls these
         signal.signal(signum, _raise_stopped)
     os.register_at_fork(after_in_child=_in_child)
+    sys.unraisablehook = _unraisable
     threading.Thread(target=_watch, name="stop-signals", daemon=True).start()
 
 
