@@ -27,7 +27,7 @@ import time
 from tools.core.config import CONFIG_FILE_NAME
 from tools.core.errors import DataError
 from tools.core.fileio import check_writable_dir
-from tools.split_folder import SPLIT_DIR
+from tools.datasets.splitting import SPLIT_DIR
 from tools.train.techniques.tensorboard import TENSORBOARD_DIR
 
 # the files of a run folder (README: "Outputs"); the Trainer (tools/train/trainer.py) and its CheckpointSaver
