@@ -13,8 +13,8 @@ from PIL import Image
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from tools.core.errors import DataError, UsageError  # noqa: E402
-from tools.datasets.readers.aircraft import image_path, read_annotation, read_names  # noqa: E402
 from tools.datasets.demo_data import CLASS_NAMES, DEFAULT_SOURCE, make_demo_data, read_idx  # noqa: E402
+from tools.datasets.readers.aircraft import image_path, read_annotation, read_names  # noqa: E402
 
 NAMES = [  # written out on purpose, independent of tools/datasets/demo_data.CLASS_NAMES that it checks
     "T-shirt/top",

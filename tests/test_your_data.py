@@ -4,10 +4,9 @@ import csv
 import os
 
 from conftest import TINY_TRAIN_ARGS, assert_one_line_error, run_main, run_script
-from tools.datasets import splitting
 from tools.core.config import option_table, parse_config
 from tools.core.errors import DataError, UsageError
-from tools.datasets import check_cache, class_balance
+from tools.datasets import check_cache, class_balance, splitting
 from tools.datasets.inputs import find_images, input_split
 from tools.datasets.loader import detect_layout, open_source
 

@@ -12,7 +12,8 @@ list file would change (other arguments, other images) nothing is written unless
 
     python tools/split_folder.py --data_dir photos/ --val_fraction 0.2 [--test_fraction 0.1] [--seed 0]
 
-``finetune.py --val_fraction F`` does the same into ``<ckpt_save_dir>/split/`` (``tools.datasets.splitting.hold_out_val``).
+``finetune.py --val_fraction F`` does the same into ``<ckpt_save_dir>/split/``
+(``tools.datasets.splitting.hold_out_val``).
 """
 import os
 import sys
