@@ -138,7 +138,8 @@ def hold_out_val(cfg, scratch):
     check_fractions(cfg.val_fraction, 0.0)
     if cfg.list_dir:
         raise UsageError("'val_fraction' makes its own list files: leave 'list_dir' unset")
-    from tools.datasets.loader import known_splits  # tools.datasets.loader imports MindCV: only when needed
+    from tools.core.config import update  # MindSpore and MindCV load only when needed
+    from tools.datasets.loader import known_splits
 
     splits = known_splits(cfg)
     if cfg.val_split in splits:
@@ -156,13 +157,15 @@ def hold_out_val(cfg, scratch):
     write_lists(scratch, held_out)
     print(f"held out {cfg.val_fraction:g} of each class of {class_root} as '{cfg.val_split}' (seed {cfg.split_seed}): "
           f"{len(parts['train'])} train, {len(parts['val'])} val images; lists in {out_dir}", flush=True)
-    cfg.dataset_format, cfg.list_dir, cfg.val_fraction = "list", os.path.abspath(scratch), 0.0
+    update(cfg, "--val_fraction", dataset_format="list", list_dir=os.path.abspath(scratch), val_fraction=0.0)
     return held_out
 
 
 def keep_held_out(cfg, held_out):
     """Write :func:`hold_out_val`'s split into ``<ckpt_save_dir>/split/`` once the run took its folder, and point
     ``cfg`` (so the run's config.yaml) there."""
+    from tools.core.config import update
+
     if held_out:
-        cfg.list_dir = os.path.abspath(os.path.join(cfg.ckpt_save_dir, SPLIT_DIR))
+        update(cfg, "--val_fraction", list_dir=os.path.abspath(os.path.join(cfg.ckpt_save_dir, SPLIT_DIR)))
         write_lists(cfg.list_dir, held_out, overwrite=cfg.overwrite)
