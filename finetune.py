@@ -11,10 +11,10 @@ if __name__ == "__main__":  # before MindSpore starts threads: Ctrl-C and SIGTER
     stop_signals.route_to_main_thread()
 
 from tools.core import runtime
-from tools.core.config import BOOL, CONFIG_FILE_NAME, no_effect_notes, parse_config, save_config
+from tools.core.config import BOOL, CONFIG_FILE_NAME, no_effect_notes, parse_config, save_config, update
 from tools.core.errors import run_cli
 from tools.core.fileio import check_outside_data, check_writable_dir, data_folders, file_sha256
-from tools.split_folder import hold_out_val, keep_held_out
+from tools.datasets.splitting import hold_out_val, keep_held_out
 from tools.train import run_folder
 from tools.train.trainer import Trainer, weights_digest
 from tools.train.wiring import build_training, describe
@@ -30,7 +30,7 @@ def dry_run(cfg, shard, rank):
     split lands there), after checking that ``ckpt_save_dir`` could be written."""
     check_writable_dir(cfg.ckpt_save_dir, "ckpt_save_dir")
     with tempfile.TemporaryDirectory() as scratch:
-        cfg.ckpt_save_dir = scratch
+        update(cfg, "--dry_run (a scratch folder)", ckpt_save_dir=scratch)
         hold_out_val(cfg, scratch)
         run = build_training(cfg, shard, verbose=rank == 0, extract_features=False)
         if rank == 0:

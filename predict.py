@@ -9,7 +9,7 @@ import hashlib
 import os
 
 from tools.core import runtime
-from tools.core.config import BOOL, FLOAT, INT, STR, STRS, choice, parse_config
+from tools.core.config import BOOL, FLOAT, INT, STR, STRS, choice, parse_config, update
 from tools.core.errors import UsageError, run_cli
 from tools.core.fileio import check_output_file, check_outside_data, check_writable_dir, data_folders
 from tools.datasets.inputs import find_images, input_split
@@ -115,7 +115,7 @@ def main(argv=None):
             else data_folders(cfg, [cfg.split or cfg.val_split]))
     check_outside_data(out_dir, "out_dir", read)  # a grid written into an --input folder is read next time
     check_output_file(cfg.out, "out")
-    cfg.eval_shuffle = False  # predictions are matched to file names by order
+    update(cfg, "predict.py (predictions are matched to file names by order)", eval_shuffle=False)
     runtime.setup(cfg)
     data, probs, labels = predict(cfg)
     records = reports.prediction_records(data.paths, labels, probs, data.class_names,

@@ -39,6 +39,7 @@ def main():
     parser.add_argument("--distinct", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    from tools.core.config import update
     from tools.datasets import check_cache
 
     header = common.report_header()
@@ -54,7 +55,7 @@ def main():
         check_cache.cpu_count = lambda: 1
         variants = {"no cache, 1 core": [timed_open(cfg, "trainval")]}
         check_cache.cpu_count = all_cores
-        cfg.check_cache_dir = cache
+        update(cfg, "bench_check_cache (the cached variants)", check_cache_dir=cache)
         variants["first open, all cores"] = [timed_open(cfg, "trainval")]
         variants["re-open (cached)"] = [timed_open(cfg, "trainval") for _ in range(args.repeats)]
     rows = []

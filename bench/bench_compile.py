@@ -28,11 +28,12 @@ MODES = {"GRAPH": 0, "PYNATIVE": 1, "MINDCV": 0}
 
 def child(variant, steps):
     from tools.core import runtime
+    from tools.core.config import update
 
     t0 = time.perf_counter()
     cfg = common.suite_config(common.DEMO_CONFIG, mode=MODES[variant], log_interval=100000)
     if not os.path.isfile(os.path.join(common.ROOT, cfg.ckpt_path)):
-        cfg.ckpt_path = ""
+        update(cfg, "bench_compile (the demo checkpoint is not here)", ckpt_path="")
     common.quiet(runtime.setup, cfg)
     run = common.SuiteRun(cfg)
     step = run.train_step

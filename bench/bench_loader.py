@@ -11,9 +11,7 @@ same shape, i.e. the rate at which training consumes images. Target: loader >= 2
 Settings as in bench_train.py: ``demo`` (configs/demo.yaml, 96 px, 28 px source JPEGs) and ``aircraft``
 (Aircraft config: 600 px, randaug-m7-mstd0.5, from synthetic 500x375 JPEGs).
 """
-import argparse
 import sys
-import tempfile
 import time
 
 import common
@@ -71,34 +69,24 @@ def run_setting(name, config, data_dir, overrides, workers, repeats, train_steps
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--settings", nargs="+", default=["demo", "aircraft"], choices=["demo", "aircraft"])
+    parser = common.settings_parser(__doc__.split("\n")[0], aircraft_images=64)
     parser.add_argument("--workers", nargs="+", type=int, default=[1, 2])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--aircraft_images", type=int, default=64)
     parser.add_argument("--train_steps", type=int, default=3, help="timed train steps per repeat")
-    parser.add_argument("--demo_images", type=int, help="smoke test: the first N demo trainval images only")
-    parser.add_argument("--image_resize", type=int, help="smoke test: override the settings' resolution")
     args = parser.parse_args()
-    header = common.report_header()
-    out = {**header, "settings": {}}
-    with tempfile.TemporaryDirectory(prefix="bench_loader_") as tmp:
-        for name in args.settings:
-            spec = common.setting_spec(name, tmp, args.demo_images, args.aircraft_images, args.image_resize)
-            steps = max(args.train_steps, 5) if name == "demo" else args.train_steps
-            print(f"[{name}] ...", flush=True)
-            out["settings"][name] = run_setting(name, *spec, args.workers, args.repeats, steps)
+
+    def run(name, spec, tmp):
+        print(f"[{name}] ...", flush=True)
+        steps = max(args.train_steps, 5) if name == "demo" else args.train_steps
+        return run_setting(name, *spec, args.workers, args.repeats, steps)
+
+    out = common.run_settings(args, "bench_loader_", run)
     rows = []
     for name, r in out["settings"].items():
         for w, lr in r["loader"].items():
             rows.append([name, f"{r['image_resize']}px, aug {r['auto_augment']}", w, lr["median_images_per_s"],
                          r["median_train_images_per_s"], f"{lr['vs_train']:.1f}x"])
-    print()
-    common.print_table(["setting", "transforms", "workers", "loader images/s", "train images/s", "loader / train"],
-                       rows)
-    print("target: loader >= 2x training")
-    common.write_json("loader", out)
-    return 0
+    return common.finish("loader", out, ["setting", "transforms", "workers", "loader images/s", "train images/s",
+                                         "loader / train"], rows, "target: loader >= 2x training")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--demo_images", type=int, default=256, help="the first N demo trainval images (0: all)")
     args = parser.parse_args(argv)
+    from tools.core.config import update
+
     header = common.report_header()
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = common.make_demo_subset(os.path.join(tmp, "demo"), args.demo_images, 16) \
@@ -31,7 +33,7 @@ def main(argv=None):
         rates = {"every step": [], "every log_interval": []}
         for _ in range(args.repeats):
             for name, interval in (("every step", 1), ("every log_interval", 100000)):
-                cfg.log_interval = interval
+                update(cfg, f"bench_loop ({name})", log_interval=interval)
                 seconds, images = common.quiet(run.epoch)
                 rates[name].append(images / seconds)
                 print(f"  loss read {name}: {images / seconds:.1f} images/s  load {os.getloadavg()[0]:.2f}")

@@ -18,9 +18,7 @@ With every BatchNorm of the backbone frozen in inference mode the cached feature
 frozen backbone computes during training, except for data augmentation (the cache holds one
 un-augmented view per image; caching K augmented views costs K extraction passes).
 """
-import argparse
 import sys
-import tempfile
 
 import common
 
@@ -55,28 +53,14 @@ def run_setting(name, config, data_dir, overrides, repeats):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--settings", nargs="+", default=["demo", "aircraft"], choices=["demo", "aircraft"])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--aircraft_images", type=int, default=32)
-    parser.add_argument("--demo_images", type=int, help="smoke test: the first N demo trainval images only")
-    parser.add_argument("--image_resize", type=int, help="smoke test: override the settings' resolution")
-    args = parser.parse_args()
-    header = common.report_header()
-    out = {**header, "settings": {}}
-    with tempfile.TemporaryDirectory(prefix="bench_probe_") as tmp:
-        for name in args.settings:
-            spec = common.setting_spec(name, tmp, args.demo_images, args.aircraft_images, args.image_resize)
-            out["settings"][name] = run_setting(name, *spec, args.repeats)
+    args = common.settings_parser(__doc__.split("\n")[0], aircraft_images=32).parse_args()
+    out = common.run_settings(args, "bench_probe_", lambda name, spec, tmp: run_setting(name, *spec, args.repeats))
     rows = [[name, r["model"], f"{r['image_resize']}px", r["train_images"], r["median_backbone_epoch_seconds"],
              f"{r['median_cached_epoch_seconds']:.4f}", f"{r['speedup_per_epoch']:.0f}x", r["extract_seconds"],
              fmt_epochs(r["break_even_epochs"])] for name, r in out["settings"].items()]
-    print()
-    common.print_table(["setting", "model", "size", "images", "backbone s/epoch", "cached s/epoch",
-                        "per-epoch speed-up", "extract s (once)", "break-even epochs"], rows)
-    print("target: >= 10x per epoch")
-    common.write_json("probe", out)
-    return 0
+    return common.finish("probe", out, ["setting", "model", "size", "images", "backbone s/epoch", "cached s/epoch",
+                                        "per-epoch speed-up", "extract s (once)", "break-even epochs"], rows,
+                         "target: >= 10x per epoch")
 
 
 def fmt_epochs(value):

@@ -24,27 +24,11 @@ images) and ``aircraft`` = configs/mobilenetv3/mobilenet_v3_small_aircraft.yaml 
 images in a temporary folder). Random initialisation; ``tf_same_padding`` is off so that all rows run
 the same network as MindCV's ``create_model``.
 """
-import argparse
 import os
 import sys
-import tempfile
 import time
 
 import common
-
-
-def settings(tmp, aircraft_images, demo_images=None, image_resize=None):
-    demo_dir = common.make_demo_subset(os.path.join(tmp, "demo"), demo_images, 16) if demo_images else common.DEMO
-    extra = {"image_resize": image_resize} if image_resize else {}
-    air_dir = common.make_aircraft(os.path.join(tmp, "aircraft"), trainval=aircraft_images, test=8, num_classes=100,
-                                   distinct=aircraft_images)
-    return {
-        "demo": dict(config=common.DEMO_CONFIG, data_dir=demo_dir,
-                     overrides=dict(pretrained=False, ckpt_path="", tf_same_padding=False, log_interval=100000,
-                                    **extra)),
-        "aircraft": dict(config=common.AIRCRAFT_CONFIG, data_dir=air_dir,
-                         overrides=dict(pretrained=False, ckpt_path="", log_interval=100000, **extra)),
-    }
 
 
 class Ceiling:
@@ -144,18 +128,18 @@ class MindCVPipeline:
 
 
 def run_setting(name, spec, repeats, tmp, pipelines):
+    config, data_dir, overrides = spec
     from tools.core import runtime
 
-    cfg = common.suite_config(spec["config"], data_dir=spec["data_dir"], **spec["overrides"])
+    cfg = common.suite_config(config, data_dir=data_dir, **overrides)
     common.quiet(runtime.setup, cfg)
-    tree = common.folder_tree(spec["data_dir"], os.path.join(tmp, f"{name}_tree"))
+    tree = common.folder_tree(data_dir, os.path.join(tmp, f"{name}_tree"))
     runners = {}
     suite = common.SuiteRun(cfg)
     num_classes, steps = suite.num_classes, suite.steps
     runners["suite"] = suite
     if "suite-folder" in pipelines:
-        runners["suite-folder"] = common.SuiteRun(common.suite_config(spec["config"], data_dir=tree,
-                                                                      **spec["overrides"]))
+        runners["suite-folder"] = common.SuiteRun(common.suite_config(config, data_dir=tree, **overrides))
     if "suite-loop" in pipelines:  # the suite's loop and train step fed by MindCV's loader: loop vs loader
         runners["suite-loop"] = common.SuiteRun(cfg)
         runners["suite-loop"].loader = mindcv_loader(cfg, tree, num_classes)
@@ -197,22 +181,17 @@ def run_setting(name, spec, repeats, tmp, pipelines):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--settings", nargs="+", default=["demo", "aircraft"], choices=["demo", "aircraft"])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--aircraft_images", type=int, default=32, help="synthetic trainval images (batch 8)")
+    parser = common.settings_parser(__doc__.split("\n")[0], aircraft_images=32)
     parser.add_argument("--pipelines", nargs="+", default=["mindcv", "mindcv-sink"],
                         help="besides suite and ceiling: suite-folder suite-loop suite-step mindcv mindcv-sink")
-    parser.add_argument("--demo_images", type=int, help="smoke test: the first N demo trainval images only")
-    parser.add_argument("--image_resize", type=int, help="smoke test: override the settings' resolution")
     args = parser.parse_args()
-    header = common.report_header()
-    out = {**header, "settings": {}}
-    with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
-        specs = settings(tmp, args.aircraft_images, args.demo_images, args.image_resize)
-        for name in args.settings:
-            pipelines = args.pipelines if name == "demo" else [p for p in args.pipelines if p != "suite-folder"]
-            out["settings"][name] = run_setting(name, specs[name], args.repeats, tmp, pipelines)
+
+    def run(name, spec, tmp):
+        pipelines = args.pipelines if name == "demo" else [p for p in args.pipelines if p != "suite-folder"]
+        return run_setting(name, spec, args.repeats, tmp, pipelines)
+
+    # tf_same_padding off: every row runs the network of MindCV's create_model
+    out = common.run_settings(args, "bench_train_", run, tf_same_padding=False)
     rows = []
     for name, res in out["settings"].items():
         p = res["pipelines"]
@@ -226,12 +205,8 @@ def main():
                          f"{med / mindcv:.2f}x" if med and mindcv else "-", r["error"] or ""])
         res["suite_vs_ceiling"] = p["suite"]["median_images_per_s"] / ceiling if ceiling else None
         res["suite_vs_mindcv"] = p["suite"]["median_images_per_s"] / mindcv if mindcv else None
-    print()
-    common.print_table(["setting", "pipeline", "images/s (median)", "min-max", "vs ceiling", "vs mindcv", "error"],
-                       rows)
-    print("targets: suite >= 0.9x ceiling, >= 1.0x mindcv")
-    common.write_json("train", out)
-    return 0
+    return common.finish("train", out, ["setting", "pipeline", "images/s (median)", "min-max", "vs ceiling",
+                                        "vs mindcv", "error"], rows, "targets: suite >= 0.9x ceiling, >= 1.0x mindcv")
 
 
 if __name__ == "__main__":

@@ -4,12 +4,14 @@ finetune.py builds them.
 
 Nothing here is imported by the suite; every benchmark is ``.venv/bin/python bench/<name>.py``.
 """
+import argparse
 import json
 import os
 import platform
 import shutil
 import statistics
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -195,14 +197,10 @@ def make_demo_subset(out, trainval=None, test=None):
 
 
 def folder_tree(data_dir, out_dir):
-    """The ImageNet-style tree of ``data_dir`` made with the suite's split tool (hardlinks), quietly."""
-    import contextlib
-    import io
+    """The ImageNet-style tree of ``data_dir`` made as tools/split_aircraft.py makes it (hardlinks), quietly."""
+    from tools.datasets.aircraft_tree import make_tree
 
-    from tools import split_aircraft
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        split_aircraft.main(["--data_dir", data_dir, "--out_dir", out_dir])
+    quiet(make_tree, os.path.abspath(data_dir), os.path.abspath(out_dir), ["trainval", "test"], "variant", "hardlink")
     return out_dir
 
 
@@ -278,13 +276,48 @@ def time_steps(step, inputs, steps):
     return time.perf_counter() - begin
 
 
-def setting_spec(name, tmp, demo_images=None, aircraft_images=32, image_resize=None):
+def setting_spec(name, tmp, args, **overrides):
     """``(config, data_dir, overrides)`` of the "demo" or "aircraft" setting of a benchmark, its data made
-    under ``tmp`` (the first ``demo_images`` demo images only, for a smoke test; ``aircraft_images``
-    distinct training images); ``image_resize`` overrides the setting's resolution."""
-    extra = {"image_resize": image_resize} if image_resize else {}
+    under ``tmp`` (``args.demo_images``: the first N demo images only, for a smoke test; ``args.aircraft_images``
+    distinct training images); ``args.image_resize`` overrides the setting's resolution, ``overrides`` add keys."""
+    extra = {"image_resize": args.image_resize} if args.image_resize else {}
+    extra.update(overrides)
     if name == "demo":
-        demo = make_demo_subset(os.path.join(tmp, "demo"), demo_images, 16) if demo_images else DEMO
+        demo = make_demo_subset(os.path.join(tmp, "demo"), args.demo_images, 16) if args.demo_images else DEMO
         return DEMO_CONFIG, demo, dict(pretrained=False, ckpt_path="", log_interval=100000, **extra)
-    air = make_aircraft(os.path.join(tmp, "aircraft"), trainval=aircraft_images, test=8, distinct=aircraft_images)
+    air = make_aircraft(os.path.join(tmp, "aircraft"), trainval=args.aircraft_images, test=8,
+                        distinct=args.aircraft_images)
     return AIRCRAFT_CONFIG, air, dict(pretrained=False, log_interval=100000, **extra)
+
+
+# ----------------------------------------------------------------------------------------- settings
+def settings_parser(description, aircraft_images):
+    """The flags of the benchmarks that run the "demo" and "aircraft" settings (bench_loader, bench_probe,
+    bench_train): which settings, how many repeats, and the size of their data; a benchmark adds its own."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--settings", nargs="+", default=["demo", "aircraft"], choices=["demo", "aircraft"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--aircraft_images", type=int, default=aircraft_images, help="synthetic trainval images")
+    parser.add_argument("--demo_images", type=int, help="smoke test: the first N demo trainval images only")
+    parser.add_argument("--image_resize", type=int, help="smoke test: override the settings' resolution")
+    return parser
+
+
+def run_settings(args, prefix, run_setting, **overrides):
+    """The machine line, then ``run_setting(name, spec, tmp)`` for each of ``args.settings`` (``spec``: its
+    :func:`setting_spec` with ``overrides``, data made in a temporary folder ``tmp``); returns the JSON payload:
+    the report header and ``{"settings": {name: result}}``."""
+    out = {**report_header(), "settings": {}}
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        for name in args.settings:
+            out["settings"][name] = run_setting(name, setting_spec(name, tmp, args, **overrides), tmp)
+    return out
+
+
+def finish(name, out, headers, rows, target):
+    """A benchmark's last lines: its table, the target it is measured against, and ``runs/bench/<name>.json``."""
+    print()
+    print_table(headers, rows)
+    print(target)
+    write_json(name, out)
+    return 0

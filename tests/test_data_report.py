@@ -7,6 +7,8 @@ import os
 from conftest import assert_png, run_script
 from tools import data_report, show_batch
 from tools.core.errors import DataError
+from tools.report import batch_preview
+from tools.report.data_report import hamming, perceptual_hash, shared_files
 
 import numpy as np
 import pytest
@@ -106,16 +108,16 @@ def test_file_listed_in_two_splits_is_a_leak(planted):
 
 def test_a_union_split_is_not_called_a_leak():
     records = [dict(split=s, path=p) for s, p in [("trainval", "a"), ("trainval", "b"), ("train", "a"), ("test", "b")]]
-    shared = data_report.shared_files(records, {"trainval": None, "train": None, "test": None})
+    shared = shared_files(records, {"trainval": None, "train": None, "test": None})
     assert shared == [("trainval", "train", 1, True), ("trainval", "test", 1, True)]
 
 
 def test_perceptual_hash_distance_matches_bit_count():
-    a = data_report.perceptual_hash(smooth_image(0))
-    b = data_report.perceptual_hash(smooth_image(1))
+    a = perceptual_hash(smooth_image(0))
+    b = perceptual_hash(smooth_image(1))
     expected = bin(int.from_bytes(a.tobytes(), "big") ^ int.from_bytes(b.tobytes(), "big")).count("1")
-    assert data_report.hamming(a[None], b[None])[0, 0] == expected
-    assert data_report.hamming(a[None], a[None])[0, 0] == 0
+    assert hamming(a[None], b[None])[0, 0] == expected
+    assert hamming(a[None], a[None])[0, 0] == 0
 
 
 def test_report_on_an_unsplit_folder_and_a_bad_folder(tmp_path):
@@ -138,14 +140,14 @@ def test_pixels_undo_the_normalisation():
     pixels = rng.integers(0, 256, (2, 5, 7, 3)).astype(np.float32)
     mean, std = [10.0, 20.0, 30.0], [50.0, 60.0, 70.0]
     normalised = ((pixels - mean) / std).transpose(0, 3, 1, 2)
-    assert np.array_equal(show_batch.to_pixels(normalised, mean, std), pixels.astype(np.uint8))
+    assert np.array_equal(batch_preview.to_pixels(normalised, mean, std), pixels.astype(np.uint8))
 
 
 def test_titles_of_plain_and_mixed_labels():
     names = ["a", "b", "c"]
-    assert show_batch.titles(np.array([2, 0]), names) == ["c", "a"]
+    assert batch_preview.titles(np.array([2, 0]), names) == ["c", "a"]
     mixed = np.array([[0.0, 0.7, 0.3], [0.0, 0.0, 1.0]])
-    assert show_batch.titles(mixed, names) == ["b 0.70 + c 0.30", "c"]
+    assert batch_preview.titles(mixed, names) == ["b 0.70 + c 0.30", "c"]
 
 
 def test_the_drawn_samples_are_the_augmented_training_images(tiny_aircraft):
@@ -156,7 +158,7 @@ def test_the_drawn_samples_are_the_augmented_training_images(tiny_aircraft):
                         "--image_resize", "28", "--scale", "1", "1", "--ratio", "1", "1", "--hflip", "1",
                         "--color_jitter", "0", "--shuffle", "False", "--num_parallel_workers", "1",
                         "--check_cache_dir", "off"], "test", extra=show_batch.EXTRA)
-    images, names, paths = show_batch.sample_batch(cfg)
+    images, names, paths = batch_preview.sample_batch(cfg, cfg.train_split, cfg.n)
     assert images.shape == (4, 28, 28, 3) and images.dtype == np.uint8
     for image, path in zip(images, paths):
         source = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32)

@@ -4,7 +4,8 @@ import csv
 import os
 
 from conftest import TINY_TRAIN_ARGS, assert_one_line_error, assert_png, run_main, run_script
-from tools.lr_find import EXTRA, ramp, range_test, suggest
+from tools.lr_find import EXTRA
+from tools.train.lr_finder import ramp, range_test, suggest
 
 import numpy as np
 import pytest

@@ -6,18 +6,18 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from tools.core.errors import DataError, UsageError
+from tools.datasets.class_names import read_names
+from tools.datasets.demo_data import CLASS_NAMES, DEFAULT_SOURCE, make_demo_data, read_idx
+from tools.datasets.readers.aircraft import image_path, read_annotation
+
 import numpy as np
 import pytest
 from PIL import Image
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-from tools.core.errors import DataError, UsageError  # noqa: E402
-from tools.datasets.class_names import read_names  # noqa: E402
-from tools.datasets.readers.aircraft import image_path, read_annotation  # noqa: E402
-from tools.make_demo_data import CLASS_NAMES, DEFAULT_SOURCE, make_demo_data, read_idx  # noqa: E402
-
-NAMES = [  # written out on purpose, independent of tools/make_demo_data.CLASS_NAMES that it checks
+NAMES = [  # written out on purpose, independent of tools/datasets/demo_data.CLASS_NAMES that it checks
     "T-shirt/top",
     "Trouser",
     "Pullover",

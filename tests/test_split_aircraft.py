@@ -9,6 +9,7 @@ import sys
 from tools import split_aircraft
 from tools.core.errors import DataError, UsageError
 from tools.datasets import class_names
+from tools.datasets.aircraft_tree import INFO_FILE, MODES
 
 import pytest
 from PIL import Image
@@ -65,7 +66,7 @@ def cli(*args):
 
 
 def info_folders(out):
-    return json.loads((out / split_aircraft.INFO_FILE).read_text(encoding="utf-8"))["folders"]
+    return json.loads((out / INFO_FILE).read_text(encoding="utf-8"))["folders"]
 
 
 def check_tree(out, before):
@@ -75,7 +76,7 @@ def check_tree(out, before):
             assert (out / split / class_names.safe_dirname(label) / f"{image_id}.jpg").read_bytes() == before[image_id]
     classes = class_names.read_names(out / class_names.CLASSES_FILE)
     assert classes == VARIANTS
-    info = json.loads((out / split_aircraft.INFO_FILE).read_text(encoding="utf-8"))
+    info = json.loads((out / INFO_FILE).read_text(encoding="utf-8"))
     assert info == {"level": "variant", "classes": VARIANTS, "folders": [class_names.safe_dirname(c) for c in VARIANTS],
                     "splits": {"trainval": 6, "test": 3}}
     for split in SPLITS:
@@ -95,7 +96,7 @@ def test_default_tree_in_data_dir(data, capsys):
     assert out.strip().splitlines()[-1] == f"wrote 6 trainval + 3 test images to {data} (hardlink)"
 
 
-@pytest.mark.parametrize("mode", split_aircraft.MODES)
+@pytest.mark.parametrize("mode", MODES)
 def test_modes_and_rerun(data, tmp_path, mode, capsys):
     before, out = originals(data), tmp_path / "out"
     assert run(data, "--out_dir", str(out), "--mode", mode) == 0

@@ -4,10 +4,9 @@ import csv
 import os
 
 from conftest import TINY_TRAIN_ARGS, assert_one_line_error, run_main, run_script
-from tools import split_folder
 from tools.core.config import option_table, parse_config
 from tools.core.errors import DataError, UsageError
-from tools.datasets import check_cache, class_balance
+from tools.datasets import check_cache, class_balance, splitting
 from tools.datasets.inputs import find_images, input_split
 from tools.datasets.loader import detect_layout, open_source
 
@@ -204,9 +203,9 @@ def test_split_is_stratified_deterministic_and_touches_no_image(tmp_path):
     assert len(listed) == len(set(listed)) == sum(COUNTS.values())  # disjoint, all images
     assert all(path.split("/")[0] == label for rows in splits.values() for path, label in rows)
     assert snapshot(tmp_path) == before  # nothing copied, moved or touched
-    again = split_folder.stratified_split(split_folder.class_images(str(tmp_path), str(tmp_path)), 0.2, 0.2, seed=3)
+    again = splitting.stratified_split(splitting.class_images(str(tmp_path), str(tmp_path)), 0.2, 0.2, seed=3)
     assert {s: [tuple(r) for r in rows] for s, rows in again.items()} == splits
-    other = split_folder.stratified_split(split_folder.class_images(str(tmp_path), str(tmp_path)), 0.2, 0.2, seed=4)
+    other = splitting.stratified_split(splitting.class_images(str(tmp_path), str(tmp_path)), 0.2, 0.2, seed=4)
     assert other["val"] != splits["val"]
 
 
@@ -275,13 +274,13 @@ def test_val_fraction_refuses_a_folder_that_has_a_val_split(tmp_path):
     make_class_folders(tmp_path / "val", {"a": 2})
     cfg = config(tmp_path, val_fraction=0.2, ckpt_save_dir=str(tmp_path / "run"))
     with pytest.raises(UsageError, match="has split 'val'"):
-        split_folder.hold_out_val(cfg, str(tmp_path / "scratch"))
+        splitting.hold_out_val(cfg, str(tmp_path / "scratch"))
 
 
 def test_val_fraction_refuses_an_annotation_split(tiny_aircraft, tmp_path):
     cfg = config(tiny_aircraft, val_fraction=0.2, train_split="trainval", ckpt_save_dir=str(tmp_path / "run"))
     with pytest.raises(UsageError, match="split 'trainval' of .* is a list or annotation file"):
-        split_folder.hold_out_val(cfg, str(tmp_path / "scratch"))
+        splitting.hold_out_val(cfg, str(tmp_path / "scratch"))
     assert not os.path.exists(tmp_path / "run")
 
 

@@ -557,6 +557,27 @@ def check_values(values, sources=None):
     _check_imbalance_and_schedule(values)
 
 
+def update(cfg, source, **changes):
+    """Change keys of a config that :func:`parse_config` checked, through the same value and cross-key checks,
+    so that a checked config stays checked: a change that breaks a rule is refused (UsageError) naming
+    ``source``, what made it (e.g. ``--val_fraction``), since the user never typed that value; nothing is
+    changed then. Returns ``cfg``."""
+    unknown = sorted(set(changes) - set(vars(cfg)))
+    if unknown:
+        raise AttributeError(f"{source} changes {', '.join(unknown)}, not keys of this config")
+    where = f"set by {source}"
+    try:
+        check_values({**vars(cfg), **changes}, dict.fromkeys(changes, where))
+    except UsageError as err:
+        if where in str(err):
+            raise
+        made = ", ".join(f"{key}={value!r}" for key, value in changes.items())
+        raise UsageError(f"{err} ({where}: {made})") from None
+    for key, value in changes.items():
+        setattr(cfg, key, value)
+    return cfg
+
+
 def _check_cache_features(values):
     """Cached features are what training would compute only with the whole backbone (and its
     BatchNorm statistics) frozen and no mixing of images."""

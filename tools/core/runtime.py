@@ -3,6 +3,7 @@ import os
 import random
 
 from tools.core import memory_guard
+from tools.core.config import update
 from tools.core.errors import DataError, UsageError
 from tools.core.fileio import first_line
 
@@ -36,7 +37,7 @@ def setup(cfg):
         target = "CPU"
     if cfg.mode == 1 and cfg.gradient_accumulation_steps > 1:
         print("note: MindCV's gradient accumulation only runs in GRAPH mode; using mode 0")
-        cfg.mode = 0
+        update(cfg, "gradient_accumulation_steps > 1 (GRAPH mode only)", mode=0)
     ms.set_context(mode=cfg.mode, device_target=target)
     # deep models (MindCV's res2net101: 512 tensors) exceed the compiler's default call depth of 1000 when it
     # builds the train step, in either mode; 4000 trains them (measured), a ceiling that costs nothing below it
@@ -44,12 +45,12 @@ def setup(cfg):
     for key in ("amp_level", "val_amp_level"):
         if target == "CPU" and getattr(cfg, key) != "O0":
             print(f"note: {key} {getattr(cfg, key)} needs Ascend; running in float32 (O0) on CPU")
-            setattr(cfg, key, "O0")
+            update(cfg, f"device_target {target} (float32 only)", **{key: "O0"})
     seed_everything(cfg.seed)
     cores = os.cpu_count() or 1
     if cfg.num_parallel_workers > cores:
         print(f"note: num_parallel_workers {cfg.num_parallel_workers} > {cores} CPU cores; using {cores}")
-        cfg.num_parallel_workers = cores
+        update(cfg, f"the {cores} CPU cores", num_parallel_workers=cores)
     if not cfg.distribute:
         workers = os.environ.get("MS_WORKER_NUM") or os.environ.get("RANK_SIZE")
         if workers and workers != "1":  # each of the N processes would train the whole run into one folder

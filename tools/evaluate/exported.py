@@ -10,7 +10,7 @@ import json
 import math
 import os
 
-from tools.core.config import option_table
+from tools.core.config import option_table, update
 from tools.core.errors import DataError, UsageError
 from tools.core.fileio import first_line
 
@@ -75,8 +75,8 @@ def apply_metadata(cfg):
             if key == "image_resize":
                 raise UsageError(f"{cfg.mindir} takes {size}x{size} images but image_resize is {mine}: {hint}")
             raise UsageError(f"{cfg.mindir} was exported with {key} {value}, not {mine}: {hint}")
-        setattr(cfg, key, value)
-    cfg.in_channels = meta["input_shape"][1]
+        update(cfg, f"{cfg.mindir}'s metadata", **{key: value})
+    update(cfg, f"{cfg.mindir}'s metadata", in_channels=meta["input_shape"][1])
     return meta
 
 

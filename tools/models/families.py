@@ -8,7 +8,7 @@ An entry says:
 * ``stages``: the network's forward pass as cells run in order, one list per feature block of
   ``tools.models.blocks.feature_blocks`` (same count, same order), plus the cells between the last block and
   ``forward_head`` (``tools.models.stages`` splits the forward pass with it);
-* ``shallow``: how many leading blocks the modes table (``tools.compare_modes``) freezes as "shallow layers".
+* ``shallow``: how many leading blocks the modes table (``tools.report.modes_table``) freezes as "shallow layers".
 
 The head (classifier) name comes from MindCV's per-model pretrained configuration (``head_prefix``),
 the one place the suite reads that configuration (``pretrained_value``).

@@ -24,10 +24,10 @@ import shutil
 import sys
 import time
 
-from tools.core.config import CONFIG_FILE_NAME
+from tools.core.config import CONFIG_FILE_NAME, update
 from tools.core.errors import DataError
 from tools.core.fileio import check_writable_dir
-from tools.split_folder import SPLIT_DIR
+from tools.datasets.splitting import SPLIT_DIR
 from tools.train.techniques.tensorboard import TENSORBOARD_DIR
 
 # the files of a run folder (README: "Outputs"); the Trainer (tools/train/trainer.py) and its CheckpointSaver
@@ -239,14 +239,14 @@ def choose(cfg, rank=0):
         if interrupted:
             if speak:
                 print(f"resume: auto continues the interrupted run in {interrupted[-1]}")
-            cfg.ckpt_save_dir = interrupted[-1]
+            update(cfg, "resume: auto", ckpt_save_dir=interrupted[-1])
         else:
             if speak:
                 kinds = {status(f) for f in siblings(cfg.ckpt_save_dir)} - {"free"}
                 found = f" ({', '.join(sorted(kinds))} ones are left alone)" if kinds else ""
                 print(f"note: resume: auto found no interrupted run in {cfg.ckpt_save_dir} or beside it{found}; "
                       "starting a new run")
-            cfg.resume = ""
+            update(cfg, "resume: auto (no interrupted run)", resume="")
     elif cfg.resume:
         if not os.path.isfile(cfg.resume):
             raise DataError(f"resume checkpoint not found: {cfg.resume}")
@@ -256,7 +256,7 @@ def choose(cfg, rank=0):
             raise DataError(_in_use(folder))
         if speak and os.path.realpath(folder) != os.path.realpath(cfg.ckpt_save_dir):
             print(f"note: resuming the run in {folder} (the folder of {cfg.resume})")
-        cfg.ckpt_save_dir = folder
+        update(cfg, f"resume: {cfg.resume}", ckpt_save_dir=folder)
     elif cfg.overwrite and holder(cfg.ckpt_save_dir):
         raise DataError(f"{_in_use(cfg.ckpt_save_dir)}; overwrite: True does not take a running run's folder")
     return _stamp(cfg.ckpt_save_dir) if cfg.resume else None
@@ -288,7 +288,7 @@ def take(cfg, rank=0, chosen=None):
     else:
         keep = {os.path.realpath(cfg.ckpt_path)} if getattr(cfg, "ckpt_path", "") else set()
         folder = _new_run_folder(cfg.ckpt_save_dir, cfg.overwrite, keep)
-    cfg.ckpt_save_dir = folder
+    update(cfg, "the run folder taken", ckpt_save_dir=folder)
     return folder
 
 
