@@ -21,7 +21,7 @@ if __package__ in (None, ""):  # python tools/x.py: the repository root, not too
 from tools.core.errors import CliParser, DataError, UsageError, run_cli
 from tools.core.fileio import check_writable_dir, first_line
 from tools.train.checkpoints import write_text
-from tools.train.run_folder import SUMMARY_FILE
+from tools.train.run_files import SUMMARY_FILE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODE_TITLES = {

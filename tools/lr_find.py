@@ -145,7 +145,7 @@ def _check_out(cfg):
 
 def main(argv=None):
     from tools.core import runtime
-    from tools.train.trainer import batches
+    from tools.evaluate.inference import batches
     from tools.train.wiring import build_training
 
     cfg = parse_config(argv, "LR range test: suggest a learning rate for a config.", extra=EXTRA)

@@ -29,10 +29,10 @@ from tools.core.fileio import (
     check_outside_data,
 )
 from tools.datasets.readers.folder import folder_classes, folder_images
+from tools.train.run_files import SPLIT_DIR
 
 import numpy as np
 
-SPLIT_DIR = "split"  # finetune.py's split, inside the run folder
 HEADER = ["image", "label"]
 
 

@@ -4,7 +4,7 @@
 path (:func:`tools.train.trainer.predict_logits`), so every image is still seen exactly once per view.
 """
 from tools.core.config import choice
-from tools.train.trainer import predict_logits
+from tools.evaluate.inference import predict_logits
 
 import numpy as np
 from mindspore import Tensor

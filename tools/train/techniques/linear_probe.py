@@ -9,9 +9,9 @@ import time
 
 from tools.core.errors import UsageError
 from tools.datasets.loader import build_loader, open_split
+from tools.evaluate.inference import predict_logits
 from tools.models.blocks import feature_blocks
 from tools.models.stages import split_forward
-from tools.train.trainer import predict_logits
 
 import mindspore.dataset as ds
 import numpy as np
