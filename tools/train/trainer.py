@@ -186,11 +186,12 @@ class Trainer:
     def save_state(self, epoch, step=(0, 0.0)):
         """Write the resume state: everything a resumed run needs, after ``epoch`` finished epochs and
         ``step`` = (steps done, their summed loss) of the next one: train-step parameters (weights,
-        optimizer state, step counter, EMA, dropout counters) and the loop's own state (the saver adds
-        its kept epoch checkpoints and writes it atomically)."""
+        optimizer state, step counter, EMA, dropout counters), the callbacks' ``state_dict()`` and the loop's
+        own state (the saver adds its kept epoch checkpoints and writes it atomically)."""
         state = {"epoch": epoch, "rows": self.rows, "best_top1": self.best_top1, "stale": self.stale,
                  "best_metric": self.best_metric, "best_value": self.best_value,
-                 "frozen": _frozen_names(self.network), "step": list(step)}
+                 "frozen": _frozen_names(self.network), "step": list(step),
+                 "callbacks": {type(callback).__name__: callback.state_dict() for callback in self.callbacks}}
         self.saver.write_state(self.train_step, state)
 
     def resume(self, resume):
@@ -236,6 +237,10 @@ class Trainer:
         self.rows, self.best_top1, self.stale = state["rows"], state["best_top1"], state["stale"]
         self.best_value = state.get("best_value", self.best_top1)
         self.saver.restore(state)
+        saved = state.get("callbacks", {})  # none in a state of an earlier version: the callbacks start anew
+        for callback in self.callbacks:
+            if type(callback).__name__ in saved:
+                callback.load_state_dict(saved[type(callback).__name__])
         self.resume_step = tuple(state.get("step", (0, 0.0)))
         return state["epoch"] + 1
 
