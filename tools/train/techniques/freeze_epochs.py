@@ -80,7 +80,7 @@ def freeze_then_unfreeze(cfg, network, loss_fn, optimizer, full_step, train_load
     callback = FreezeThenUnfreeze(cfg.freeze_epochs, network, frozen_step, full_step, cfg.freeze_bn_stats,
                                   loaders=(features.loader, train_loader) if features else None)
     if verbose:
-        print(f"freeze_epochs: {first_epochs(cfg.freeze_epochs)} the head with the backbone frozen, then "
+        print(f"freeze_epochs: {_first_epochs(cfg.freeze_epochs)} the head with the backbone frozen, then "
               "the backbone trains too" + (f" (after epoch_size {cfg.epoch_size}: not in this run)"
                                            if cfg.freeze_epochs >= cfg.epoch_size else ""), flush=True)
     return frozen_step, callback
@@ -88,7 +88,7 @@ def freeze_then_unfreeze(cfg, network, loss_fn, optimizer, full_step, train_load
 
 def plan_line(cfg, network):
     """freeze_epochs in the dry-run plan (tools.train.wiring.describe)."""
-    return (f"freeze_epochs: {first_epochs(cfg.freeze_epochs)} with the backbone frozen "
+    return (f"freeze_epochs: {_first_epochs(cfg.freeze_epochs)} with the backbone frozen "
             f"({len(backbone_names(network) & {p.name for p in network.trainable_params()})} tensors "
             f"at lr 0, no backward pass), then it trains on the schedule"
             + (f" (its lr rising over {cfg.unfreeze_warmup_epochs} "
@@ -96,7 +96,7 @@ def plan_line(cfg, network):
                if cfg.unfreeze_warmup_epochs else ""))
 
 
-def first_epochs(count):
+def _first_epochs(count):
     """The frozen epochs with their verb: 'epoch 1 trains' or 'epochs 1-N train'."""
     return "epoch 1 trains" if count == 1 else f"epochs 1-{count} train"
 
