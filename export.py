@@ -20,10 +20,10 @@ from tools.core.fileio import atomic_folder, check_output_file, first_line
 from tools.datasets.inputs import find_images, input_split
 from tools.datasets.loader import build_loader, open_split
 from tools.evaluate import calibration, exported
+from tools.evaluate.inference import predict_logits
 from tools.evaluate.metrics import softmax
 from tools.models.factory import checkpoint_network, class_names_of, numbered_classes, read_checkpoint
 from tools.train.checkpoints import write_json
-from tools.train.trainer import predict_logits
 
 import mindspore as ms
 import numpy as np

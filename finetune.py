@@ -11,11 +11,12 @@ if __name__ == "__main__":  # before MindSpore starts threads: Ctrl-C and SIGTER
     stop_signals.route_to_main_thread()
 
 from tools.core import runtime
-from tools.core.config import BOOL, CONFIG_FILE_NAME, no_effect_notes, parse_config, save_config, update
+from tools.core.config import BOOL, no_effect_notes, parse_config, save_config, update
 from tools.core.errors import run_cli
 from tools.core.fileio import check_outside_data, check_writable_dir, data_folders, file_sha256
 from tools.datasets.splitting import hold_out_val, keep_held_out
 from tools.train import run_folder
+from tools.train.run_files import CONFIG_FILE_NAME
 from tools.train.trainer import Trainer, weights_digest
 from tools.train.wiring import build_training, describe
 

@@ -19,7 +19,7 @@ from tools.models.factory import checkpoint_network, class_names_of, read_checkp
 from tools.report import evaluation as reports
 from tools.report import page as report_page
 from tools.train.checkpoints import write_json
-from tools.train.run_folder import CURVES_FILE
+from tools.train.run_files import CURVES_FILE
 
 EXTRA = {"Validation": [
     ("split", "", STR, "split to evaluate; empty = val_split"),

@@ -18,7 +18,7 @@ import common
 
 
 def loader_epoch(loader, batch_size):
-    from tools.train.trainer import batches
+    from tools.evaluate.inference import batches
 
     begin, images = time.perf_counter(), 0
     for batch in batches(loader):

@@ -32,7 +32,7 @@ def unseeded_loader(cfg, num_classes):
 def loader_rate(loader):
     import time
 
-    from tools.train.trainer import batches
+    from tools.evaluate.inference import batches
 
     begin, images = time.perf_counter(), 0
     for batch in batches(loader):

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from tools.core.errors import DataError
 from tools.models.factory import CLASS_NAMES_KEY, read_checkpoint
 from tools.train.checkpoints import CheckpointSaver
+from tools.train.techniques.freeze_epochs import FreezeThenUnfreeze
 from tools.train.trainer import Trainer
 
 import mindspore as ms
@@ -102,8 +103,16 @@ def test_the_kept_list_round_trips_through_the_resume_state_and_rotation_goes_on
     assert epoch_files(tmp_path) == [3, 4]
 
 
+def config(folder):
+    """A hand-made run config of the Dense network's Trainer (top_k by val_loss, two kept)."""
+    return SimpleNamespace(ckpt_save_dir=str(folder), model="net", seed=1, loss_scale_type="fixed",
+                           best_metric="val_loss", keep_checkpoint_max=2, ckpt_save_policy="top_k",
+                           ckpt_save_interval=1)
+
+
 def test_a_resume_state_of_the_earlier_trainer_format_resumes_and_rotates(tmp_path):
-    """The resume.ckpt an earlier version wrote (the Trainer's own state entry, saved_epochs inside) goes on."""
+    """The resume.ckpt an earlier version wrote (the Trainer's own state entry, saved_epochs inside, no callback
+    state) goes on; its callbacks start as in a new run."""
     net = ms.nn.Dense(3, 2)
     folder = str(tmp_path)
     for epoch in (2, 3):
@@ -114,15 +123,26 @@ def test_a_resume_state_of_the_earlier_trainer_format_resumes_and_rotates(tmp_pa
              "frozen": [], "step": [0, 0.0]}
     ms.save_checkpoint(net, os.path.join(folder, "resume.ckpt"), append_dict={"suite_train_state": json.dumps(state)},
                        crc_check=True)
-    cfg = SimpleNamespace(ckpt_save_dir=folder, model="net", seed=1, loss_scale_type="fixed", best_metric="val_loss",
-                          keep_checkpoint_max=2, ckpt_save_policy="top_k", ckpt_save_interval=1)
     fresh = ms.nn.Dense(3, 2)
-    trainer = Trainer(cfg, fresh, fresh, [0.1], CLASSES)
+    switch = FreezeThenUnfreeze(2, fresh, fresh, fresh)
+    trainer = Trainer(config(folder), fresh, fresh, [0.1], CLASSES, callbacks=[switch])
     assert trainer.resume("auto") == 4 and trainer.stale == 1
+    assert switch.state_dict() == {"unfrozen": False}
     np.testing.assert_array_equal(fresh.weight.asnumpy(), np.full((2, 3), 3, np.float32))
     assert trainer.saver.saved_epochs == [tuple(item) for item in state["saved_epochs"]]
     trainer.saver.save(network_at(trainer.network, 4), 4, {"top1": 0.5, "val_loss": 0.6})
     assert epoch_files(folder) == [2, 4]                                # 0.7 (epoch 3) falls out
+
+
+def test_the_resume_state_holds_each_callbacks_state_for_the_resumed_run(tmp_path):
+    net = ms.nn.Dense(3, 2)
+    switch = FreezeThenUnfreeze(2, net, net, net)
+    switch.unfrozen = True                                              # as after the switch
+    Trainer(config(tmp_path), net, net, [0.1], CLASSES, callbacks=[switch]).save_state(3)
+    fresh = ms.nn.Dense(3, 2)
+    again = FreezeThenUnfreeze(2, fresh, fresh, fresh)
+    assert Trainer(config(tmp_path), fresh, fresh, [0.1], CLASSES, callbacks=[again]).resume("auto") == 4
+    assert again.state_dict() == {"unfrozen": True}
 
 
 def test_a_plain_checkpoint_is_not_a_resume_state(tmp_path):

@@ -3,6 +3,7 @@ and trains after; a run resumed before, at and after the switch ends as the unin
 on an imbalanced split, the balanced class weights they print, that the best checkpoint follows
 best_metric, and the TensorBoard event file read back."""
 import csv
+import json
 import os
 import struct
 from types import SimpleNamespace
@@ -10,7 +11,7 @@ from types import SimpleNamespace
 from conftest import TINY_TRAIN_ARGS, run_script
 from tools.core.config import parse_config
 from tools.core.errors import UsageError
-from tools.train.techniques.freeze_epochs import hold_groups
+from tools.train.techniques.freeze_epochs import FreezeThenUnfreeze, hold_groups
 
 import mindspore as ms
 import numpy as np
@@ -124,7 +125,7 @@ def test_resume_before_at_and_after_the_switch_ends_as_the_uninterrupted_run(set
         resume = ["--resume", str(out / "resume.ckpt")] if epochs > 1 else []
         proc = run_script("finetune.py", *setup.args, "--epoch_size", epochs, "--ckpt_save_dir", out, *resume)
         assert proc.returncode == 0, proc.stderr
-        assert ("backbone unfrozen from epoch 3" in proc.stdout) == (epochs == 3), (epochs, proc.stdout)
+        assert ("backbone unfrozen" in proc.stdout) == (epochs == 3), (epochs, proc.stdout)  # said once, when done
     for name in ("resnet18_last.ckpt", "resnet18_best.ckpt", "resume.ckpt"):
         got, want = weights(out / name), weights(reference.out / name)
         keys = [k for k in want if not k.startswith("learning_rate")]   # the schedule's length follows epoch_size
@@ -150,6 +151,45 @@ def test_hold_groups_zeroes_the_backbone_lr_for_the_held_steps():
     ramped = hold_groups(groups, {"features.0.w"}, 1, ramp_steps=2)   # 0, then 1/2 and 2/2 of the schedule
     np.testing.assert_allclose(ramped[1]["lr"], [0.0, 0.2 * 1 / 2, 0.3, 0.4])
     assert ramped[0]["lr"] == [0.1, 0.2, 0.3, 0.4]
+
+
+class StepWithOwnTensor(ms.nn.Cell):
+    """A train step's stand-in: the shared network and a tensor of its own (as EMA weights are)."""
+
+    def __init__(self, network, value):
+        super().__init__(auto_prefix=False)
+        self.network = network
+        self.own = ms.Parameter(ms.Tensor(np.full(2, value, np.float32)), name="own")
+
+
+def test_the_switch_state_round_trips_and_a_run_resumed_after_it_does_not_announce_it_again(capsys):
+    network = ms.nn.Dense(3, 2)
+    frozen, full = StepWithOwnTensor(network, 7), StepWithOwnTensor(network, 0)
+    trainer = SimpleNamespace(train_step=full, train_loader=None, is_main=True)
+    switch = FreezeThenUnfreeze(2, network, frozen, full)
+    switch.on_epoch_begin(trainer, 2)
+    assert trainer.train_step is frozen and switch.state_dict() == {"unfrozen": False}
+    switch.on_epoch_begin(trainer, 3)
+    assert trainer.train_step is full and full.own.asnumpy().tolist() == [7, 7]    # carried at the switch
+    assert switch.state_dict() == {"unfrozen": True}
+    assert "freeze_epochs: backbone unfrozen from epoch 3" in capsys.readouterr().out
+    saved = json.loads(json.dumps(switch.state_dict()))                  # as the resume state holds it
+
+    def resumed(state):
+        """Epoch 4 of a run resumed from ``state`` (None: an earlier version's, without callback state): the
+        wiring hands the Trainer the frozen step, into which the resume state's tensors were loaded."""
+        again_frozen, again_full = StepWithOwnTensor(network, 9), StepWithOwnTensor(network, 0)
+        again = FreezeThenUnfreeze(2, network, again_frozen, again_full)
+        if state is not None:
+            again.load_state_dict(state)
+        trainer = SimpleNamespace(train_step=again_frozen, train_loader=None, is_main=True)
+        again.on_epoch_begin(trainer, 4)
+        assert trainer.train_step is again_full and again_full.own.asnumpy().tolist() == [9, 9]
+        assert again.state_dict() == {"unfrozen": True}
+        return capsys.readouterr().out
+
+    assert "unfrozen" not in resumed(saved)
+    assert "freeze_epochs: backbone unfrozen from epoch 4" in resumed(None)
 
 
 @pytest.mark.parametrize("flags,needle", [(["--freeze_backbone", "True"], "nothing would unfreeze"),

@@ -16,9 +16,9 @@ from conftest import (
 from tools.core.config import parse_config
 from tools.core.errors import DataError
 from tools.datasets.loader import build_loader, detect_layout, open_split
+from tools.evaluate.inference import predict_logits
 from tools.models.factory import class_names_of, create_network, load_weights, read_checkpoint
 from tools.report import evaluation as reports
-from tools.train.trainer import predict_logits
 
 import mindspore as ms
 import numpy as np

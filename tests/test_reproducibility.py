@@ -6,7 +6,7 @@ from conftest import ROOT, run_script
 from tools.core.config import parse_config
 from tools.datasets.loader import build_loader, open_split
 from tools.datasets.seeded_augment import set_epoch
-from tools.train.trainer import batches
+from tools.evaluate.inference import batches
 
 import mindspore as ms
 import numpy as np

@@ -117,8 +117,8 @@ def test_training_extras_run(tiny_aircraft, tmp_path):
 def test_ema_keeps_an_unchanged_weight_bitwise_averages_the_trained_ones_and_training_goes_on(mode):
     """MindCV's ``ema * f + w * (1 - f)`` moves a frozen weight by rounding (reproduced: 3e-8 after 50
     steps); the suite's EMA leaves it bitwise equal and is still the same average of the trained weights."""
+    from tools.evaluate.inference import ema_weights
     from tools.train.train_step import SuiteTrainStep
-    from tools.train.trainer import ema_weights
 
     from mindspore import Tensor, nn
 

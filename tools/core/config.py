@@ -329,8 +329,6 @@ OPTIONS = {
     ],
 }
 
-CONFIG_FILE_NAME = "config.yaml"
-
 # Keys accepted so that MindCV's config files (and older ones) run, but that cannot act here, with the
 # reason; a run that sets one away from its default prints one note naming it. Every other key of the
 # table is read by the code (tests/test_mindcv_configs.py checks both).

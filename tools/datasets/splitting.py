@@ -15,10 +15,10 @@ import zlib
 from tools.core.errors import DataError, UsageError
 from tools.core.fileio import atomic_path
 from tools.datasets.readers.folder import folder_classes, folder_images
+from tools.train.run_files import SPLIT_DIR
 
 import numpy as np
 
-SPLIT_DIR = "split"  # finetune.py's split, inside the run folder
 HEADER = ["image", "label"]
 
 

@@ -1,10 +1,10 @@
 """Test-time augmentation: several views of each evaluation image through the same network.
 
 ``hflip`` adds the horizontally mirrored image. The views are run by the ordinary evaluation
-path (:func:`tools.train.trainer.predict_logits`), so every image is still seen exactly once per view.
+path (:func:`tools.evaluate.inference.predict_logits`), so every image is still seen exactly once per view.
 """
 from tools.core.config import choice
-from tools.train.trainer import predict_logits
+from tools.evaluate.inference import predict_logits
 
 import numpy as np
 from mindspore import Tensor

@@ -12,7 +12,7 @@ import sys
 from tools.core.errors import DataError
 from tools.core.fileio import first_line
 from tools.train.checkpoints import write_text
-from tools.train.run_folder import SUMMARY_FILE
+from tools.train.run_files import SUMMARY_FILE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository: finetune.py
 MODE_TITLES = {

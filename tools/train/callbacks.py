@@ -8,6 +8,11 @@ are read back from the device there),
 ``on_epoch_end(trainer, epoch, row)`` after the epoch's validation, checkpoints and resume state
 (``row`` is its results row), and ``on_fit_end(trainer)`` when the loop ends (last epoch or early stop).
 A callback may replace ``trainer.train_step`` and ``trainer.train_loader`` (with as many batches).
+
+A callback that owns state a resumed run needs (Lightning's ``Callback.state_dict``) returns it, JSON-able,
+from ``state_dict()``: the Trainer's resume state holds it under the callback's class name, and a resumed
+run hands it back to ``load_state_dict(state)`` before its first epoch. A resume state written without it
+(an earlier version's) calls nothing: the callback starts as in a new run.
 """
 
 
@@ -24,4 +29,10 @@ class Callback:
         pass
 
     def on_fit_end(self, trainer):
+        pass
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
         pass

@@ -9,12 +9,19 @@ import json
 import math
 import os
 
-from tools.core.config import option_table
 from tools.core.errors import DataError
 from tools.core.fileio import atomic_path, atomic_write_text
 from tools.evaluate.metrics import as_score
 from tools.models.factory import CLASS_NAMES_KEY, quiet_mindspore_log, read_checkpoint
-from tools.train.run_folder import PREVIOUS_RESUME_FILE, RESUME_FILE
+from tools.train.run_files import (
+    PREVIOUS_RESUME_FILE,
+    RESULTS_CSV_FILE,
+    RESULTS_TABLE_FILE,
+    RESUME_FILE,
+    best_checkpoint_name,
+    epoch_checkpoint_name,
+    last_checkpoint_name,
+)
 
 import mindspore as ms
 
@@ -61,8 +68,9 @@ def write_results(directory, rows):
     table = [RESULT_COLUMNS] + [[_fmt(row.get(c)) for c in RESULT_COLUMNS] for row in rows]
     widths = [max(len(r[i]) for r in table) for i in range(len(RESULT_COLUMNS))]
     text = "\n".join("  ".join(cell.rjust(w) for cell, w in zip(r, widths)) for r in table) + "\n"
-    write_text(os.path.join(directory, "results.txt"), text)
-    with atomic_path(os.path.join(directory, "results.csv")) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+    write_text(os.path.join(directory, RESULTS_TABLE_FILE), text)
+    csv_path = os.path.join(directory, RESULTS_CSV_FILE)
+    with atomic_path(csv_path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=RESULT_COLUMNS)
         writer.writeheader()
         for row in rows:
@@ -90,24 +98,16 @@ class CheckpointSaver:
         self.keep_max, self.policy, self.interval, self.metric = keep_max, policy, interval, metric
         self.saved_epochs = []  # (score, epoch, path) of the kept epoch checkpoints, the first to keep first
 
-    @classmethod
-    def from_config(cls, cfg, class_names):
-        """The saver of a run's config; keys a hand-made config lacks take the options table's defaults."""
-        table = option_table()
-        keys = ("keep_checkpoint_max", "ckpt_save_policy", "ckpt_save_interval", "best_metric")
-        keep_max, policy, interval, metric = (getattr(cfg, key, table[key][0]) for key in keys)
-        return cls(cfg.ckpt_save_dir, cfg.model, class_names, keep_max, policy, interval, metric)
-
     @property
     def best_path(self):
-        return os.path.join(self.folder, f"{self.model}_best.ckpt")
+        return os.path.join(self.folder, best_checkpoint_name(self.model))
 
     @property
     def last_path(self):
-        return os.path.join(self.folder, f"{self.model}_last.ckpt")
+        return os.path.join(self.folder, last_checkpoint_name(self.model))
 
     def epoch_path(self, epoch):
-        return os.path.join(self.folder, f"{self.model}-{epoch}.ckpt")
+        return os.path.join(self.folder, epoch_checkpoint_name(self.model, epoch))
 
     @property
     def state_path(self):

@@ -103,7 +103,7 @@ def run_range_test(cfg):
     its BatchNorm statistics are frozen and no images are mixed (then it takes seconds)."""
     from tools.core import runtime
     from tools.core.config import update
-    from tools.train.trainer import batches
+    from tools.evaluate.inference import batches
     from tools.train.wiring import build_training
 
     cached = cfg.freeze_backbone and cfg.freeze_bn_stats and not (cfg.mixup or cfg.cutmix)

@@ -7,23 +7,23 @@ groups with ``weight_decay_filter: auto``, so that is what it is given.
 import logging
 
 from tools.train.param_groups import build_param_groups, format_group_table
-from tools.train.techniques.freeze_epochs import backbone_names, hold_groups
 
 from mindcv.optim import create_optimizer
 
 logging.getLogger("mindcv.optim.optim_factory").setLevel(logging.ERROR)  # its "AUTO filter" notice
 
 
-def build_optimizer(cfg, network, lrs, verbose=True, held_steps=0, ramp_steps=0):
+def build_optimizer(cfg, network, lrs, verbose=True, regroup=None):
     """The configured optimizer; gradients are unscaled by the train step, so loss_scale is 1 here.
 
-    ``held_steps`` (freeze_epochs): the backbone's lr is 0 for that many steps, then rises to the schedule's
-    over ``ramp_steps`` (unfreeze_warmup_epochs).
+    ``regroup(groups) -> groups``: a technique's change to the parameter groups, which must be fixed when the
+    optimizer is built (GRAPH mode compiles the lr schedules as constants); freeze_epochs holds the
+    backbone's lr (tools.train.techniques.freeze_epochs.held_backbone).
     """
     groups, rows = build_param_groups(network, lrs, cfg.weight_decay, weight_decay_filter=cfg.weight_decay_filter,
                                       lr_mult=cfg.lr_mult, wd_mult=cfg.wd_mult, layer_decay=cfg.layer_decay)
-    if held_steps:
-        groups = hold_groups(groups, backbone_names(network), held_steps, ramp_steps)
+    if regroup:
+        groups = regroup(groups)
     if verbose:
         print("parameter groups:\n" + format_group_table(rows))
     return create_optimizer(shared_schedule(groups, lrs), opt=cfg.opt, lr=lrs, weight_decay=cfg.weight_decay,

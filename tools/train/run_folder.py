@@ -24,22 +24,25 @@ import shutil
 import sys
 import time
 
-from tools.core.config import CONFIG_FILE_NAME, update
+from tools.core.config import update
 from tools.core.errors import DataError
 from tools.core.fileio import check_writable_dir
-from tools.datasets.splitting import SPLIT_DIR
-from tools.train.techniques.tensorboard import TENSORBOARD_DIR
+from tools.train.run_files import (
+    CONFIG_FILE_NAME,
+    CURVES_FILE,
+    LOCK_FILE,
+    PREVIOUS_RESUME_FILE,
+    RESULTS_CSV_FILE,
+    RESULTS_TABLE_FILE,
+    RESUME_FILE,
+    SPLIT_DIR,
+    SUMMARY_FILE,
+    TENSORBOARD_DIR,
+)
 
-# the files of a run folder (README: "Outputs"); the Trainer (tools/train/trainer.py) and its CheckpointSaver
-# (tools/train/checkpoints.py) write them under these names
-RESUME_FILE = "resume.ckpt"
-PREVIOUS_RESUME_FILE = "resume_prev.ckpt"  # the state before, kept in case the newest is damaged
-SUMMARY_FILE = "summary.json"  # written when the run ends (all epochs or an early stop): the run is finished
-CURVES_FILE = "training_curves.png"
-LOCK_FILE = ".run.lock"
 STATE_FILES = (RESUME_FILE, PREVIOUS_RESUME_FILE)
-RUN_FILES = ("results.csv", CONFIG_FILE_NAME, SUMMARY_FILE, LOCK_FILE) + STATE_FILES
-WRITTEN_FILES = RUN_FILES + ("results.txt", CURVES_FILE)  # with every *.ckpt: what overwrite: True removes
+RUN_FILES = (RESULTS_CSV_FILE, CONFIG_FILE_NAME, SUMMARY_FILE, LOCK_FILE) + STATE_FILES
+WRITTEN_FILES = RUN_FILES + (RESULTS_TABLE_FILE, CURVES_FILE)  # with every *.ckpt: what overwrite: True removes
 WRITTEN_DIRS = (TENSORBOARD_DIR, SPLIT_DIR)
 FOLLOWER_WAIT_SECONDS = 120
 LOCK_TRIES = 50

@@ -1,79 +1,25 @@
-"""The training loop and evaluation: one train step per batch, validation every few epochs."""
+"""The training loop: one train step per batch, validation every few epochs (with tools/evaluate/inference.py),
+checkpoints and the resume state."""
 import hashlib
 import math
 import os
 import signal
 import sys
 import time
-from contextlib import contextmanager
 
 from tools.core import stop_signals
+from tools.core.config import option_table
 from tools.core.errors import DataError
 from tools.datasets.seeded_augment import set_epoch
-from tools.evaluate import metrics
+from tools.evaluate.inference import batches, ema_weights, evaluate
 from tools.evaluate.metrics import as_score
 from tools.models.seeded_dropout import is_dropout_counter
 from tools.report.evaluation import plot_training_curves
 from tools.train.checkpoints import CheckpointSaver, write_json, write_results
 from tools.train.progress import Progress
-from tools.train.run_folder import CURVES_FILE, SUMMARY_FILE
-from tools.train.train_step import overwrite
+from tools.train.run_files import CURVES_FILE, SUMMARY_FILE
 
 import mindspore as ms
-import numpy as np
-from mindspore import Tensor
-
-
-def batches(loader, output_numpy=False):
-    """One pass over ``loader``, stopping between batches when a stop signal came (see
-    :mod:`tools.core.stop_signals`). MindSpore's data engine installs a SIGINT handler that kills the
-    process (exit -15, no cleanup) when it starts; Python's is put back once, after the first batch,
-    so that Ctrl-C stays a KeyboardInterrupt."""
-    iterator = loader.create_tuple_iterator(num_epochs=1, output_numpy=output_numpy)
-    handler_restored = False
-    while True:
-        stop_signals.check()
-        try:
-            batch = next(iterator)
-        except StopIteration:
-            return
-        finally:
-            if not handler_restored:
-                signal.signal(signal.SIGINT, signal.default_int_handler)
-                handler_restored = True
-        yield batch
-
-
-def predict_logits(network, loader, batch_size):
-    """Logits and labels for every sample of ``loader``, in loader order, in inference mode (the
-    network's mode is restored after).
-
-    A last, smaller batch is padded to the first batch's size so that GRAPH mode compiles one graph;
-    never beyond it (a ``batch_size`` larger than the split would otherwise allocate for nothing).
-    """
-    was_training = getattr(network, "training", False)  # a MindIR GraphCell has no training mode
-    network.set_train(False)
-    all_logits, all_labels, full = [], [], None
-    for images, labels in batches(loader, output_numpy=True):
-        count = len(images)
-        full = full or min(count, batch_size)
-        if count < full:
-            pad = np.zeros((full - count,) + images.shape[1:], images.dtype)
-            images = np.concatenate([images, pad])
-        out = network(Tensor(images))
-        out = out[0] if isinstance(out, (tuple, list)) else out
-        all_logits.append(out.asnumpy()[:count].astype(np.float32))
-        all_labels.append(labels.astype(np.int64))
-    network.set_train(was_training)
-    return np.concatenate(all_logits), np.concatenate(all_labels)
-
-
-def evaluate(network, loader, batch_size):
-    """Top-1, Top-5, loss, mean per-class accuracy and sample count over the whole loader (each image once)."""
-    logits, labels = predict_logits(network, loader, batch_size)
-    result = metrics.summarize(logits, labels)
-    result["mean_per_class_acc"] = metrics.mean_per_class_accuracy(labels, logits.argmax(axis=1), logits.shape[1])
-    return result
 
 
 class Trainer:
@@ -91,7 +37,7 @@ class Trainer:
         self.best_metric = getattr(cfg, "best_metric", "top1")
         self.best_value = None  # best_metric's value at the best epoch (best_top1: that epoch's top1)
         self.callbacks = list(callbacks)  # tools.train.callbacks.Callback: hooks at epoch and step boundaries
-        self.saver = CheckpointSaver.from_config(cfg, class_names)
+        self.saver = _checkpoint_saver(cfg, class_names)
         self.summary_facts = {}  # more entries of summary.json (finetune.py: parameter counts, config digest)
 
     @property
@@ -240,11 +186,12 @@ class Trainer:
     def save_state(self, epoch, step=(0, 0.0)):
         """Write the resume state: everything a resumed run needs, after ``epoch`` finished epochs and
         ``step`` = (steps done, their summed loss) of the next one: train-step parameters (weights,
-        optimizer state, step counter, EMA, dropout counters) and the loop's own state (the saver adds
-        its kept epoch checkpoints and writes it atomically)."""
+        optimizer state, step counter, EMA, dropout counters), the callbacks' ``state_dict()`` and the loop's
+        own state (the saver adds its kept epoch checkpoints and writes it atomically)."""
         state = {"epoch": epoch, "rows": self.rows, "best_top1": self.best_top1, "stale": self.stale,
                  "best_metric": self.best_metric, "best_value": self.best_value,
-                 "frozen": _frozen_names(self.network), "step": list(step)}
+                 "frozen": _frozen_names(self.network), "step": list(step),
+                 "callbacks": {type(callback).__name__: callback.state_dict() for callback in self.callbacks}}
         self.saver.write_state(self.train_step, state)
 
     def resume(self, resume):
@@ -290,24 +237,20 @@ class Trainer:
         self.rows, self.best_top1, self.stale = state["rows"], state["best_top1"], state["stale"]
         self.best_value = state.get("best_value", self.best_top1)
         self.saver.restore(state)
+        saved = state.get("callbacks", {})  # none in a state of an earlier version: the callbacks start anew
+        for callback in self.callbacks:
+            if type(callback).__name__ in saved:
+                callback.load_state_dict(saved[type(callback).__name__])
         self.resume_step = tuple(state.get("step", (0, 0.0)))
         return state["epoch"] + 1
 
 
-@contextmanager
-def ema_weights(train_step, enabled):
-    """With EMA on, the network holds the EMA weights inside the block (for validation and saving)."""
-    if not enabled:
-        yield
-        return
-    live = [(p, p.data.copy()) for p in train_step.weights_all]
-    for param, ema in zip(train_step.weights_all, train_step.ema_weight):
-        overwrite(param, ema)
-    try:
-        yield
-    finally:
-        for param, value in live:
-            overwrite(param, value)
+def _checkpoint_saver(cfg, class_names):
+    """The CheckpointSaver of a run's config; keys a hand-made config lacks take the options table's defaults."""
+    table = option_table()
+    keys = ("keep_checkpoint_max", "ckpt_save_policy", "ckpt_save_interval", "best_metric")
+    keep_max, policy, interval, metric = (getattr(cfg, key, table[key][0]) for key in keys)
+    return CheckpointSaver(cfg.ckpt_save_dir, cfg.model, class_names, keep_max, policy, interval, metric)
 
 
 def _from_config(name, dynamic_scale=False):

@@ -3,8 +3,9 @@
 data -> classes -> loaders -> model (checked on the image size) -> freezing -> loss -> lr schedule ->
 optimizer -> gradient cut (or cached features) -> train step. Freezing must precede the optimizer
 (it takes the trainable parameters) and the gradient cut; the schedule needs the loader's steps.
+A technique enters here once, through its builder in tools/train/techniques/, which returns what it
+changes (parameter groups, loader and cell, train step) and its Trainer callbacks.
 """
-import time
 from dataclasses import dataclass, field
 from typing import Any, List
 
@@ -15,7 +16,7 @@ from tools.models.seeded_dropout import seed_dropouts
 from tools.train.freeze import FreezeReport, apply_freezing, cut_gradients
 from tools.train.optimizer import build_optimizer
 from tools.train.schedule import build_lr_schedule
-from tools.train.techniques.freeze_epochs import FreezeThenUnfreeze, backbone_names, frozen_network
+from tools.train.techniques import freeze_epochs
 from tools.train.techniques.imbalance import describe_weights, resolve_class_weights
 from tools.train.techniques.linear_probe import cached_training
 from tools.train.techniques.tensorboard import tensorboard_callbacks
@@ -62,9 +63,8 @@ def build_model(cfg, num_classes, steps, verbose=True, class_weights=None, sched
     loss_fn = create_loss(name=cfg.loss, weight=weight, reduction=cfg.reduction, label_smoothing=cfg.label_smoothing,
                           aux_factor=cfg.aux_factor)
     lrs = schedule(steps) if schedule else build_lr_schedule(cfg, steps)
-    held = min(cfg.freeze_epochs * steps, len(lrs))
-    optimizer = build_optimizer(cfg, network, lrs, verbose=verbose, held_steps=held,
-                                ramp_steps=min(cfg.unfreeze_warmup_epochs * steps, len(lrs) - held))
+    held = freeze_epochs.held_backbone(network, cfg.freeze_epochs, cfg.unfreeze_warmup_epochs, steps, len(lrs))
+    optimizer = build_optimizer(cfg, network, lrs, verbose=verbose, regroup=held)
     return network, frozen, loss_fn, lrs, optimizer
 
 
@@ -87,38 +87,23 @@ def build_training(cfg, shard=(None, None), verbose=True, extract_features=True,
     if verbose and class_weights is not None:
         print(f"class_weights: {describe_weights(class_weights, train_data.class_names)}")
     network, frozen, loss_fn, lrs, optimizer = build_model(cfg, num_classes, steps, verbose, class_weights, schedule)
-    extract_seconds, cached_loader, head = None, None, None
+    features = None
     if cfg.cache_features and extract_features:  # the head trains on features computed once
-        begin = time.perf_counter()
-        cached_loader, head = cached_training(cfg, network, train_data.class_names, num_classes, shard)
-        extract_seconds = time.perf_counter() - begin
-        if cached_loader.get_dataset_size() != steps:
-            raise UsageError(f"cache_features: {cached_loader.get_dataset_size()} batches of cached features, "
-                             f"{steps} of images; set cache_features: False")
-    if cfg.cache_features and extract_features and not cfg.freeze_epochs:
-        train_loader, trained = cached_loader, head
+        features = cached_training(cfg, network, train_data.class_names, num_classes, steps, shard)
+    if features and not cfg.freeze_epochs:  # the whole run trains the head on them
+        train_loader, trained = features.loader, features.head
     else:
         trained = cut_gradients(network, frozen.frozen_blocks)
     train_step = build_train_step(cfg, trained, loss_fn, optimizer)
     callbacks = []
     if cfg.freeze_epochs:  # the first epochs train through a second step (cut network or head), same optimizer
-        frozen_step = build_train_step(cfg, head or frozen_network(network), loss_fn, optimizer)
-        callbacks.append(FreezeThenUnfreeze(cfg.freeze_epochs, network, frozen_step, train_step, cfg.freeze_bn_stats,
-                                            loaders=(cached_loader, train_loader) if head else None))
-        train_step = frozen_step
-        if verbose:
-            print(f"freeze_epochs: {_first_epochs(cfg.freeze_epochs)} the head with the backbone frozen, then "
-                  "the backbone trains too" + (f" (after epoch_size {cfg.epoch_size}: not in this run)"
-                                               if cfg.freeze_epochs >= cfg.epoch_size else ""), flush=True)
+        train_step, switch = freeze_epochs.freeze_then_unfreeze(cfg, network, loss_fn, optimizer, train_step,
+                                                                train_loader, features, verbose)
+        callbacks.append(switch)
     callbacks += tensorboard_callbacks(cfg, steps, shard[1] or 0)
     seed_dropouts(network, cfg.seed, shard[1] or 0)  # repeatable masks that a resume continues (MindSpore's are not)
     return Training(train_data, val_data, num_classes, train_loader, val_loader, steps, network, frozen, loss_fn,
-                    lrs, optimizer, train_step, extract_seconds, callbacks, class_weights)
-
-
-def _first_epochs(count):
-    """The frozen epochs with their verb: 'epoch 1 trains' or 'epochs 1-N train'."""
-    return "epoch 1 trains" if count == 1 else f"epochs 1-{count} train"
+                    lrs, optimizer, train_step, features.seconds if features else None, callbacks, class_weights)
 
 
 def describe(cfg, run):
@@ -138,12 +123,7 @@ def describe(cfg, run):
     if cfg.cache_features:
         step.append("cache_features: the head trains on features extracted once (not done in a dry run)")
     if cfg.freeze_epochs:
-        step.append(f"freeze_epochs: {_first_epochs(cfg.freeze_epochs)} with the backbone frozen "
-                    f"({len(backbone_names(run.network) & {p.name for p in run.network.trainable_params()})} tensors "
-                    f"at lr 0, no backward pass), then it trains on the schedule"
-                    + (f" (its lr rising over {cfg.unfreeze_warmup_epochs} "
-                       f"epoch{'s' * (cfg.unfreeze_warmup_epochs > 1)})"
-                       if cfg.unfreeze_warmup_epochs else ""))
+        step.append(freeze_epochs.plan_line(cfg, run.network))
     balance = [f"class_weights: {describe_weights(run.class_weights, names)}"] if run.class_weights is not None else []
     if cfg.sampler == "balanced":
         balance.append("sampler: balanced (every class equally likely in each epoch's draw)")

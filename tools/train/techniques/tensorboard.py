@@ -9,8 +9,8 @@ A resumed run appends a new event file to the same folder; TensorBoard merges th
 import os
 
 from tools.train.callbacks import Callback
+from tools.train.run_files import TENSORBOARD_DIR
 
-TENSORBOARD_DIR = "tensorboard"
 EPOCH_SCALARS = {"train/epoch_loss": "train_loss", "val/loss": "val_loss", "val/top1": "top1", "val/top5": "top5",
                  "val/mean_per_class_acc": "mean_per_class_acc", "time/seconds_per_epoch": "seconds"}
 
