@@ -32,7 +32,7 @@ test-unit: venv
 	$(PY) -m pytest -q -n auto --dist worksteal -m "not cli" tests
 
 # Debian packages the tests use, installed once where they are missing (as root, as on CI): Fashion-MNIST's
-# source files (tests/test_make_demo_data.py) and Chromium (tests/test_model_analysis.py renders report.html).
+# source files (tests/unit/datasets/test_make_demo_data.py) and Chromium (tests/unit/evaluate/test_model_analysis.py renders report.html).
 system-deps:
 	@test -d /usr/share/datasets/fashion-mnist -a -x $(CHROMIUM) || { apt-get update -qq && \
 		apt-get install -y -qq dataset-fashion-mnist chromium; }

@@ -1,4 +1,4 @@
-"""Run by tests/test_mindcv_configs.py, under msrun (2 workers) or alone: a few clipped SGD steps of a
+"""Run by tests/cli/test_mindcv_configs.py, under msrun (2 workers) or alone: a few clipped SGD steps of a
 small network on a fixed global batch, each worker taking every other sample, one process taking all.
 Saves the final weights of the suite's train step and of MindCV's TrainStep to OUT/<kind>_<rank>.npy."""
 import os

@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import types
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -19,7 +20,7 @@ os.environ.setdefault("GLOG_v", "3")
 TINY_CLASSES = ["T-shirt/top", "Trouser", "Sneaker", "Ankle boot", "Bag"]
 
 
-RUNS_A_SCRIPT = {"run_script", "run_main", "run_parallel", "Popen"}  # what makes a test end-to-end
+RUNS_A_SCRIPT = {"run_script", "run_main", "run_parallel", "Popen", "subprocess"}  # what makes a test end-to-end
 
 
 def _calls_a_runner(function, module, seen):
@@ -68,6 +69,23 @@ def make_tiny_aircraft(out, classes=TINY_CLASSES, per_class=None, names_file=Tru
     if names_file:
         with open(os.path.join(out, "variants.txt"), "w", encoding="utf-8") as f:
             f.write("\n".join(classes) + "\n")
+    return out
+
+
+IMBALANCED_COUNTS = {"T-shirt/top": 8, "Trouser": 8, "Sneaker": 8, "Ankle boot": 4, "Bag": 2}
+
+
+def make_imbalanced(out):
+    """A tiny Aircraft-layout folder whose trainval split holds ``IMBALANCED_COUNTS`` images per class."""
+    make_tiny_aircraft(out, per_class={"trainval": 8, "test": 4})
+    path = f"{out}/images_variant_trainval.txt"
+    kept, taken = [], Counter()
+    for line in open(path, encoding="utf-8"):
+        label = line.rstrip("\n").split(" ", 1)[1]
+        if taken[label] < IMBALANCED_COUNTS[label]:
+            taken[label] += 1
+            kept.append(line)
+    open(path, "w", encoding="utf-8").writelines(kept)
     return out
 
 

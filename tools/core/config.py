@@ -150,7 +150,7 @@ PAIR = _sequence(FLOAT, length=2)
 LIST_TYPES = (FLOATS, INTS, STRS, PAIR, to_multipliers, to_color_jitter, to_class_weights)
 
 # The names MindCV 0.3.0's factories accept (create_optimizer, create_loss, create_scheduler compare
-# against these after lowercasing); tests/test_mindcv_configs.py reads them back out of the factories'
+# against these after lowercasing); tests/cli/test_mindcv_configs.py reads them back out of the factories'
 # source, so this list cannot drift from an upgraded MindCV unnoticed.
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "lion", "nadam", "adan", "rmsprop", "adagrad", "lamb")
 LOSSES = ("ce", "bce", "asl_single_label", "asl_multi_label", "jsd")
@@ -331,7 +331,7 @@ OPTIONS = {
 
 # Keys accepted so that MindCV's config files (and older ones) run, but that cannot act here, with the
 # reason; a run that sets one away from its default prints one note naming it. Every other key of the
-# table is read by the code (tests/test_mindcv_configs.py checks both).
+# table is read by the code (tests/cli/test_mindcv_configs.py checks both).
 NO_EFFECT = {
     "dataset_download": "it downloads MindCV's built-in datasets (MNIST, CIFAR), which the suite does not read",
     "dataset_sink_mode": "the suite feeds batches step by step, which gives the same results",

@@ -1,5 +1,5 @@
 """What the suite knows per MindCV model family, one entry per family: add a family here (plus its row in
-``tests/test_families.py``) and its blocks, gradient cut, head and "shallow layers" follow.
+``tests/unit/models/test_families.py``) and its blocks, gradient cut, head and "shallow layers" follow.
 
 An entry says:
 

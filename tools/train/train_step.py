@@ -82,7 +82,7 @@ class SuiteTrainStep(TrainStep):
 def overwrite(param, value):
     """Write ``value`` into ``param`` in place. ``Parameter.set_data`` between steps (MindSpore 2.7.2,
     PyNative) leaves a train step that already ran updating the old buffer: from then on the weights
-    stop training, silently (reproduced in tests/test_techniques.py). ``ops.assign`` keeps the buffer."""
+    stop training, silently (reproduced in tests/unit/train/test_techniques.py). ``ops.assign`` keeps the buffer."""
     ops.assign(param, value)
 
 

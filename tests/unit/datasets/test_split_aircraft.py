@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 
+from conftest import ROOT
 from tools import split_aircraft
 from tools.core.errors import DataError, UsageError
 from tools.datasets import class_names
@@ -14,8 +15,7 @@ from tools.datasets.aircraft_tree import INFO_FILE, MODES
 import pytest
 from PIL import Image
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(REPO, "tools", "split_aircraft.py")
+SCRIPT = os.path.join(ROOT, "tools", "split_aircraft.py")
 VARIANTS = ["Cessna 172", "F-16A/B", "707-320", "A330-200"]  # not sorted on purpose
 FAMILY = {"Cessna 172": "Cessna 172", "F-16A/B": "F-16", "707-320": "Boeing 707", "A330-200": "A330"}
 TRAINVAL = [("0001", "F-16A/B"), ("0002", "Cessna 172"), ("0003", "707-320"), ("0004", "A330-200"),
@@ -62,7 +62,7 @@ def run(data, *flags):
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, SCRIPT, *args], cwd=REPO, capture_output=True, text=True)
+    return subprocess.run([sys.executable, SCRIPT, *args], cwd=ROOT, capture_output=True, text=True)
 
 
 def info_folders(out):

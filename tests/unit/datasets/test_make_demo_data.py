@@ -6,6 +6,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from conftest import ROOT
 from tools.core.errors import DataError, UsageError
 from tools.datasets.class_names import read_names
 from tools.datasets.demo_data import CLASS_NAMES, DEFAULT_SOURCE, make_demo_data, read_idx
@@ -14,8 +15,6 @@ from tools.datasets.readers.aircraft import image_path, read_annotation
 import numpy as np
 import pytest
 from PIL import Image
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 NAMES = [  # written out on purpose, independent of tools/datasets/demo_data.CLASS_NAMES that it checks
     "T-shirt/top",
@@ -29,7 +28,7 @@ NAMES = [  # written out on purpose, independent of tools/datasets/demo_data.CLA
     "Bag",
     "Ankle boot",
 ]
-COMMITTED = os.path.join(REPO, "data", "fashion_mnist")
+COMMITTED = os.path.join(ROOT, "data", "fashion_mnist")
 SPLIT_FILES = {
     "trainval": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", 0),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", 60000),
@@ -164,7 +163,7 @@ def test_missing_source_is_one_line_exit_1(tmp_path):
     out = tmp_path / "out"
     proc = subprocess.run(
         [sys.executable, "tools/make_demo_data.py", "--out", str(out), "--source", str(tmp_path / "nowhere")],
-        cwd=REPO,
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,

@@ -5,6 +5,7 @@ import os
 import shutil
 
 from conftest import (
+    ROOT,
     TINY_CLASSES,
     TINY_TRAIN_ARGS,
     assert_one_line_error,
@@ -127,7 +128,7 @@ def test_folder_split_without_classes_file_uses_sorted_folders(tmp_path):
     for split in ("train", "val"):
         for name in ("b_class", "a_class"):
             os.makedirs(tmp_path / split / name)
-            shutil.copy(os.path.join(os.path.dirname(__file__), "..", "data", "fashion_mnist", "images",
+            shutil.copy(os.path.join(ROOT, "data", "fashion_mnist", "images",
                                      "0000095.jpg"), tmp_path / split / name / "x.jpg")
     cfg = parse_config(["--data_dir", str(tmp_path)], "t")
     assert open_split(cfg, "train").class_names == ["a_class", "b_class"]

@@ -3,7 +3,7 @@ sampler draws classes equally, shards and reseeds per epoch, and the best epoch 
 from collections import Counter
 from types import SimpleNamespace
 
-from conftest import make_tiny_aircraft
+from conftest import IMBALANCED_COUNTS, make_imbalanced
 from tools.core.config import parse_config
 from tools.core.errors import UsageError
 from tools.datasets.loader import open_split
@@ -15,22 +15,6 @@ import numpy as np
 import pytest
 from mindcv.loss import create_loss
 from mindspore import Tensor, nn
-
-COUNTS = {"T-shirt/top": 8, "Trouser": 8, "Sneaker": 8, "Ankle boot": 4, "Bag": 2}
-
-
-def make_imbalanced(out):
-    """A tiny Aircraft-layout folder whose trainval split holds ``COUNTS`` images per class."""
-    make_tiny_aircraft(out, per_class={"trainval": 8, "test": 4})
-    path = f"{out}/images_variant_trainval.txt"
-    kept, taken = [], Counter()
-    for line in open(path, encoding="utf-8"):
-        label = line.rstrip("\n").split(" ", 1)[1]
-        if taken[label] < COUNTS[label]:
-            taken[label] += 1
-            kept.append(line)
-    open(path, "w", encoding="utf-8").writelines(kept)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +109,7 @@ def test_balanced_training_split_through_open_split(imbalanced):
     cfg = parse_config(["--data_dir", imbalanced, "--train_split", "trainval", "--dataset", "", "--sampler",
                         "balanced", "--num_parallel_workers", "1"], "t")
     data = open_split(cfg, "trainval", training=True)
-    np.testing.assert_array_equal(np.bincount(data.labels), list(COUNTS.values()))
+    np.testing.assert_array_equal(np.bincount(data.labels), list(IMBALANCED_COUNTS.values()))
     counts = Counter()
     for seed in range(10):
         ds.config.set_seed(seed)
@@ -135,7 +119,7 @@ def test_balanced_training_split_through_open_split(imbalanced):
     plain = open_split(parse_config(["--data_dir", imbalanced, "--train_split", "trainval", "--dataset", "",
                                      "--num_parallel_workers", "1"], "t"), "trainval", training=True)
     seen = Counter(int(row[1]) for row in plain.dataset.create_tuple_iterator(num_epochs=1, output_numpy=True))
-    assert [seen[i] for i in range(5)] == list(COUNTS.values())
+    assert [seen[i] for i in range(5)] == list(IMBALANCED_COUNTS.values())
 
 
 ROWS = [{"epoch": 1, "top1": 0.5, "mean_per_class_acc": 0.45, "val_loss": 0.8},

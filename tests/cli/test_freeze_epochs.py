@@ -8,7 +8,7 @@ import os
 import struct
 from types import SimpleNamespace
 
-from conftest import TINY_TRAIN_ARGS, run_script
+from conftest import IMBALANCED_COUNTS, TINY_TRAIN_ARGS, make_imbalanced, run_script
 from tools.core.config import parse_config
 from tools.core.errors import UsageError
 from tools.train.techniques.freeze_epochs import FreezeThenUnfreeze, hold_groups
@@ -17,7 +17,6 @@ import mindspore as ms
 import numpy as np
 import pytest
 from mindcv.models import create_model
-from test_imbalance import COUNTS, make_imbalanced
 
 # resnet18 (no dropout: a resumed run repeats the uninterrupted one exactly); a constant lr, so that a run
 # cut short at epoch k is the first k epochs of the 4-epoch run; batches of 16: one step an epoch (30 images)
@@ -75,8 +74,8 @@ def test_backbone_bitwise_unchanged_until_the_switch_then_trained(setup, referen
 
 
 def test_prints_the_balanced_weights_and_keeps_the_best_val_loss_epoch(reference):
-    n, classes = sum(COUNTS.values()), len(COUNTS)
-    expected = ", ".join(f"{name} {n / (classes * count):.3g}" for name, count in COUNTS.items())
+    n, classes = sum(IMBALANCED_COUNTS.values()), len(IMBALANCED_COUNTS)
+    expected = ", ".join(f"{name} {n / (classes * count):.3g}" for name, count in IMBALANCED_COUNTS.items())
     assert f"class_weights: {expected}" in reference.stdout
     rows = results(reference.out)
     assert len(rows) == EPOCHS and all(r["mean_per_class_acc"] for r in rows)

@@ -1,7 +1,7 @@
 """The bad-input corpus: each bad input is one line on stderr with exit 2 (usage) or 1 (runtime),
 or, for unreadable images, a skip with a warning naming each file and their count; never a traceback.
 
-(A checkpoint of another architecture is tested in tests/test_techniques.py.)
+(A checkpoint of another architecture is tested in tests/unit/train/test_techniques.py.)
 """
 import io
 import json
