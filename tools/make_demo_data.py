@@ -1,19 +1,5 @@
-"""Build a small demo dataset in FGVC-Aircraft's raw layout from Fashion-MNIST.
-
-Fashion-MNIST (Zalando Research, MIT license) comes from the Debian package
-``dataset-fashion-mnist`` as four gzipped IDX files in ``/usr/share/datasets/fashion-mnist/``.
-From it this tool writes, at the variant level only::
-
-    <out>/images/<7-digit id>.jpg          RGB JPEG (grey replicated), --size x --size, quality 95
-    <out>/images_variant_trainval.txt      "<id> <class name>", sorted by id (from the train set)
-    <out>/images_variant_test.txt          "<id> <class name>", sorted by id (from the t10k set)
-    <out>/variants.txt                     the 10 class names in label-index order
-    <out>/README.md                        provenance, license, the command, counts
-
-An image id is the image's position in the 70,000 images of Fashion-MNIST taken as train
-(0..59999) then t10k (60000..69999), zero-padded to 7 digits; so ids are unique, the two splits
-are disjoint, and every image can be traced back to its source (``image_id``). Per class
-the first N images of a seeded permutation are taken, so a rebuild is deterministic.
+"""Build the small demo dataset (FGVC-Aircraft's raw layout) from Debian's Fashion-MNIST: what it writes and how
+ids and classes are chosen is told in ``tools/datasets/demo_data.py``.
 
 Usage::
 
