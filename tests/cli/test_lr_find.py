@@ -96,6 +96,17 @@ def test_command_writes_table_and_figure_and_no_run_folder(tiny_aircraft, tmp_pa
     assert sorted(os.listdir(tmp_path)) == ["run_lr_find"]
 
 
+def test_a_frozen_backbone_with_the_balanced_sampler_trains_the_images(tiny_aircraft, tmp_path):
+    """cache_features refuses the balanced sampler; the range test then trains on the images, not refused."""
+    proc = run_main("tools/lr_find.py", "--data_dir", tiny_aircraft, *TINY_TRAIN_ARGS, "--mode", "1", "--model",
+                    "resnet18", "--freeze_backbone", "True", "--sampler", "balanced", "--num_steps", "5",
+                    "--out", tmp_path / "out")
+    assert proc.returncode == 0, proc.stderr
+    assert "cache_features" not in proc.stdout
+    with open(tmp_path / "out" / "lr_find.csv") as f:
+        assert len(list(csv.DictReader(f))) == 5
+
+
 def test_refuses_a_run_folder_as_out(tmp_path):
     (tmp_path / "results.csv").write_text("epoch\n")
     (tmp_path / "m_best.ckpt").write_bytes(b"weights")

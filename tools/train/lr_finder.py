@@ -106,7 +106,8 @@ def run_range_test(cfg):
     from tools.evaluate.inference import batches
     from tools.train.wiring import build_training
 
-    cached = cfg.freeze_backbone and cfg.freeze_bn_stats and not (cfg.mixup or cfg.cutmix)
+    cached = (cfg.freeze_backbone and cfg.freeze_bn_stats and not (cfg.mixup or cfg.cutmix or cfg.aug_repeats)
+              and cfg.sampler in (None, "none"))  # what cache_features accepts, else the images train
     update(cfg, "lr_find.py, which trains alone", distribute=False, val_while_train=False, freeze_epochs=0,
            tensorboard=False, ema=False, gradient_accumulation_steps=1, cache_features=cached)
     runtime.setup(cfg)
