@@ -21,7 +21,7 @@ if __package__ in (None, ""):  # python tools/x.py: the repository root, not too
 
 from tools.core.config import FLOAT, INT, STR, parse_config, update
 from tools.core.errors import DataError, UsageError, run_cli
-from tools.core.fileio import check_writable_dir
+from tools.core.fileio import check_outside_data, check_writable_dir, data_folders
 from tools.train.lr_finder import CSV_FILE, PNG_FILE, run_range_test, suggest, write_outputs
 from tools.train.run_folder import holds_run
 
@@ -47,6 +47,7 @@ def _check_out(cfg):
         update(cfg, "lr_find.py (beside ckpt_save_dir)", out=run_dir + "_lr_find")
     key = "out" if given else f"out (default, beside ckpt_save_dir {cfg.ckpt_save_dir})"
     check_writable_dir(cfg.out, key)
+    check_outside_data(cfg.out, key, data_folders(cfg, [cfg.train_split]))  # its figure would be read as an image
     if holds_run(cfg.out):
         raise UsageError(f"'{key}' {cfg.out} holds a training run; choose another folder")
     if not 0 < cfg.start_lr < cfg.end_lr:

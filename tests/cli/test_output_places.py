@@ -128,6 +128,13 @@ def test_predict_out_dir_inside_an_input_folder_is_refused(split_tree, tmp_path)
     refused(proc, split_tree, before, "out_dir")
 
 
+def test_lr_find_out_inside_the_split_folder_is_refused(split_tree):
+    before = tree_digest(split_tree)
+    proc = run_main("tools/lr_find.py", "--data_dir", split_tree, "--train_split", "train", "--out",
+                    split_tree / "train" / "coat" / "lr")
+    refused(proc, split_tree, before, "out")
+
+
 def test_split_aircraft_out_dir_inside_images_is_refused(tmp_path):
     from conftest import make_tiny_aircraft
 
