@@ -58,10 +58,12 @@ def class_folders(root, classes=TINY_CLASSES[:4], per_class=6):
 
 
 REFUSALS = {  # kind -> (extra flags, a part of the one error line, exit code); {data4}/{folders}: other data
-    "another model": (["--model", "resnet18"], "resume with the run's own config", 1),
-    "other data": (["--data_dir", "{data4}"], "has shape", 1),
+    "another model": (["--model", "resnet18"], "saved with model mobilenet_v3_small_100, this config has resnet18", 1),
+    "other data": (["--data_dir", "{data4}"], "other classes or another class order (5 classes then, 4 now)", 1),
+    "classes in another order": (["--data_dir", "{datarev}"], "class 0 was 'T-shirt/top', is 'Bag'", 1),
+    "resume and overwrite": (["--overwrite", "True"], "contradict each other", 2),
     "other data, val_fraction": (["--data_dir", "{folders}", "--val_fraction", "0.25", "--dataset_format", "auto"],
-                                 "has shape", 1),
+                                 "other classes or another class order", 1),
     "another optimizer": (["--opt", "momentum"], "resume with the run's own config", 1),
     "other frozen layers": (["--freeze_layers", "3"], "other frozen layers", 1),
     "a bad value (no full batch)": (["--batch_size", "64"], "make no full batch", 2),
@@ -75,7 +77,9 @@ REFUSALS = {  # kind -> (extra flags, a part of the one error line, exit code); 
 def test_a_refused_resume_leaves_the_finished_run_byte_identical(kind, finished, tiny_aircraft, tmp_path):
     flags, needle, code = REFUSALS[kind]
     places = {"run": finished, "data4": make_tiny_aircraft(str(tmp_path / "data4"), classes=TINY_CLASSES[:4])
-              if "{data4}" in flags else "", "folders": class_folders(tmp_path) if "{folders}" in flags else ""}
+              if "{data4}" in flags else "",
+              "datarev": make_tiny_aircraft(str(tmp_path / "datarev"), classes=TINY_CLASSES[::-1])
+              if "{datarev}" in flags else "", "folders": class_folders(tmp_path) if "{folders}" in flags else ""}
     before = folder_hash(finished)
     proc = run_main("finetune.py", "--data_dir", tiny_aircraft, *TINY_TRAIN_ARGS, "--ckpt_save_dir", finished,
                     "--resume", os.path.join(finished, "resume.ckpt"), *[flag.format(**places) for flag in flags])
@@ -100,8 +104,8 @@ def test_config_yaml_does_not_carry_resume_or_overwrite_into_the_next_run(tmp_pa
     from tools.core.config import parse_config, save_config
 
     run = tmp_path / "run"
-    cfg = parse_config(["--ckpt_save_dir", str(run), "--resume", str(run / "resume.ckpt"), "--overwrite", "True"],
-                       "test")
+    cfg = parse_config(["--ckpt_save_dir", str(run), "--resume", str(run / "resume.ckpt")], "test")
+    cfg.overwrite = True  # not a combination a command can give (refused), but save_config must drop both
     save_config(cfg, str(run / "config.yaml"))
     text = (run / "config.yaml").read_text()
     assert "resume:" not in text.replace("resume_opt:", "") and "overwrite:" not in text

@@ -548,6 +548,9 @@ def check_values(values, sources=None):
     if values.get("seed", 0) + values.get("epoch_size", 0) >= 2 ** 32:
         raise UsageError(f"'seed' + 'epoch_size' must stay below 2**32 (epoch e's data is seeded with seed + e), "
                          f"got {values['seed']}")
+    if values.get("overwrite") and values.get("resume"):
+        raise UsageError(f"'overwrite: True' and 'resume: {values['resume']}' contradict each other: resume continues "
+                         "a run, overwrite replaces it; drop one")
     if values.get("aug_repeats") and values.get("num_samples"):
         raise UsageError("'aug_repeats' and 'num_samples' cannot be set together (as in MindCV)")
     if values.get("cache_features"):

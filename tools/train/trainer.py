@@ -190,7 +190,8 @@ class Trainer:
         own state (the saver adds its kept epoch checkpoints and writes it atomically)."""
         state = {"epoch": epoch, "rows": self.rows, "best_top1": self.best_top1, "stale": self.stale,
                  "best_metric": self.best_metric, "best_value": self.best_value,
-                 "frozen": _frozen_names(self.network), "step": list(step),
+                 "frozen": _frozen_names(self.network), "step": list(step), "model": self.cfg.model,
+                 "class_names": list(self.class_names),
                  "callbacks": {type(callback).__name__: callback.state_dict() for callback in self.callbacks}}
         self.saver.write_state(self.train_step, state)
 
@@ -217,6 +218,12 @@ class Trainer:
     def restore(self, path):
         """Load a resume state; returns the epoch to continue from."""
         params, state = self.saver.read_state(path)
+        if state.get("model", self.cfg.model) != self.cfg.model:
+            raise DataError(f"{path}: the run was saved with model {state['model']}, this config has "
+                            f"{self.cfg.model}; resume with its config")
+        if state.get("class_names", list(self.class_names)) != list(self.class_names):
+            raise DataError(f"{path}: the run was saved with other classes or another class order "
+                            f"({_differ(state['class_names'], list(self.class_names))}); resume with its data")
         if state["frozen"] != _frozen_names(self.network):
             raise DataError(f"{path}: the run was saved with other frozen layers; resume with its config")
         if state.get("best_metric", "top1") != self.best_metric:
@@ -243,6 +250,14 @@ class Trainer:
                 callback.load_state_dict(saved[type(callback).__name__])
         self.resume_step = tuple(state.get("step", (0, 0.0)))
         return state["epoch"] + 1
+
+
+def _differ(saved, now):
+    """Where two class lists part: the first position whose names differ, or the counts."""
+    for index, (a, b) in enumerate(zip(saved, now)):
+        if a != b:
+            return f"class {index} was '{a}', is '{b}'"
+    return f"{len(saved)} classes then, {len(now)} now"
 
 
 def _checkpoint_saver(cfg, class_names):
