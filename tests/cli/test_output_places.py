@@ -168,6 +168,22 @@ def test_atomic_folder_replaces_whole_or_keeps_the_earlier_one(tmp_path):
     assert sorted(os.listdir(report)) == ["a.txt", "mine.txt"] and (report / "a.txt").read_text() == "four"
 
 
+def test_atomic_folder_keeps_the_earlier_mode_or_takes_the_umask(tmp_path):
+    from tools.core.fileio import atomic_folder
+
+    mask = os.umask(0o022)
+    try:
+        with atomic_folder(str(tmp_path / "new")) as tmp:
+            (tmp_path / tmp / "a.txt").write_text("x")
+        assert os.stat(tmp_path / "new").st_mode & 0o777 == 0o755  # not mkdtemp's 0700
+        os.chmod(tmp_path / "new", 0o750)
+        with atomic_folder(str(tmp_path / "new")) as tmp:
+            (tmp_path / tmp / "a.txt").write_text("y")
+        assert os.stat(tmp_path / "new").st_mode & 0o777 == 0o750
+    finally:
+        os.umask(mask)
+
+
 def fake_evaluation(tmp_path, seed):
     """What validate.write_reports is given, for 3 classes and 12 images of a random model."""
     from tools.evaluate import calibration

@@ -28,6 +28,12 @@ def atomic_path(path, suffix=".tmp"):
 
 
 @contextmanager
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_folder(path, merge=False):
     """Yield a new temporary folder beside ``path`` to write a whole output (a report, an export) into.
     On success it takes the place of the folder ``path`` (the earlier one is removed only once the new
@@ -40,6 +46,8 @@ def atomic_folder(path, merge=False):
         os.makedirs(parent, exist_ok=True)
         tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(path))}.", suffix=".tmp",
                                dir=path if merge else parent)
+        # mkdtemp's 0700 would outlive the rename: the earlier folder's mode, else what the umask gives
+        os.chmod(tmp, os.stat(path).st_mode & 0o7777 if os.path.isdir(path) else 0o777 & ~_umask())
     except OSError as err:
         raise DataError(f"cannot write {path}: {err.strerror or first_line(err)}") from None
     try:
