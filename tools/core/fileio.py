@@ -27,13 +27,13 @@ def atomic_path(path, suffix=".tmp"):
         raise
 
 
-@contextmanager
 def _umask():
     mask = os.umask(0)
     os.umask(mask)
     return mask
 
 
+@contextmanager
 def atomic_folder(path, merge=False):
     """Yield a new temporary folder beside ``path`` to write a whole output (a report, an export) into.
     On success it takes the place of the folder ``path`` (the earlier one is removed only once the new
