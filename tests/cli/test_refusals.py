@@ -166,6 +166,39 @@ def test_a_stop_signal_before_training_stops_at_once_and_leaves_no_folder(signum
            "nothing was trained or written" in output, output
 
 
+@pytest.mark.parametrize("script, signum, what", [("validate.py", signal.SIGTERM, "nothing was written"),
+                                                  ("predict.py", signal.SIGINT, "nothing was written"),
+                                                  ("export.py", signal.SIGTERM, "nothing was exported")])
+def test_a_stop_signal_in_an_evaluation_script_stops_at_once_in_one_line(script, signum, what, finished, tmp_path):
+    """validate/predict/export stop within a second of Ctrl-C or SIGTERM in their data check, with one line and
+    128 + signal (MindSpore's handlers had made it exit 0 or 143 in silence), writing nothing."""
+    out = tmp_path / "out"
+    data = make_tiny_aircraft(str(tmp_path / "data"), per_class={"trainval": 60, "test": 4})  # its 5 classes
+    flags = {"validate.py": ["--split", "trainval", "--report_dir", out], "predict.py": ["--split", "trainval",
+             "--out_dir", out], "export.py": ["--out", f"{out}/"]}
+    cmd = [sys.executable, os.path.join(ROOT, script), "--config", os.path.join(finished, "config.yaml"),
+           "--ckpt_path", os.path.join(finished, "mobilenet_v3_small_100_last.ckpt"), "--mode", "1",
+           "--data_dir", data, "--check_cache_dir", "off", "--val_split", "trainval", *map(str, flags[script])]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, GLOG_v="3"))
+    seen = []
+    for text in proc.stdout:
+        seen.append(text)
+        if "checking" in text:
+            proc.send_signal(signum)
+            sent = time.monotonic()
+            break
+    else:
+        pytest.fail("".join(seen))
+    output = "".join(seen) + proc.stdout.read()
+    code = proc.wait(timeout=60)
+    assert code == 128 + signum, output
+    assert time.monotonic() - sent < 10, output
+    assert "Traceback" not in output, output
+    assert f"{'stopped by SIGTERM' if signum == signal.SIGTERM else 'interrupted'} {what}" in output, output
+    assert not out.exists()
+
+
 def test_the_stop_line_claims_saved_epochs_only_when_there_are_some(tmp_path, capsys):
     from types import SimpleNamespace
 

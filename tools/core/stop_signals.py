@@ -36,6 +36,7 @@ def how_stopped(signum):
 
 
 _received = []
+_at_once = ["before training began: nothing was trained or written"]  # what a stop before between_steps says
 _deferred = []  # non-empty once between_steps() was called
 _phase = threading.Lock()  # a signal and between_steps() agree on which phase it came in
 
@@ -73,15 +74,18 @@ def _watch():
             _received.append(signum)
             at_once = not _deferred
         if at_once:
-            print(f"{how_stopped(signum)} before training began: nothing was trained or written", file=sys.stderr,
+            print(f"{how_stopped(signum)} {_at_once[0]}", file=sys.stderr,
                   flush=True)
             _thread.interrupt_main(signum)  # runs _raise_stopped in the main thread at its next Python step
             again = signal.sigtimedwait(STOP_SIGNALS, GRACE_SECONDS)
             _end(128 + (again.si_signo if again else signum))
 
 
-def route_to_main_thread():
-    """Call first in a script's ``__main__``, before MindSpore is imported (it starts threads)."""
+def route_to_main_thread(at_once=None):
+    """Call first in a script's ``__main__``, before MindSpore is imported (it starts threads). ``at_once``: what
+    a stop before :func:`between_steps` says after 'interrupted' (a script that never calls it: every stop)."""
+    if at_once:
+        _at_once[0] = at_once
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     for signum in STOP_SIGNALS:  # blocked: only the watcher's interrupt_main calls these
         signal.signal(signum, _raise_stopped)
