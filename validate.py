@@ -16,7 +16,7 @@ if __name__ == "__main__":  # before MindSpore starts threads: Ctrl-C and SIGTER
 from tools.core import runtime
 from tools.core.config import BOOL, INT, STR, parse_config
 from tools.core.errors import UsageError, run_cli
-from tools.core.fileio import atomic_folder, check_output_file, check_writable_dir
+from tools.core.fileio import atomic_folder, check_output_file, check_outside_data, check_writable_dir, data_folders
 from tools.datasets.loader import build_loader, open_split, resolve_num_classes
 from tools.evaluate import calibration, metrics
 from tools.evaluate.tta import tta_mode, view_logits
@@ -130,6 +130,11 @@ def main(argv=None):
     check_writable_dir(cfg.report_dir or os.path.dirname(os.path.abspath(cfg.ckpt_path)), "report_dir")
     report_page.check_report_dir(cfg.report_dir, "report_dir")
     check_output_file(cfg.out, "out")
+    read = data_folders(cfg, [cfg.split or cfg.val_split])  # a figure written there would be read as an image
+    check_outside_data(cfg.report_dir or default_report_dir(cfg.ckpt_path, cfg.split or cfg.val_split, cfg.tta),
+                       "report_dir", read)
+    if cfg.out:
+        check_outside_data(os.path.dirname(os.path.abspath(cfg.out)), "out", read)
     runtime.setup(cfg)
     params = read_checkpoint(cfg.ckpt_path)
     split = cfg.split or cfg.val_split

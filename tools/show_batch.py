@@ -15,6 +15,7 @@ if __package__ in (None, ""):  # python tools/x.py: the repository root, not too
 
 from tools.core.config import INT, STR, parse_config
 from tools.core.errors import DataError, UsageError, run_cli
+from tools.core.fileio import check_outside_data, data_folders
 from tools.report.batch_preview import check_figure_path, draw, sample_batch
 
 EXTRA = {"Preview": [
@@ -29,6 +30,8 @@ def main(argv=None):
     if cfg.n < 1:
         raise UsageError(f"'n' must be > 0, got {cfg.n}")
     check_figure_path(cfg.out, "out")
+    check_outside_data(os.path.dirname(os.path.abspath(cfg.out)), "out",
+                       data_folders(cfg, [cfg.split or cfg.train_split]))  # the figure would be read as an image
     images, names, _ = sample_batch(cfg, cfg.split or cfg.train_split, cfg.n)
     out_dir = os.path.dirname(os.path.abspath(cfg.out))
     try:

@@ -128,6 +128,20 @@ def test_predict_out_dir_inside_an_input_folder_is_refused(split_tree, tmp_path)
     refused(proc, split_tree, before, "out_dir")
 
 
+@pytest.mark.parametrize("script, flags, key", [
+    ("validate.py", ["--split", "val", "--report_dir", "{data}/val/coat/report"], "report_dir"),
+    ("validate.py", ["--split", "val", "--out", "{data}/val/coat/m.json"], "out"),
+    ("tools/show_batch.py", ["--train_split", "train", "--out", "{data}/train/coat/batch.png"], "out"),
+])
+def test_evaluation_and_preview_outputs_inside_the_data_are_refused(script, flags, key, split_tree, tmp_path):
+    ckpt = tmp_path / "model.ckpt"
+    ckpt.write_bytes(b"never read")
+    before = tree_digest(split_tree)
+    proc = run_main(script, "--data_dir", split_tree, "--ckpt_path", ckpt,
+                    *[flag.format(data=split_tree) for flag in flags])
+    refused(proc, split_tree, before, key)
+
+
 def test_lr_find_out_inside_the_split_folder_is_refused(split_tree):
     before = tree_digest(split_tree)
     proc = run_main("tools/lr_find.py", "--data_dir", split_tree, "--train_split", "train", "--out",
