@@ -62,6 +62,7 @@ REFUSALS = {  # kind -> (extra flags, a part of the one error line, exit code); 
     "other data": (["--data_dir", "{data4}"], "other classes or another class order (5 classes then, 4 now)", 1),
     "classes in another order": (["--data_dir", "{datarev}"], "class 0 was 'T-shirt/top', is 'Bag'", 1),
     "resume and overwrite": (["--overwrite", "True"], "contradict each other", 2),
+    "a folder as resume": (["--resume", "{run}"], "is a folder; give its resume.ckpt", 1),
     "other data, val_fraction": (["--data_dir", "{folders}", "--val_fraction", "0.25", "--dataset_format", "auto"],
                                  "other classes or another class order", 1),
     "another optimizer": (["--opt", "momentum"], "resume with the run's own config", 1),

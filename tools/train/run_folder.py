@@ -251,6 +251,9 @@ def choose(cfg, rank=0):
                       "starting a new run")
             update(cfg, "resume: auto (no interrupted run)", resume="")
     elif cfg.resume:
+        if os.path.isdir(cfg.resume):
+            raise DataError(f"resume {cfg.resume} is a folder; give its resume.ckpt (or --resume auto "
+                            f"--ckpt_save_dir {cfg.resume})")
         if not os.path.isfile(cfg.resume):
             raise DataError(f"resume checkpoint not found: {cfg.resume}")
         folder = os.path.dirname(os.path.abspath(cfg.resume))
