@@ -59,6 +59,32 @@ def test_onnx_predictions_equal_checkpoint_predictions(trained_run, tiny_aircraf
     np.testing.assert_allclose(onnx_probs, ckpt_probs, atol=1e-5)
 
 
+def test_onnx_metrics_equal_checkpoint_metrics(trained_run, tiny_aircraft, tmp_path):
+    """validate.py --onnx (no config, no checkpoint): the checkpoint's metrics on the same split, its report."""
+    proc = run_script("validate.py", "--onnx", os.path.join(trained_run["out"], "model.onnx"), "--data_dir",
+                      tiny_aircraft, "--split", "test", "--out", tmp_path / "metrics.json",
+                      "--report_dir", tmp_path / "report")
+    assert proc.returncode == 0, proc.stderr
+    ckpt = json.load(open(os.path.join(trained_run["out"], "metrics.json")))
+    onnx = json.load(open(tmp_path / "metrics.json"))
+    assert onnx["checkpoint"].endswith("model.onnx") and onnx["model"] == ckpt["model"] == "mobilenet_v3_small_100"
+    for key in ("num_samples", "num_classes", "top1", "per_class"):
+        assert onnx[key] == ckpt[key], key
+    for key in ("loss", "macro_f1", "ece"):
+        assert abs(onnx[key] - ckpt[key]) < 1e-5, key
+    assert os.path.isfile(tmp_path / "report" / "report.html")
+
+
+def test_onnx_flag_errors_are_one_line(trained_run):
+    onnx = os.path.join(trained_run["out"], "model.onnx")
+    assert_one_line_error(run_main("validate.py", "--onnx", onnx, "--calibrate", "True"), "--calibrate", code=2)
+    assert_one_line_error(run_main("predict.py", "--onnx", onnx, "--mindir", onnx), "--mindir or --onnx", code=2)
+    assert_one_line_error(run_main("predict.py", "--onnx", onnx, "--image_resize", "64"),
+                          "takes 32x32 images but image_resize is 64", code=2)
+    gone = os.path.join(trained_run["out"], "gone", "model.onnx")
+    assert_one_line_error(run_main("validate.py", "--onnx", gone), "ONNX not found", code=1)
+
+
 def test_an_onnx_mismatch_stops_and_leaves_the_earlier_export(trained_run, tmp_path, monkeypatch):
     """A planted difference in ONNX Runtime's output: one line naming ONNX, the earlier bundle byte-identical."""
     from tools.evaluate.onnx_export import OnnxRuntimeModel
