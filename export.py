@@ -76,6 +76,9 @@ def export_one(network, sample, base, file_format, cfg):
                   else first_line(err))
         raise DataError(f"{file_format} export is not available for {cfg.model} on {cfg.device_target}: "
                         f"{reason}") from None
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)  # MindSpore leaves it owner-read-only: unreadable to a teammate, to a copy
     return path
 
 

@@ -34,6 +34,8 @@ def test_both_formats_are_written_and_checked(trained_run, tmp_path):
     assert proc.returncode == 0, proc.stderr
     bundle = ["mobilenet_v3_small_100_best" + ext for ext in (".classes.json", ".mindir", ".onnx")]
     assert sorted(os.listdir(folder)) == bundle
+    modes = {name: os.stat(folder / name).st_mode & 0o777 for name in bundle}
+    assert len(set(modes.values())) == 1 and modes[bundle[1]] & 0o600 == 0o600, modes   # the umask's, as the JSON
     assert "parity check: MindIR = checkpoint on 2 images" in proc.stdout
     assert "parity check: ONNX (ONNX Runtime 1.32.0) = checkpoint on 2 images" in proc.stdout
     parity = json.load(open(folder / bundle[0]))["parity_check"]
