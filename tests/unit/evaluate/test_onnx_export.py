@@ -72,3 +72,19 @@ def test_a_bad_onnx_file_is_a_one_line_data_error(tmp_path):
     with pytest.raises(DataError, match="cannot load ONNX .*bad.onnx") as err:
         onnx_export.OnnxRuntimeModel(str(path))
     assert "\n" not in str(err.value) and os.path.exists(path)
+
+
+def test_export_py_names_an_operator_it_cannot_export(tmp_path):
+    """export.py's ONNX step: a cell without mapping or rewrite (ELU) is one line naming the operator, no file."""
+    from argparse import Namespace
+
+    from export import export_one
+    from tools.core.errors import DataError
+
+    network = nn.SequentialCell([nn.HSwish(), nn.ELU()])     # HSwish is rewritten, ELU has no rewrite
+    cfg = Namespace(model="elu_net", device_target="CPU")
+    with pytest.raises(DataError, match="ONNX export is not available for elu_net on CPU: MindSpore .* no ONNX "
+                                        "mapping for the operator Elu .*--format MINDIR") as err:
+        export_one(network, ms.Tensor(POINTS), str(tmp_path / "net"), "ONNX", cfg)
+    assert "\n" not in str(err.value) and os.listdir(tmp_path) == []
+    assert isinstance(network[0], nn.HSwish)                   # the rewrite is undone after a failure too
