@@ -1,9 +1,12 @@
 """Export a checkpoint's network (eval mode) to MindIR and/or ONNX, with its metadata beside it
 (class names, input shape, temperature, preprocessing), after checking on a few real images that
-the MindIR computes what the checkpoint does.
+each exported file computes what the checkpoint does (the MindIR in MindSpore, the ONNX file in ONNX Runtime).
 
     python export.py --config runs/demo/config.yaml --ckpt_path runs/demo/mobilenet_v3_small_100_best.ckpt \
-        [--format MINDIR|ONNX|both] [--out runs/demo/model]
+        [--format both|MINDIR|ONNX] [--out runs/demo/model]
+
+Cells MindSpore's ONNX converter cannot map (MobileNetV3's HSwish, ...) are rewritten for the ONNX export
+(tools/evaluate/onnx_export.py).
 
 The input shape is fixed at (1, in_channels, image_resize, image_resize): one preprocessed image
 (MindCV's eval transforms of the run's config) per call. The files are written into a temporary folder and
@@ -24,7 +27,7 @@ from tools.core.errors import DataError, UsageError, run_cli
 from tools.core.fileio import atomic_folder, check_output_file, first_line
 from tools.datasets.inputs import find_images, input_split
 from tools.datasets.loader import build_loader, open_split
-from tools.evaluate import calibration, exported
+from tools.evaluate import calibration, exported, onnx_export
 from tools.evaluate.inference import predict_logits
 from tools.evaluate.metrics import softmax
 from tools.models.factory import checkpoint_network, class_names_of, numbered_classes, read_checkpoint
@@ -35,15 +38,15 @@ import numpy as np
 
 EXTENSIONS = {"MINDIR": ".mindir", "ONNX": ".onnx"}
 FORMATS = {"MINDIR": ["MINDIR"], "ONNX": ["ONNX"], "BOTH": ["MINDIR", "ONNX"]}
-PARITY_TOLERANCE = 1e-4     # MindIR vs checkpoint: largest difference of a probability, and of a logit
+PARITY_TOLERANCE = 1e-4     # exported file vs checkpoint: largest difference of a probability, and of a logit
                             # relative to the largest logit (at least 1)
 
 
 EXTRA = {"Export": [
-    ("format", "MINDIR", choice(*FORMATS, case=str.upper), "MINDIR, ONNX or both"),
+    ("format", "BOTH", choice(*FORMATS, case=str.upper), "MINDIR, ONNX or both"),
     ("out", "", STR, "output path without extension (.mindir/.onnx and .classes.json are added); "
                      "empty = the checkpoint's path without .ckpt"),
-    ("parity_images", [], STRS, "images (files/folders) on which the MindIR must match the checkpoint; "
+    ("parity_images", [], STRS, "images (files/folders) on which the exported files must match the checkpoint; "
                                 "empty = the first parity_count images of val_split"),
     ("parity_count", 4, INT, "number of images of the parity check"),
 ]}
@@ -60,15 +63,27 @@ def output_base(cfg):
 
 
 def export_one(network, sample, base, file_format, cfg):
-    """Write ``base`` + extension; an ONNX export MindSpore cannot do is a one-line DataError."""
+    """Write ``base`` + extension (ONNX: with the cells rewritten that have no ONNX mapping); an export
+    MindSpore cannot do is a one-line DataError naming the operator where MindSpore does."""
     path = base + EXTENSIONS[file_format]
     try:
-        ms.export(network, sample, file_name=base, file_format=file_format)
+        if file_format == "ONNX":
+            with onnx_export.exportable(network):
+                ms.export(network, sample, file_name=base, file_format=file_format)
+        else:
+            ms.export(network, sample, file_name=base, file_format=file_format)
     except (RuntimeError, TypeError, ValueError) as err:
         if os.path.exists(path):
             os.remove(path)
+        operator = onnx_export.unsupported_operator(err)
+        reason = (f"MindSpore {ms.__version__} has no ONNX mapping for the operator {operator} (and "
+                  "tools/evaluate/onnx_export.py no rewrite); export --format MINDIR alone" if operator
+                  else first_line(err))
         raise DataError(f"{file_format} export is not available for {cfg.model} on {cfg.device_target}: "
-                        f"{first_line(err)}") from None
+                        f"{reason}") from None
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)  # MindSpore leaves it owner-read-only: unreadable to a teammate, to a copy
     return path
 
 
@@ -85,15 +100,15 @@ def parity_images(cfg, class_names):
     return paths[:cfg.parity_count]
 
 
-def check_parity(cfg, network, mindir, class_names):
-    """Run the checkpoint's network and the MindIR on real images; a probability that differs by more than
-    ``PARITY_TOLERANCE``, or a logit by more than that times the largest logit, is a DataError. Returns what
-    was checked (for the metadata)."""
+def check_parity(cfg, network, exported_path, class_names):
+    """Run the checkpoint's network and the exported file (a MindIR in MindSpore, an ONNX file in ONNX
+    Runtime) on real images; a probability that differs by more than ``PARITY_TOLERANCE``, or a logit by more
+    than that times the largest logit, is a DataError. Returns what was checked (for the metadata)."""
     paths = parity_images(cfg, class_names)
     if paths is None:
         return None
-    outputs = []
-    for model in (network, exported.load_graph(mindir)):
+    kind, outputs = exported.format_name(exported_path), []
+    for model in (network, exported.load_model(exported_path)):
         data = input_split(cfg, paths, class_names)  # a pipeline is iterated by one consumer only
         loader = build_loader(cfg, data, len(class_names), training=False, batch_size=1)
         outputs.append(predict_logits(model, loader, 1)[0])
@@ -101,13 +116,27 @@ def check_parity(cfg, network, mindir, class_names):
     prob_diff = float(np.abs(softmax(outputs[0].astype(np.float64)) - softmax(outputs[1].astype(np.float64))).max())
     allowed = PARITY_TOLERANCE * max(1.0, float(np.abs(outputs[0]).max()))
     if logit_diff > allowed or prob_diff > PARITY_TOLERANCE:
-        raise DataError(f"the exported MindIR does not match {cfg.ckpt_path} on {len(paths)} images: logits differ "
+        raise DataError(f"the exported {kind} does not match {cfg.ckpt_path} on {len(paths)} images: logits differ "
                         f"by up to {logit_diff:.2e} (allowed {allowed:.1e}), probabilities by {prob_diff:.2e}; "
                         "nothing was replaced")
-    print(f"parity check: MindIR = checkpoint on {data.size} images (max |logit diff| {logit_diff:.2e}, "
+    runner = f" (ONNX Runtime {model.version})" if kind == "ONNX" else ""
+    print(f"parity check: {kind}{runner} = checkpoint on {data.size} images (max |logit diff| {logit_diff:.2e}, "
           f"max |probability diff| {prob_diff:.2e})")
     return {"images": [os.path.abspath(p) for p in data.paths], "max_abs_logit_diff": logit_diff,
             "max_abs_prob_diff": prob_diff}
+
+
+def combined_parity(checks):
+    """The metadata's ``parity_check``: the images and the largest differences over the formats checked, and
+    each format's own (``per_format``); None when nothing was checked."""
+    done = {fmt: check for fmt, check in checks.items() if check}
+    if not done:
+        return None
+    first = next(iter(done.values()))
+    return {"images": first["images"],
+            **{key: max(check[key] for check in done.values()) for key in ("max_abs_logit_diff", "max_abs_prob_diff")},
+            "per_format": {fmt: {key: check[key] for key in ("max_abs_logit_diff", "max_abs_prob_diff")}
+                           for fmt, check in done.items()}}
 
 
 def main(argv=None):
@@ -125,14 +154,15 @@ def main(argv=None):
     shape = [1, cfg.in_channels, cfg.image_resize, cfg.image_resize]
     base = output_base(cfg)
     folder, name = os.path.split(os.path.abspath(base))
-    meta_path, parity = exported.metadata_path(base), None
+    meta_path, checks = exported.metadata_path(base), {}
     try:
         with atomic_folder(folder, merge=True) as staging:  # the bundle replaces the earlier one as a whole
             staged = os.path.join(staging, name)
             for file_format in FORMATS[cfg.format]:
                 path = export_one(network, ms.Tensor(np.zeros(shape, np.float32)), staged, file_format, cfg)
-                if file_format == "MINDIR":
-                    parity = check_parity(cfg, network, path, class_names)
+                if None not in checks.values():  # else there are no images to check on (warned once)
+                    checks[file_format] = check_parity(cfg, network, path, class_names)
+            parity = combined_parity(checks)
             write_json(exported.metadata_path(staged), exported.metadata(cfg, class_names, shape, temperature, parity))
     finally:
         del network

@@ -1,8 +1,10 @@
-"""Predict classes with a checkpoint (or an exported MindIR): on a dataset split or on image files/folders.
+"""Predict classes with a checkpoint (or an exported MindIR or ONNX file): on a dataset split or on image
+files/folders.
 
     python predict.py --config runs/demo/config.yaml --ckpt_path runs/demo/mobilenet_v2_100_best.ckpt \
         [--split test | --input img.jpg folder/ ...] [--topk 5] [--format csv|json] [--visualize True]
     python predict.py --mindir runs/demo/model.mindir --input photos/      # no config needed
+    python predict.py --onnx runs/demo/model.onnx --input photos/          # in ONNX Runtime
 """
 import gc
 import hashlib
@@ -31,6 +33,8 @@ EXTRA = {"Prediction": [
     ("input", [], STRS, "image files and/or folders (searched recursively) to predict instead of a split"),
     ("mindir", "", STR, "run this MindIR written by export.py instead of ckpt_path (its metadata gives the "
                         "preprocessing, class names and temperature: no --config needed)"),
+    ("onnx", "", STR, "run this ONNX file written by export.py in ONNX Runtime instead of ckpt_path (its metadata "
+                      "is read as --mindir's: no --config needed)"),
     ("topk", 5, INT, "number of classes listed per image (capped at the class count)"),
     ("format", "csv", choice("csv", "json"), "predictions file format: csv or json"),
     ("out", "", STR, "predictions file; empty = <out_dir>/predictions_<what>.<format>"),
@@ -54,9 +58,17 @@ def open_inputs(cfg, class_names):
     return open_split(cfg, cfg.split or cfg.val_split, class_names=class_names)
 
 
+def exported_model(cfg):
+    """``(path, flag)`` of the exported model to run instead of the checkpoint, or ``("", None)``."""
+    if cfg.mindir and cfg.onnx:
+        raise UsageError("give --mindir or --onnx, not both")
+    return (cfg.mindir, "--mindir") if cfg.mindir else (cfg.onnx, "--onnx") if cfg.onnx else ("", None)
+
+
 def check_values(cfg):
-    if not cfg.ckpt_path and not cfg.mindir:
-        raise UsageError("predict.py needs --ckpt_path (a checkpoint of finetune.py) or --mindir (from export.py)")
+    if not cfg.ckpt_path and not exported_model(cfg)[0]:
+        raise UsageError("predict.py needs --ckpt_path (a checkpoint of finetune.py) or --mindir / --onnx (from "
+                         "export.py)")
     for key in ("topk", "grid_size"):
         if getattr(cfg, key) < 1:
             raise UsageError(f"'{key}' must be > 0, got {getattr(cfg, key)}")
@@ -70,11 +82,12 @@ def check_values(cfg):
 
 def load_model(cfg):
     """``(network, batch_size, class_names, temperature, source of the temperature)``."""
-    if cfg.mindir:
-        meta = exported.apply_metadata(cfg)
+    path, flag = exported_model(cfg)
+    if path:
+        meta = exported.apply_metadata(cfg, path, flag)
         temperature = cfg.temperature or meta.get("temperature", 1.0)
-        source = "--temperature" if cfg.temperature else exported.metadata_path(cfg.mindir)
-        return exported.load_graph(cfg.mindir), meta["input_shape"][0], meta["class_names"], temperature, source
+        source = "--temperature" if cfg.temperature else exported.metadata_path(path)
+        return exported.load_model(path), meta["input_shape"][0], meta["class_names"], temperature, source
     params = read_checkpoint(cfg.ckpt_path)
     class_names = class_names_of(params) or (numbered_classes(cfg) if cfg.input else None)
     temperature, source = calibration.resolve_temperature(cfg.temperature, cfg.ckpt_path)
@@ -88,7 +101,7 @@ def predict(cfg):
     data = open_inputs(cfg, class_names)
     if reports.UNKNOWN_CLASS in data.class_names and cfg.min_prob > 0:
         raise UsageError(f"a class is named '{reports.UNKNOWN_CLASS}', the answer of --min_prob: it would be ambiguous")
-    network = model if cfg.mindir else checkpoint_network(cfg, model, data.class_names)
+    network = model if exported_model(cfg)[0] else checkpoint_network(cfg, model, data.class_names)
     loader = build_loader(cfg, data, len(data.class_names), training=False, batch_size=batch_size)
     views, labels = view_logits(network, loader, batch_size, cfg.tta)
     del network, model, loader
@@ -100,8 +113,10 @@ def predict(cfg):
 
 def output_tag(cfg):
     """What the outputs cover, for their file names: ``<model file>_<split>`` or ``<model file>_files-<hash>``
-    (the hash of the --input list), plus the TTA mode; the same command again replaces its own outputs only."""
-    model = os.path.splitext(os.path.basename(cfg.mindir or cfg.ckpt_path))[0]
+    (the hash of the --input list), plus the TTA mode; the same command again replaces its own outputs only.
+    An ONNX file's ``<model file>`` ends in ``_onnx``: by default its outputs are beside the MindIR's."""
+    model = os.path.splitext(os.path.basename(cfg.mindir or cfg.onnx or cfg.ckpt_path))[0]
+    model += "_onnx" if cfg.onnx else ""
     if cfg.input:
         digest = hashlib.sha1("\n".join(os.path.abspath(p) for p in cfg.input).encode()).hexdigest()[:8]
         what = f"files-{digest}"
@@ -111,10 +126,10 @@ def output_tag(cfg):
 
 
 def main(argv=None):
-    cfg = parse_config(argv, "Predict classes of a dataset split or of image files with a checkpoint or MindIR.",
+    cfg = parse_config(argv, "Predict classes of a dataset split or of image files with a checkpoint, MindIR or ONNX.",
                        extra=EXTRA)
     check_values(cfg)
-    out_dir = cfg.out_dir or os.path.dirname(os.path.abspath(cfg.mindir or cfg.ckpt_path))
+    out_dir = cfg.out_dir or os.path.dirname(os.path.abspath(exported_model(cfg)[0] or cfg.ckpt_path))
     check_writable_dir(out_dir, "out_dir")
     read = ([path for path in cfg.input if os.path.isdir(path)] if cfg.input
             else data_folders(cfg, [cfg.split or cfg.val_split]))

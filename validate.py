@@ -3,6 +3,7 @@ per-class accuracy/precision/recall/F1, the most-confused pairs, calibration (EC
 diagram, optional temperature fit), an error grid, and all of it on one page, report.html.
 
     python validate.py --config configs/demo.yaml --ckpt_path runs/demo/mobilenet_v2_100_best.ckpt
+    python validate.py --onnx runs/demo/model.onnx --data_dir data/fashion_mnist --split test   # ONNX Runtime
 """
 import functools
 import gc
@@ -14,11 +15,11 @@ if __name__ == "__main__":  # before MindSpore starts threads: Ctrl-C and SIGTER
     stop_signals.route_to_main_thread("nothing was written")
 
 from tools.core import runtime
-from tools.core.config import BOOL, INT, STR, parse_config
+from tools.core.config import BOOL, INT, STR, parse_config, update
 from tools.core.errors import UsageError, run_cli
 from tools.core.fileio import atomic_folder, check_output_file, check_outside_data, check_writable_dir, data_folders
 from tools.datasets.loader import build_loader, open_split, resolve_num_classes
-from tools.evaluate import calibration, metrics
+from tools.evaluate import calibration, exported, metrics
 from tools.evaluate.tta import tta_mode, view_logits
 from tools.models.factory import checkpoint_network, class_names_of, read_checkpoint
 from tools.report import evaluation as reports
@@ -28,6 +29,8 @@ from tools.train.run_files import CURVES_FILE
 
 EXTRA = {"Validation": [
     ("split", "", STR, "split to evaluate; empty = val_split"),
+    ("onnx", "", STR, "evaluate this ONNX file written by export.py in ONNX Runtime instead of ckpt_path (its "
+                      "metadata gives the preprocessing, class names and temperature: no --config needed)"),
     ("out", "", STR, "also write the metrics as JSON to this file"),
     ("report_dir", "", STR, "folder for the reports and report.html; empty = "
                             "<checkpoint folder>/report_<checkpoint name>_<split>[_<tta>]"),
@@ -47,8 +50,8 @@ def default_report_dir(ckpt_path, split, tta):
     return os.path.join(os.path.dirname(os.path.abspath(ckpt_path)), name)
 
 
-def calibrate(cfg, views, labels, split, result):
-    """The temperature to report with (fitted now with ``--calibrate``, else the stored one, else None);
+def calibrate(cfg, views, labels, split, result, stored):
+    """The temperature to report with (fitted now with ``--calibrate``, else ``stored``, else None);
     adds the calibrated loss and ECE to ``result``."""
     if cfg.calibrate:
         temperature = calibration.fit_temperature(views, labels)
@@ -64,7 +67,7 @@ def calibrate(cfg, views, labels, split, result):
               f"{details['nll_after']:.4f}, ECE {details['ece_before']:.4f} -> {details['ece_after']:.4f}; "
               f"written to {path}")
     else:
-        temperature, _ = calibration.stored_temperature(cfg.ckpt_path)
+        temperature = stored
     if temperature is not None:
         probs = calibration.probabilities(views, temperature)
         result.update(temperature=temperature, loss_calibrated=calibration.nll(views, labels, temperature),
@@ -95,7 +98,7 @@ def _write_report_files(cfg, report_dir, result, matrix, views, labels, data, te
     reports.plot_reliability(curves, join("reliability.png"))
     probs = calibration.probabilities(views, temperature or 1.0)
     errors = reports.highest_loss_errors(probs, labels, cfg.grid_size)
-    figures = {"curves": os.path.join(os.path.dirname(os.path.abspath(cfg.ckpt_path)), CURVES_FILE),
+    figures = {"curves": os.path.join(os.path.dirname(os.path.abspath(result["checkpoint"])), CURVES_FILE),
                "confusion": join("confusion_matrix.png"), "reliability": join("reliability.png")}
     if len(errors):
         records = reports.prediction_records([data.paths[i] for i in errors], labels[errors], probs[errors], names,
@@ -120,14 +123,38 @@ def print_summary(cfg, split, result, pairs):
         print(f"  confused: {true} -> {pred}: {count} images ({share:.1%} of {true})")
 
 
-def main(argv=None):
-    cfg = parse_config(argv, "Evaluate a checkpoint on a dataset split.", extra=EXTRA)
-    if not cfg.ckpt_path:
-        raise UsageError("validate.py needs --ckpt_path (a checkpoint written by finetune.py or MindCV)")
+def check_values(cfg):
+    if cfg.onnx and cfg.ckpt_path:
+        raise UsageError("give --ckpt_path or --onnx, not both")
+    if not cfg.ckpt_path and not cfg.onnx:
+        raise UsageError("validate.py needs --ckpt_path (a checkpoint written by finetune.py or MindCV) or --onnx "
+                         "(from export.py)")
+    if cfg.onnx and cfg.calibrate:
+        raise UsageError("--calibrate stores the temperature beside a checkpoint: calibrate with --ckpt_path, then "
+                         "export again")
     for key in ("grid_size", "top_confused"):
         if getattr(cfg, key) < 0:
             raise UsageError(f"'{key}' must be >= 0, got {getattr(cfg, key)}")
-    check_writable_dir(cfg.report_dir or os.path.dirname(os.path.abspath(cfg.ckpt_path)), "report_dir")
+
+
+def load_model(cfg, split):
+    """``(network, batch size, split data, stored temperature or None)`` of the checkpoint or the ONNX file."""
+    if cfg.onnx:
+        meta = exported.apply_metadata(cfg, cfg.onnx, "--onnx")
+        update(cfg, f"{cfg.onnx}'s metadata", model=meta["model"])
+        data = open_split(cfg, split, class_names=meta["class_names"])
+        return exported.load_model(cfg.onnx), meta["input_shape"][0], data, meta.get("temperature")
+    params = read_checkpoint(cfg.ckpt_path)
+    data = open_split(cfg, split, class_names=class_names_of(params))
+    return (checkpoint_network(cfg, params, data.class_names), cfg.batch_size, data,
+            calibration.stored_temperature(cfg.ckpt_path)[0])
+
+
+def main(argv=None):
+    cfg = parse_config(argv, "Evaluate a checkpoint (or an exported ONNX file) on a dataset split.", extra=EXTRA)
+    check_values(cfg)
+    model_path = cfg.onnx or cfg.ckpt_path
+    check_writable_dir(cfg.report_dir or os.path.dirname(os.path.abspath(model_path)), "report_dir")
     report_page.check_report_dir(cfg.report_dir, "report_dir")
     check_output_file(cfg.out, "out")
     read = data_folders(cfg, [cfg.split or cfg.val_split])  # a figure written there would be read as an image
@@ -136,21 +163,19 @@ def main(argv=None):
     if cfg.out:
         check_outside_data(os.path.dirname(os.path.abspath(cfg.out)), "out", read)
     runtime.setup(cfg)
-    params = read_checkpoint(cfg.ckpt_path)
     split = cfg.split or cfg.val_split
-    data = open_split(cfg, split, class_names=class_names_of(params))
+    network, batch_size, data, stored_temperature = load_model(cfg, split)
     num_classes = resolve_num_classes(cfg, data.class_names)
-    network = checkpoint_network(cfg, params, data.class_names)
-    loader = build_loader(cfg, data, num_classes, training=False)
-    views, labels = view_logits(network, loader, cfg.batch_size, cfg.tta)
+    loader = build_loader(cfg, data, num_classes, training=False, batch_size=batch_size)
+    views, labels = view_logits(network, loader, batch_size, cfg.tta)
     del network, loader
     gc.collect()
     probs = calibration.probabilities(views)
     result, matrix = reports.class_report(calibration.log_probabilities(views), labels, data.class_names)
-    result.update(split=split, checkpoint=cfg.ckpt_path, model=cfg.model, num_classes=num_classes, tta=cfg.tta,
+    result.update(split=split, checkpoint=model_path, model=cfg.model, num_classes=num_classes, tta=cfg.tta,
                   ece=calibration.expected_calibration_error(probs, labels), ece_bins=calibration.ECE_BINS)
-    temperature = calibrate(cfg, views, labels, split, result)
-    report_dir = cfg.report_dir or default_report_dir(cfg.ckpt_path, split, cfg.tta)
+    temperature = calibrate(cfg, views, labels, split, result, stored_temperature)
+    report_dir = cfg.report_dir or default_report_dir(model_path, split, cfg.tta)
     pairs = write_reports(cfg, report_dir, result, matrix, views, labels, data, temperature)
     print_summary(cfg, split, result, pairs)
     if cfg.out:

@@ -1,10 +1,11 @@
-"""An exported model's metadata file (``<model>.classes.json`` beside ``<model>.mindir``) and loading it.
+"""An exported model's metadata file (``<model>.classes.json`` beside ``<model>.mindir`` and ``<model>.onnx``)
+and loading them.
 
-The metadata holds what running the MindIR needs besides the graph: the class names, the input
+The metadata holds what running the MindIR or the ONNX file needs besides the graph: the class names, the input
 shape, the temperature (divide the logits by it before the softmax) and the evaluation
 preprocessing (resize the shorter side to ``resize``, centre-crop ``crop`` x ``crop``, subtract
-``mean`` and divide by ``std`` per RGB channel on the 0-255 scale, NCHW). ``predict.py --mindir``
-takes the preprocessing from it, so no config is needed.
+``mean`` and divide by ``std`` per RGB channel on the 0-255 scale, NCHW). ``predict.py --mindir/--onnx``
+and ``validate.py --onnx`` take the preprocessing from it, so no config is needed.
 """
 import json
 import math
@@ -13,6 +14,7 @@ import os
 from tools.core.config import option_table, update
 from tools.core.errors import DataError, UsageError
 from tools.core.fileio import first_line
+from tools.evaluate.onnx_export import OnnxRuntimeModel
 
 import mindspore as ms
 import numpy as np
@@ -38,16 +40,21 @@ def metadata(cfg, class_names, shape, temperature, parity):
             "temperature": temperature, "preprocessing": preprocessing(cfg), "parity_check": parity}
 
 
-def read_metadata(mindir):
-    if not os.path.isfile(mindir):
-        raise DataError(f"MindIR not found: {mindir}")
-    path = metadata_path(mindir)
+def format_name(path):
+    """``MindIR`` or ``ONNX``, by the file's extension."""
+    return "ONNX" if path.lower().endswith(".onnx") else "MindIR"
+
+
+def read_metadata(model_path):
+    if not os.path.isfile(model_path):
+        raise DataError(f"{format_name(model_path)} not found: {model_path}")
+    path = metadata_path(model_path)
     try:
         with open(path, encoding="utf-8") as f:
             meta = json.load(f)
         meta["class_names"], meta["input_shape"] = list(meta["class_names"]), list(meta["input_shape"])
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise DataError(f"cannot read the class names of {mindir} from {path} ({err.__class__.__name__}): "
+        raise DataError(f"cannot read the class names of {model_path} from {path} ({err.__class__.__name__}): "
                         "export it again with export.py") from None
     return meta
 
@@ -58,12 +65,13 @@ def _same(a, b):
     return a == b
 
 
-def apply_metadata(cfg):
-    """Set ``cfg``'s preprocessing from the MindIR's metadata; a value set to something else (not left at
-    its default) is an error, since the graph only fits its own preprocessing. Metadata without the
-    preprocessing (older exports) only fixes the image size. Returns the metadata."""
-    meta = read_metadata(cfg.mindir)
-    hint = (f"leave it unset (--mindir reads the preprocessing from {metadata_path(cfg.mindir)}) "
+def apply_metadata(cfg, model_path, flag):
+    """Set ``cfg``'s preprocessing from the metadata of the exported model ``model_path`` (given as ``flag``,
+    e.g. ``--mindir``); a value set to something else (not left at its default) is an error, since the graph
+    only fits its own preprocessing. Metadata without the preprocessing (older exports) only fixes the image
+    size. Returns the metadata."""
+    meta = read_metadata(model_path)
+    hint = (f"leave it unset ({flag} reads the preprocessing from {metadata_path(model_path)}) "
             "or pass the run's --config")
     size, defaults = meta["input_shape"][-1], option_table()
     stored = meta.get("preprocessing") or {"image_resize": size}
@@ -73,11 +81,18 @@ def apply_metadata(cfg):
         mine = getattr(cfg, key)
         if not _same(mine, value) and ("preprocessing" not in meta or not _same(mine, defaults[key][0])):
             if key == "image_resize":
-                raise UsageError(f"{cfg.mindir} takes {size}x{size} images but image_resize is {mine}: {hint}")
-            raise UsageError(f"{cfg.mindir} was exported with {key} {value}, not {mine}: {hint}")
-        update(cfg, f"{cfg.mindir}'s metadata", **{key: value})
-    update(cfg, f"{cfg.mindir}'s metadata", in_channels=meta["input_shape"][1])
+                raise UsageError(f"{model_path} takes {size}x{size} images but image_resize is {mine}: {hint}")
+            raise UsageError(f"{model_path} was exported with {key} {value}, not {mine}: {hint}")
+        update(cfg, f"{model_path}'s metadata", **{key: value})
+    update(cfg, f"{model_path}'s metadata", in_channels=meta["input_shape"][1])
     return meta
+
+
+def load_model(path):
+    """The exported model as a callable network: an ONNX file run by ONNX Runtime, else the MindIR."""
+    if format_name(path) == "ONNX":
+        return OnnxRuntimeModel(path)
+    return load_graph(path)
 
 
 def load_graph(path):
