@@ -94,7 +94,7 @@ def test_flag_rescues_a_bad_yaml_value_and_errors_name_where(tmp_path):
     assert parse_config(["--config", bad, "--loss", "CE"], "t").loss == "ce"
     with pytest.raises(UsageError, match=r"flag --opt: bad value 'adamm' for 'opt'"):
         parse_config(["--opt", "adamm"], "t")
-    with pytest.raises(UsageError, match=r"'lr' must be >= 0, got -1.0 \(.*neg.yaml:1\)"):
+    with pytest.raises(UsageError, match=r"'lr' must be >= 0 and finite, got -1.0 \(.*neg.yaml:1\)"):
         parse_config(["--config", write_yaml(tmp_path / "neg.yaml", "lr: -1\n")], "t")
     assert parse_config(["--config", str(tmp_path / "neg.yaml"), "--lr", "0.5"], "t").lr == 0.5
 

@@ -404,7 +404,7 @@ def _read_mapping(path):
     problem = input_file_problem(path)
     if problem == "not found":
         raise UsageError(f"config file not found: {path}")
-    if problem == "a folder, not a file":
+    if problem:  # a folder, or 0 bytes: not the config the user meant (an empty file would mean all defaults)
         raise UsageError(f"config {path} is {problem}; name a YAML file")
     try:
         with open(path, encoding="utf-8-sig") as f:
@@ -502,7 +502,7 @@ def parse_config(argv, description, extra=None):
 
 # key -> (test, requirement) for values that can never work
 _RULES = {
-    "lr": (lambda v: v >= 0, ">= 0"),
+    "lr": (lambda v: 0 <= v < float("inf"), ">= 0 and finite"),
     "min_lr": (lambda v: v >= 0, ">= 0"),
     "weight_decay": (lambda v: v >= 0, ">= 0"),
     "batch_size": (lambda v: v > 0, "> 0"),

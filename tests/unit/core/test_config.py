@@ -226,3 +226,12 @@ def test_a_change_to_a_key_the_config_does_not_have_is_a_programming_error():
     cfg = parse_config([], "test")
     with pytest.raises(AttributeError, match="bach_size"):
         update(cfg, "a typo", bach_size=4)
+
+
+def test_an_infinite_lr_and_an_empty_config_file_are_refused(tmp_path):
+    with pytest.raises(UsageError, match=r"'lr' must be >= 0 and finite, got inf"):
+        parse_config(["--lr", "inf"], "t")
+    empty = tmp_path / "c.yaml"
+    empty.write_bytes(b"")
+    with pytest.raises(UsageError, match=r"c.yaml is an empty file \(0 bytes\); name a YAML file"):
+        parse_config(["--config", str(empty)], "t")
