@@ -19,7 +19,7 @@ import sys
 from tools.core import stop_signals
 
 if __name__ == "__main__":  # before MindSpore starts threads: Ctrl-C and SIGTERM stop at once, in one line
-    stop_signals.route_to_main_thread("nothing was exported")
+    stop_signals.route_to_main_thread("before finishing: nothing was exported")
 
 from tools.core import runtime
 from tools.core.config import INT, STR, STRS, choice, parse_config

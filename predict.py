@@ -13,7 +13,7 @@ import os
 from tools.core import stop_signals
 
 if __name__ == "__main__":  # before MindSpore starts threads: Ctrl-C and SIGTERM stop at once, in one line
-    stop_signals.route_to_main_thread("nothing was written")
+    stop_signals.route_to_main_thread("before finishing: nothing was written")
 
 from tools.core import runtime
 from tools.core.config import BOOL, FLOAT, INT, STR, STRS, choice, parse_config, update

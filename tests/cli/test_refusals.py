@@ -167,9 +167,11 @@ def test_a_stop_signal_before_training_stops_at_once_and_leaves_no_folder(signum
            "nothing was trained or written" in output, output
 
 
-@pytest.mark.parametrize("script, signum, what", [("validate.py", signal.SIGTERM, "nothing was written"),
-                                                  ("predict.py", signal.SIGINT, "nothing was written"),
-                                                  ("export.py", signal.SIGTERM, "nothing was exported")])
+@pytest.mark.parametrize("script, signum, what", [
+    ("validate.py", signal.SIGTERM, "before finishing: nothing was written"),
+    ("predict.py", signal.SIGINT, "before finishing: nothing was written"),
+    ("export.py", signal.SIGTERM, "before finishing: nothing was exported"),
+])
 def test_a_stop_signal_in_an_evaluation_script_stops_at_once_in_one_line(script, signum, what, finished, tmp_path):
     """validate/predict/export stop within a second of Ctrl-C or SIGTERM in their data check, with one line and
     128 + signal (MindSpore's handlers had made it exit 0 or 143 in silence), writing nothing."""
