@@ -52,8 +52,12 @@ def _check_out(cfg):
         raise UsageError(f"'{key}' {cfg.out} holds a training run; choose another folder")
     if not 0 < cfg.start_lr < cfg.end_lr:
         raise UsageError(f"need 0 < start_lr < end_lr, got {cfg.start_lr:g} and {cfg.end_lr:g}")
-    if cfg.num_steps < 5 or not 0 <= cfg.smoothing < 1 or cfg.diverge <= 1:
-        raise UsageError("need num_steps >= 5, smoothing in [0, 1) and diverge > 1")
+    if cfg.num_steps < 5:
+        raise UsageError(f"num_steps must be at least 5, got {cfg.num_steps}")
+    if not 0 <= cfg.smoothing < 1:
+        raise UsageError(f"smoothing must be in [0, 1), got {cfg.smoothing:g}")
+    if cfg.diverge <= 1:
+        raise UsageError(f"diverge must be above 1, got {cfg.diverge:g}")
 
 
 def main(argv=None):

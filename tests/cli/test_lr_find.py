@@ -135,3 +135,12 @@ def test_the_default_out_is_never_a_run_folder_nor_inside_one(tmp_path):
     for run_dir in (".", ".."):                         # no name to put "_lr_find" beside: --out is needed
         proc = run_main("tools/lr_find.py", "--data_dir", "x", "--ckpt_save_dir", run_dir)
         assert_one_line_error(proc, "names no folder", "set --out DIR", code=2)
+
+
+@pytest.mark.parametrize("key,value,words", [("num_steps", "3", "num_steps must be at least 5, got 3"),
+                                             ("smoothing", "1.5", "smoothing must be in [0, 1), got 1.5"),
+                                             ("diverge", "0.5", "diverge must be above 1, got 0.5")])
+def test_a_bad_range_test_setting_is_named_with_its_value(tmp_path, key, value, words):
+    proc = run_main("tools/lr_find.py", "--data_dir", "x", "--out", tmp_path / "out", f"--{key}", value)
+    assert_one_line_error(proc, words, code=2)
+    assert not (tmp_path / "out").exists()
