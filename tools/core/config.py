@@ -396,6 +396,16 @@ def _merged_pairs(node, path):
     return pairs
 
 
+def _yaml_problem(path, err):
+    """PyYAML's error in one line, at ``file:line`` as the suite's other config errors (its own first line
+    has no position: ``while parsing a flow sequence``)."""
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    words = "; ".join(part for part in (getattr(err, "context", None), getattr(err, "problem", None)) if part)
+    if mark is None or not words:
+        return f"{path}: not valid YAML: {first_line(err)}"
+    return f"{path}:{mark.line + 1}: not valid YAML (column {mark.column + 1}): {words}"
+
+
 def _read_mapping(path):
     """``[(key, value, line)]`` of a YAML file's top-level mapping, in file order; a key given twice
     is an error (PyYAML silently keeps the last one). A merge key (``<<: *base`` or ``<<: [*a, *b]``) is
@@ -421,12 +431,14 @@ def _read_mapping(path):
         items, first_line_of = [], {}
         for key_node, value_node in node.value:
             if key_node.tag == MERGE_TAG:
-                continue
-            key, line = loader.construct_object(key_node, deep=True), key_node.start_mark.line + 1
+                key, line = "<<", key_node.start_mark.line + 1  # one per mapping too: a list merges several
+            else:
+                key, line = loader.construct_object(key_node, deep=True), key_node.start_mark.line + 1
             if key in first_line_of:
                 raise UsageError(f"{path}:{line}: key '{key}' is given twice (first on line {first_line_of[key]})")
             first_line_of[key] = line
-            items.append((key, loader.construct_object(value_node, deep=True), line))
+            if key_node.tag != MERGE_TAG:
+                items.append((key, loader.construct_object(value_node, deep=True), line))
         merged = {}
         for key_node, value_node in _merged_pairs(node, path):
             key = loader.construct_object(key_node, deep=True)
@@ -434,7 +446,7 @@ def _read_mapping(path):
                 merged[key] = (key, loader.construct_object(value_node, deep=True), key_node.start_mark.line + 1)
         return list(merged.values()) + items
     except yaml.YAMLError as err:
-        raise UsageError(f"{path}: not valid YAML: {first_line(err)}") from None
+        raise UsageError(_yaml_problem(path, err)) from None
     finally:
         loader.dispose()
 

@@ -200,6 +200,21 @@ def test_yaml_merge_key_is_read_as_yaml_defines_it(tmp_path):
     path.write_text("lr: 0.1\n<<: 3\n")
     with pytest.raises(UsageError, match=r"c.yaml:2: '<<' merges a mapping or a list of mappings"):
         parse_config(["--config", str(path)], "t")
+    path.write_text("<<: {lr: 0.1}\n<<: {lr: 0.2}\n")  # a key, once per mapping: a list merges several
+    with pytest.raises(UsageError, match=r"c.yaml:2: key '<<' is given twice \(first on line 1\)"):
+        parse_config(["--config", str(path)], "t")
+
+
+@pytest.mark.parametrize("text,where", [
+    ("lr: 0.1\nscale: [0.08, 1.0\nepoch_size: 3\n",
+     "c.yaml:3: not valid YAML (column 11): while parsing a flow sequence; expected ',' or ']'"),
+    ("lr: 0.1\n  bad: 2\n", "c.yaml:2: not valid YAML (column 6): mapping values are not allowed here")])
+def test_invalid_yaml_is_one_line_naming_its_line(tmp_path, text, where):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(UsageError) as err:
+        parse_config(["--config", str(path)], "t")
+    assert where in str(err.value) and "\n" not in str(err.value)
 
 
 def test_a_change_after_parsing_that_breaks_a_rule_is_refused_naming_its_source():
