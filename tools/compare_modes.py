@@ -17,7 +17,7 @@ if __package__ in (None, ""):  # python tools/x.py: the repository root, not too
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from tools.core.errors import CliParser, UsageError, run_cli
-from tools.core.fileio import check_writable_dir
+from tools.core.fileio import check_outside_data, check_writable_dir, data_folders
 from tools.report.modes_table import MODE_TITLES, mode_overrides, run_mode, write_tables
 
 
@@ -33,6 +33,7 @@ def main(argv=None):
     from tools.core.config import parse_config
 
     cfg = parse_config(["--config", args.config, *extra], "compare")
+    check_outside_data(args.out, "--out", data_folders(cfg, [cfg.train_split, cfg.val_split]))  # each mode's run
     freeze_epochs = args.freeze_epochs or max(1, cfg.epoch_size // 4)
     if not 0 < freeze_epochs < cfg.epoch_size and "freeze_then_full" in args.modes:
         raise UsageError(f"--freeze_epochs must be between 1 and epoch_size - 1 ({cfg.epoch_size - 1}), "

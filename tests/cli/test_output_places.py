@@ -149,6 +149,14 @@ def test_lr_find_out_inside_the_split_folder_is_refused(split_tree):
     refused(proc, split_tree, before, "out")
 
 
+def test_compare_modes_out_inside_the_split_folder_is_refused_before_any_mode(split_tree, tmp_path):
+    before, config = tree_digest(split_tree), tmp_path / "c.yaml"
+    config.write_text(f"data_dir: {split_tree}\n")
+    proc = run_main("tools/compare_modes.py", "--config", config, "--out", split_tree / "val" / "modes")
+    refused(proc, split_tree, before, "--out")
+    assert proc.stderr.count("error:") == 1 and "[" not in proc.stdout  # no mode started
+
+
 def test_split_aircraft_out_dir_inside_images_is_refused(tmp_path):
     from conftest import make_tiny_aircraft
 
