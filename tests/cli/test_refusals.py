@@ -67,6 +67,8 @@ REFUSALS = {  # kind -> (extra flags, a part of the one error line, exit code); 
                                  "other classes or another class order", 1),
     "another optimizer": (["--opt", "momentum"], "resume with the run's own config", 1),
     "other frozen layers": (["--freeze_layers", "3"], "other frozen layers", 1),
+    "other normalisation": (["--mean", "0", "0", "0"], "saved with mean [123.675, 116.28, 103.53], this config has", 1),
+    "other padding": (["--tf_same_padding", "True"], "saved with tf_same_padding False", 1),
     "a bad value (no full batch)": (["--batch_size", "64"], "make no full batch", 2),
     "a bad value (num_classes)": (["--num_classes", "7"], "num_classes", 2),
     "a bad value (parse)": (["--lr", "-1"], "'lr' must be >= 0", 2),

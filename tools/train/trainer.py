@@ -191,7 +191,7 @@ class Trainer:
         state = {"epoch": epoch, "rows": self.rows, "best_top1": self.best_top1, "stale": self.stale,
                  "best_metric": self.best_metric, "best_value": self.best_value,
                  "frozen": _frozen_names(self.network), "step": list(step), "model": self.cfg.model,
-                 "class_names": list(self.class_names),
+                 "class_names": list(self.class_names), "inputs": _inputs(self.cfg),
                  "callbacks": {type(callback).__name__: callback.state_dict() for callback in self.callbacks}}
         self.saver.write_state(self.train_step, state)
 
@@ -224,6 +224,11 @@ class Trainer:
         if state.get("class_names", list(self.class_names)) != list(self.class_names):
             raise DataError(f"{path}: the run was saved with other classes or another class order "
                             f"({_differ(state['class_names'], list(self.class_names))}); resume with its data")
+        saved_inputs = state.get("inputs", _inputs(self.cfg))  # states of earlier versions lack it
+        changed = next((key for key in saved_inputs if saved_inputs[key] != _inputs(self.cfg).get(key)), None)
+        if changed:
+            raise DataError(f"{path}: the run was saved with {changed} {saved_inputs[changed]}, this config has "
+                            f"{getattr(self.cfg, changed)}; resume with its config (the weights learnt those inputs)")
         if state["frozen"] != _frozen_names(self.network):
             raise DataError(f"{path}: the run was saved with other frozen layers; resume with its config")
         if state.get("best_metric", "top1") != self.best_metric:
@@ -266,6 +271,15 @@ def _checkpoint_saver(cfg, class_names):
     keys = ("keep_checkpoint_max", "ckpt_save_policy", "ckpt_save_interval", "best_metric")
     keep_max, policy, interval, metric = (getattr(cfg, key, table[key][0]) for key in keys)
     return CheckpointSaver(cfg.ckpt_save_dir, cfg.model, class_names, keep_max, policy, interval, metric)
+
+
+RESUME_FIXED_INPUTS = ("mean", "std", "tf_same_padding")  # image_resize may change: a CNN fits any size
+
+
+def _inputs(cfg):
+    """What the network's weights learnt to see, which a resumed run must keep (JSON-comparable)."""
+    return {key: [float(v) for v in value] if isinstance(value, (list, tuple)) else value
+            for key in RESUME_FIXED_INPUTS if (value := getattr(cfg, key, None)) is not None}
 
 
 def _from_config(name, dynamic_scale=False):
