@@ -20,11 +20,13 @@ from tools.core.config import BOOL, FLOAT, INT, STR, STRS, choice, parse_config,
 from tools.core.errors import UsageError, run_cli
 from tools.core.fileio import check_output_file, check_outside_data, check_writable_dir, data_folders
 from tools.datasets.inputs import find_images, input_split
-from tools.datasets.loader import build_loader, open_split
+from tools.datasets.loader import build_loader, open_split, second_pass
 from tools.evaluate import calibration, exported
+from tools.evaluate.grad_cam import explain_loader, last_feature_map
 from tools.evaluate.tta import tta_mode, view_logits
 from tools.models.factory import checkpoint_network, class_names_of, numbered_classes, read_checkpoint
 from tools.report import evaluation as reports
+from tools.report.explanations import HEATMAPS_FILE, write_explanations
 
 import numpy as np
 
@@ -48,6 +50,8 @@ EXTRA = {"Prediction": [
     ("temperature", 0.0, FLOAT, "divide the logits by this before the softmax; 0 = the temperature stored by "
                                 "validate.py --calibrate (or in the MindIR's metadata), else 1"),
     ("min_prob", 0.0, FLOAT, "answer 'unknown' when the top probability is below this"),
+    ("explain", False, BOOL, "also write Grad-CAM heatmaps of the predicted class over each image "
+                             "(<out_dir>/explain_<what>/; needs --ckpt_path)"),
 ]}
 
 
@@ -76,6 +80,9 @@ def check_values(cfg):
         raise UsageError(f"'temperature' must be > 0 (or 0 for the stored one), got {cfg.temperature}")
     if not 0 <= cfg.min_prob <= 1:
         raise UsageError(f"'min_prob' must be in [0, 1], got {cfg.min_prob}")
+    if cfg.explain and exported_model(cfg)[0]:
+        raise UsageError(f"--explain needs the checkpoint's network (gradients): give --ckpt_path, not "
+                         f"{exported_model(cfg)[1]}")
     if cfg.grid_select == "errors" and cfg.input:
         raise UsageError("'--grid_select errors' needs true classes: predict a split, not --input files")
 
@@ -102,6 +109,8 @@ def predict(cfg):
     if reports.UNKNOWN_CLASS in data.class_names and cfg.min_prob > 0:
         raise UsageError(f"a class is named '{reports.UNKNOWN_CLASS}', the answer of --min_prob: it would be ambiguous")
     network = model if exported_model(cfg)[0] else checkpoint_network(cfg, model, data.class_names)
+    if cfg.explain:
+        last_feature_map(network, cfg.model)  # a model it cannot explain is refused before anything is written
     loader = build_loader(cfg, data, len(data.class_names), training=False, batch_size=batch_size)
     views, labels = view_logits(network, loader, batch_size, cfg.tta)
     del network, model, loader
@@ -155,7 +164,18 @@ def main(argv=None):
         print(f"top1 on {cfg.split or cfg.val_split}: {float(np.mean(preds == labels)):.4f}; {pred_txt} written")
     if cfg.visualize:
         draw_grid(cfg, records, probs, labels, os.path.join(out_dir, f"grid_{cfg.grid_select}_{tag}.png"))
+    if cfg.explain:
+        explain(cfg, data, probs.argmax(axis=1), os.path.join(out_dir, f"explain_{tag}"))
     return 0
+
+
+def explain(cfg, data, classes, folder):
+    """Grad-CAM of the predicted classes (``tools.evaluate.grad_cam``), one picture per image in ``folder``."""
+    network = checkpoint_network(cfg, read_checkpoint(cfg.ckpt_path), data.class_names)
+    loader = build_loader(cfg, second_pass(cfg, data), len(data.class_names), training=False)
+    pairs = explain_loader(network, cfg.model, loader, classes, len(data.class_names), cfg.mean, cfg.std)
+    count = write_explanations(folder, data.paths, classes, data.class_names, pairs)
+    print(f"Grad-CAM of the predicted class: {count} pictures and {HEATMAPS_FILE} written to {folder}")
 
 
 def draw_grid(cfg, records, probs, labels, path):

@@ -16,7 +16,7 @@ skipped with a warning, or an error: ``skip_bad_images``, ``max_bad_images``; ch
 ``<data_dir>/<split>`` is a folder, else a list file, else annotation.
 """
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import List
 
 from tools.core.errors import DataError, UsageError
@@ -48,6 +48,13 @@ class SplitData:
     skipped: List = field(default_factory=list)  # (path, reason) of the unreadable images left out
     labels: object = None  # class index of every image of the whole split (not only this worker's shard)
     source: object = None  # the ImageFiles read (its ``error``: an image found bad when read)
+
+
+def second_pass(cfg, data):
+    """``data`` (an evaluation split) with a new dataset over the same checked images, for another pass
+    beside the first (a MindSpore pipeline node takes one consumer)."""
+    return replace(data, dataset=image_dataset(data.source, shuffle=False,
+                                               num_parallel_workers=cfg.num_parallel_workers))
 
 
 def detect_layout(cfg, split):
