@@ -18,14 +18,21 @@ from tools.core import runtime
 from tools.core.config import BOOL, INT, STR, parse_config, update
 from tools.core.errors import UsageError, run_cli
 from tools.core.fileio import atomic_folder, check_output_file, check_outside_data, check_writable_dir, data_folders
-from tools.datasets.loader import build_loader, open_split, resolve_num_classes
+from tools.datasets.loader import build_loader, open_split, resolve_num_classes, second_pass
 from tools.evaluate import calibration, exported, metrics
+from tools.evaluate.grad_cam import explain_classes, explainable
 from tools.evaluate.tta import tta_mode, view_logits
 from tools.models.factory import checkpoint_network, class_names_of, read_checkpoint
 from tools.report import evaluation as reports
 from tools.report import page as report_page
+from tools.report.explanations import plot_error_heatmaps
 from tools.train.checkpoints import write_json
 from tools.train.run_files import CURVES_FILE
+
+import numpy as np
+
+HEATMAPS_FIGURE = "error_heatmaps.png"
+HEATMAP_ROWS = 8  # worst-loss errors shown with Grad-CAM (plus one per most-confused pair)
 
 EXTRA = {"Validation": [
     ("split", "", STR, "split to evaluate; empty = val_split"),
@@ -75,16 +82,39 @@ def calibrate(cfg, views, labels, split, result, stored):
     return temperature
 
 
-def write_reports(cfg, report_dir, result, matrix, views, labels, data, temperature):
+def where_it_looked(cfg, network, data, probs, labels, matrix):
+    """Grad-CAM rows (:func:`tools.report.explanations.plot_error_heatmaps`) of the worst-loss errors and of
+    the worst image of each of the ``top_confused`` most-confused pairs; None for an ONNX file or a model
+    the families table does not know."""
+    if cfg.onnx or not explainable(network):
+        return None
+    chosen = list(reports.highest_loss_errors(probs, labels, HEATMAP_ROWS))
+    preds = probs.argmax(axis=1)
+    for true, pred in metrics.confused_indices(matrix)[:cfg.top_confused]:
+        pair = np.nonzero((labels == true) & (preds == pred))[0]
+        worst = int(pair[np.argmin(probs[pair, true])])
+        chosen += [] if worst in chosen else [worst]
+    if not chosen:
+        return None
+    loader = build_loader(cfg, second_pass(cfg, data, chosen), len(data.class_names), training=False)
+    names = data.class_names
+    pairs = explain_classes(network, cfg.model, loader, [[preds[i], labels[i]] for i in chosen], len(names),
+                            cfg.mean, cfg.std)
+    return [(data.paths[i], names[preds[i]], probs[i, preds[i]], names[labels[i]], probs[i, labels[i]], view, maps)
+            for i, (view, maps) in zip(chosen, pairs)]
+
+
+def write_reports(cfg, report_dir, result, matrix, views, labels, data, temperature, looked=None):
     """Tables, figures, metrics.json and report.html in ``report_dir``, replaced as a whole."""
     with atomic_folder(report_dir) as tmp:
-        pairs, drawn = _write_report_files(cfg, tmp, result, matrix, views, labels, data, temperature)
+        pairs, drawn = _write_report_files(cfg, tmp, result, matrix, views, labels, data, temperature, looked)
     print(f"reports written to {report_dir}: report.html, metrics.json, per_class.csv, most_confused.csv, "
-          f"confusion_matrix.csv/.png, reliability.png" + (", error_grid.png" if drawn else ""))
+          f"confusion_matrix.csv/.png, reliability.png" + (", error_grid.png" if drawn else "")
+          + (f", {HEATMAPS_FIGURE}" if looked else ""))
     return pairs
 
 
-def _write_report_files(cfg, report_dir, result, matrix, views, labels, data, temperature):
+def _write_report_files(cfg, report_dir, result, matrix, views, labels, data, temperature, looked):
     names = data.class_names
     join = functools.partial(os.path.join, report_dir)
     reports.write_confusion_csv(join("confusion_matrix.csv"), matrix, names)
@@ -105,6 +135,9 @@ def _write_report_files(cfg, report_dir, result, matrix, views, labels, data, te
                                              k=1)
         reports.plot_prediction_grid(records, join("error_grid.png"))
         figures["errors"] = join("error_grid.png")
+    if looked:
+        plot_error_heatmaps(looked, join(HEATMAPS_FIGURE))
+        figures["heatmaps"] = join(HEATMAPS_FIGURE)
     write_json(join("metrics.json"), result)
     report_page.evaluation_page(join(report_page.REPORT_FILE), cfg, result, pairs, figures)
     return pairs, len(errors) > 0
@@ -168,15 +201,17 @@ def main(argv=None):
     num_classes = resolve_num_classes(cfg, data.class_names)
     loader = build_loader(cfg, data, num_classes, training=False, batch_size=batch_size)
     views, labels = view_logits(network, loader, batch_size, cfg.tta)
-    del network, loader
-    gc.collect()
+    del loader
     probs = calibration.probabilities(views)
     result, matrix = reports.class_report(calibration.log_probabilities(views), labels, data.class_names)
     result.update(split=split, checkpoint=model_path, model=cfg.model, num_classes=num_classes, tta=cfg.tta,
                   ece=calibration.expected_calibration_error(probs, labels), ece_bins=calibration.ECE_BINS)
     temperature = calibrate(cfg, views, labels, split, result, stored_temperature)
+    looked = where_it_looked(cfg, network, data, calibration.probabilities(views, temperature or 1.0), labels, matrix)
+    del network
+    gc.collect()
     report_dir = cfg.report_dir or default_report_dir(model_path, split, cfg.tta)
-    pairs = write_reports(cfg, report_dir, result, matrix, views, labels, data, temperature)
+    pairs = write_reports(cfg, report_dir, result, matrix, views, labels, data, temperature, looked)
     print_summary(cfg, split, result, pairs)
     if cfg.out:
         os.makedirs(os.path.dirname(os.path.abspath(cfg.out)), exist_ok=True)

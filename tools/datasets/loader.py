@@ -29,6 +29,7 @@ from tools.train.techniques.imbalance import BalancedSampler
 
 import mindspore as ms
 import mindspore.dataset as ds
+import numpy as np
 from mindcv.data import create_loader, create_transforms
 from mindcv.data.distributed_sampler import RepeatAugSampler
 from mindspore.dataset.transforms import TypeCast
@@ -50,11 +51,28 @@ class SplitData:
     source: object = None  # the ImageFiles read (its ``error``: an image found bad when read)
 
 
-def second_pass(cfg, data):
-    """``data`` (an evaluation split) with a new dataset over the same checked images, for another pass
-    beside the first (a MindSpore pipeline node takes one consumer)."""
-    return replace(data, dataset=image_dataset(data.source, shuffle=False,
-                                               num_parallel_workers=cfg.num_parallel_workers))
+class _Subset:
+    """Items ``indices`` of ``source``, in that order."""
+
+    def __init__(self, source, indices):
+        self.source, self.indices = source, list(indices)
+
+    def __getitem__(self, index):
+        return self.source[self.indices[index]]
+
+    def __len__(self):
+        return len(self.indices)
+
+
+def second_pass(cfg, data, indices=None):
+    """``data`` (an evaluation split), or its images ``indices``, with a new dataset over the same checked
+    images, for another pass beside the first (a MindSpore pipeline node takes one consumer)."""
+    if indices is None:
+        return replace(data, dataset=image_dataset(data.source, shuffle=False,
+                                                   num_parallel_workers=cfg.num_parallel_workers))
+    dataset = image_dataset(_Subset(data.source, indices), shuffle=False, num_parallel_workers=cfg.num_parallel_workers)
+    return replace(data, dataset=dataset, size=len(indices), paths=[data.paths[i] for i in indices],
+                   labels=None if data.labels is None else np.asarray(data.labels)[list(indices)])
 
 
 def detect_layout(cfg, split):

@@ -79,12 +79,25 @@ def overlay(view, heatmap):
     return np.clip((1 - OVERLAY_ALPHA) * view + OVERLAY_ALPHA * colours, 0, 255).astype(np.uint8)
 
 
+def explainable(network):
+    """Whether Grad-CAM finds ``network``'s last feature map (its family is in the families table)."""
+    return split_forward(network, len(feature_blocks(network))) is not None
+
+
 def explain_loader(network, model_name, loader, classes, num_classes, mean, std):
-    """``(view, heatmap)`` of every image of ``loader`` in order, for its entry of ``classes``, computed a batch
-    at a time."""
+    """``(view, heatmap)`` of every image of ``loader`` in order, for its entry of ``classes``."""
+    for view, (heatmap,) in explain_classes(network, model_name, loader, [[c] for c in classes], num_classes,
+                                            mean, std):
+        yield view, heatmap
+
+
+def explain_classes(network, model_name, loader, classes, num_classes, mean, std):
+    """``(view, heatmaps)`` of every image of ``loader`` in order: one heatmap per class of its entry of
+    ``classes`` (e.g. the predicted and the true class), computed a batch at a time."""
     cam, start = GradCam(network, model_name), 0
     for images, _ in batches(loader, output_numpy=True):
-        wanted = classes[start:start + len(images)]
+        wanted = np.asarray(classes[start:start + len(images)])
         start += len(images)
-        for image, heatmap in zip(images, cam.heatmaps(images, wanted, num_classes)):
-            yield network_view(image, mean, std), heatmap
+        maps = np.stack([cam.heatmaps(images, wanted[:, k], num_classes) for k in range(wanted.shape[1])], axis=1)
+        for image, heatmaps in zip(images, maps):
+            yield network_view(image, mean, std), heatmaps

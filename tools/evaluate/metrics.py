@@ -85,9 +85,15 @@ def mean_per_class_accuracy(labels, preds, num_classes):
     return float(np.nanmean(accuracy))
 
 
+def confused_indices(matrix):
+    """``[(true, pred)]`` class indices of the off-diagonal cells with a count, most frequent first."""
+    pairs = [(int(matrix[i, j]), int(i), int(j)) for i, j in zip(*np.nonzero(matrix)) if i != j]
+    pairs.sort(key=lambda item: (-item[0], item[1], item[2]))
+    return [(i, j) for _, i, j in pairs]
+
+
 def most_confused(matrix, class_names):
     """Off-diagonal cells with a count, most frequent first: ``[(true, pred, count, share of true)]``."""
     support = matrix.sum(axis=1)
-    pairs = [(int(matrix[i, j]), i, j) for i, j in zip(*np.nonzero(matrix)) if i != j]
-    pairs.sort(key=lambda item: (-item[0], item[1], item[2]))
-    return [(class_names[i], class_names[j], count, count / support[i]) for count, i, j in pairs]
+    return [(class_names[i], class_names[j], int(matrix[i, j]), matrix[i, j] / support[i])
+            for i, j in confused_indices(matrix)]

@@ -122,5 +122,7 @@ def evaluation_page(path, cfg, result, pairs, figures, top_pairs=20):
          if confused else '<p class="note">no misclassified images</p>'),
         ("Calibration (reliability diagram)", image(figures.get("reliability"), "reliability diagram")),
         ("Highest-loss errors", image(figures.get("errors"), "error grid")),
+        ("Where the model looked (Grad-CAM of the worst errors and of each most-confused pair: the class it "
+         "answered, the true class)", image(figures.get("heatmaps"), "Grad-CAM heatmaps")),
     ]
     return write_report(path, title, sections)

@@ -267,6 +267,22 @@ def test_error_grid_shows_the_highest_loss_images(analysed):
     assert [-math.log(float(rows[i]["true_prob"])) for i in chosen] == pytest.approx(losses)
 
 
+def test_the_report_shows_where_the_model_looked_in_its_worst_errors(analysed):
+    """Grad-CAM rows (answered class, true class) for the worst-loss errors plus the worst image of each of the
+    five most-confused pairs: at least min(8, errors) rows, at most 8 + 5."""
+    metrics_json = json.load(open(os.path.join(analysed["report"], "metrics.json")))
+    wrong = round((1 - metrics_json["top1"]) * metrics_json["num_samples"])
+    path = os.path.join(analysed["report"], "error_heatmaps.png")
+    if not wrong:
+        assert not os.path.exists(path)
+        return
+    with Image.open(path) as figure:
+        width, height = figure.size
+    size = int(reports.GRID_CELL_INCHES * reports.DPI)
+    assert width == 2 * size and height % size == 0 and min(8, wrong) <= height // size <= min(13, wrong)
+    assert "error_heatmaps.png" in analysed["validate"].stdout
+
+
 def _probs_and_labels(rows):
     probs = np.array([[float(dict((r[f"top{i}"], r[f"top{i}_prob"]) for i in range(1, 6))[c]) for c in TINY_CLASSES]
                       for r in rows])
@@ -369,8 +385,9 @@ def test_report_is_self_contained(analysed):
     page = open(os.path.join(analysed["report"], "report.html"), encoding="utf-8").read()
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)|url\(\s*["']?https?:|@import""", page)
     images = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,', page)
+    errors = os.path.exists(os.path.join(analysed["report"], "error_grid.png"))
     assert images == ["training curves", "confusion matrix", "reliability diagram"] + (
-        ["error grid"] if os.path.exists(os.path.join(analysed["report"], "error_grid.png")) else [])
+        ["error grid", "Grad-CAM heatmaps"] if errors else [])
     for name in TINY_CLASSES:
         assert f"<td>{name}</td>" in page
     for heading in ("Configuration", "Training curves", "Metrics", "Per-class metrics", "Confusion matrix",
