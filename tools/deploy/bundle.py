@@ -151,8 +151,8 @@ def model_card(cfg, meta, metrics, files, metrics_path, input_diff):
         per = parity.get("per_format", {})
         lines += [f"Before it was written, each model file was run beside the checkpoint on {len(parity['images'])} "
                   "images (tolerance: 1e-4 on probabilities, 1e-4 x the largest logit on logits):", ""]
-        lines += [f"- {FORMAT_NAMES.get(fmt, fmt)}: max |logit diff| {v['max_abs_logit_diff']:.2e}, max |probability diff| "
-                  f"{v['max_abs_prob_diff']:.2e}" for fmt, v in per.items()]
+        lines += [f"- {FORMAT_NAMES.get(fmt, fmt)}: max |logit diff| {v['max_abs_logit_diff']:.2e}, "
+                  f"max |probability diff| {v['max_abs_prob_diff']:.2e}" for fmt, v in per.items()]
         if input_diff is not None:
             lines.append(f"- predict.py's model input (numpy + Pillow) vs the suite's (MindSpore) on the same images: "
                          f"max |diff| {input_diff:.2e}" + (" (bit for bit)" if input_diff == 0 else ""))
