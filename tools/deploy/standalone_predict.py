@@ -124,14 +124,16 @@ def resize_bilinear(image, height, width):
     src_h, src_w = image.shape[:2]
     if (src_h, src_w) == (height, width):
         return image.copy()
-    pixels = image.astype(np.int32)
     if (src_h, src_w) == (2 * height, 2 * width):
+        pixels = image.astype(np.int32)
         return ((pixels[0::2, 0::2] + pixels[0::2, 1::2] + pixels[1::2, 0::2] + pixels[1::2, 1::2] + 2) >> 2
                 ).astype(np.uint8)
+    ys, b0, b1 = _linear_taps(src_h, height, clamp=False)
+    used, where = np.unique(np.clip(np.concatenate([ys, ys + 1]), 0, src_h - 1), return_inverse=True)
+    pixels = image[used].astype(np.int32)  # only the source rows the output reads (a photo shrunk: a few hundred)
     xs, a0, a1 = _linear_taps(src_w, width, clamp=True)
     rows = pixels[:, xs] * a0[None, :, None] + pixels[:, np.minimum(xs + 1, src_w - 1)] * a1[None, :, None]
-    ys, b0, b1 = _linear_taps(src_h, height, clamp=False)
-    top, bottom = rows[np.clip(ys, 0, src_h - 1)], rows[np.clip(ys + 1, 0, src_h - 1)]
+    top, bottom = rows[where[:height]], rows[where[height:]]
     out = (((b0[:, None, None] * (top >> 4)) >> 16) + ((b1[:, None, None] * (bottom >> 4)) >> 16) + 2) >> 2
     return np.clip(out, 0, 255).astype(np.uint8)
 
