@@ -1,16 +1,20 @@
-"""Export a checkpoint's network (eval mode) to MindIR and/or ONNX, with its metadata beside it
-(class names, input shape, temperature, preprocessing), after checking on a few real images that
-each exported file computes what the checkpoint does (the MindIR in MindSpore, the ONNX file in ONNX Runtime).
+"""Export a checkpoint's network (eval mode) to MindIR and/or ONNX as a bundle folder: the models, their
+metadata (class names, input shape, temperature, preprocessing), a model card and a standalone predict.py
+that needs only onnxruntime, numpy and Pillow (tools/deploy/bundle.py), after checking on a few real images
+that each exported file computes what the checkpoint does (the MindIR in MindSpore, the ONNX file in ONNX
+Runtime) and that the bundle's predict.py prepares the images as the suite does.
 
     python export.py --config runs/demo/config.yaml --ckpt_path runs/demo/mobilenet_v3_small_100_best.ckpt \
-        [--format both|MINDIR|ONNX] [--out runs/demo/model]
+        [--format both|MINDIR|ONNX] [--out runs/demo/bundle]
 
 Cells MindSpore's ONNX converter cannot map (MobileNetV3's HSwish, ...) are rewritten for the ONNX export
 (tools/evaluate/onnx_export.py).
 
 The input shape is fixed at (1, in_channels, image_resize, image_resize): one preprocessed image
-(MindCV's eval transforms of the run's config) per call. The files are written into a temporary folder and
-moved into place once all of them are written and the check passed: a failed export replaces nothing.
+(MindCV's eval transforms of the run's config) per call. ``--out`` names the bundle folder (default
+``<checkpoint without .ckpt>_bundle``); the files are written into a temporary folder that takes its place once
+all of them are written and checked: a failed export replaces nothing, and a folder holding anything but an
+earlier bundle is refused.
 """
 import gc
 import os
@@ -24,9 +28,10 @@ if __name__ == "__main__":  # before MindSpore starts threads: Ctrl-C and SIGTER
 from tools.core import runtime
 from tools.core.config import INT, STR, STRS, choice, parse_config
 from tools.core.errors import DataError, UsageError, run_cli
-from tools.core.fileio import atomic_folder, check_output_file, first_line
+from tools.core.fileio import atomic_folder, first_line
 from tools.datasets.inputs import find_images, input_split
 from tools.datasets.loader import build_loader, open_split
+from tools.deploy import bundle
 from tools.evaluate import calibration, exported, onnx_export
 from tools.evaluate.inference import predict_logits
 from tools.evaluate.metrics import softmax
@@ -44,28 +49,20 @@ PARITY_TOLERANCE = 1e-4     # exported file vs checkpoint: largest difference of
 
 EXTRA = {"Export": [
     ("format", "BOTH", choice(*FORMATS, case=str.upper), "MINDIR, ONNX or both"),
-    ("out", "", STR, "output path without extension (.mindir/.onnx and .classes.json are added); "
-                     "empty = the checkpoint's path without .ckpt"),
+    ("out", "", STR, "the bundle folder (model.onnx, model.mindir, model.classes.json, README.md, predict.py, "
+                     "requirements.txt); empty = <checkpoint without .ckpt>_bundle beside it; an earlier bundle "
+                     "there is replaced whole, a folder holding other files is refused"),
     ("parity_images", [], STRS, "images (files/folders) on which the exported files must match the checkpoint; "
                                 "empty = the first parity_count images of val_split"),
     ("parity_count", 4, INT, "number of images of the parity check"),
 ]}
 
 
-def output_base(cfg):
-    """``--out`` (or the checkpoint path) without a .ckpt/.mindir/.onnx extension; an ``--out`` folder (an
-    existing one, or ending in a slash) gets the checkpoint's name."""
-    out = cfg.out
-    if out and (out.endswith(("/", os.sep)) or os.path.isdir(out)):
-        out = os.path.join(out, os.path.basename(cfg.ckpt_path))
-    base, ext = os.path.splitext(out or cfg.ckpt_path)
-    return base if ext.lower() in (".ckpt", ".mindir", ".onnx") else base + ext
-
-
 def export_one(network, sample, base, file_format, cfg):
     """Write ``base`` + extension (ONNX: with the cells rewritten that have no ONNX mapping); an export
     MindSpore cannot do is a one-line DataError naming the operator where MindSpore does."""
     path = base + EXTENSIONS[file_format]
+    folder_mode = os.stat(os.path.dirname(path)).st_mode & 0o7777
     try:
         if file_format == "ONNX":
             with onnx_export.exportable(network):
@@ -84,6 +81,7 @@ def export_one(network, sample, base, file_format, cfg):
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(path, 0o666 & ~umask)  # MindSpore leaves it owner-read-only: unreadable to a teammate, to a copy
+    os.chmod(os.path.dirname(path), folder_mode)  # and makes the folder of an ONNX file 0700
     return path
 
 
@@ -145,25 +143,29 @@ def main(argv=None):
         raise UsageError("export.py needs --ckpt_path (a checkpoint written by finetune.py)")
     if cfg.parity_count < 1:
         raise UsageError(f"'parity_count' must be > 0, got {cfg.parity_count}")
-    check_output_file(output_base(cfg) + ".classes.json", "out")
+    out = bundle.bundle_dir(cfg.out, cfg.ckpt_path)
+    bundle.check_bundle_dir(out, "out")
     runtime.setup(cfg)
     params = read_checkpoint(cfg.ckpt_path)
     class_names = class_names_of(params) or numbered_classes(cfg)
     temperature, source = calibration.resolve_temperature(0.0, cfg.ckpt_path)
     network = checkpoint_network(cfg, params, class_names)
     shape = [1, cfg.in_channels, cfg.image_resize, cfg.image_resize]
-    base = output_base(cfg)
-    folder, name = os.path.split(os.path.abspath(base))
+    base = os.path.join(out, bundle.MODEL_NAME)
     meta_path, checks = exported.metadata_path(base), {}
     try:
-        with atomic_folder(folder, merge=True) as staging:  # the bundle replaces the earlier one as a whole
-            staged = os.path.join(staging, name)
+        with atomic_folder(out) as staging:  # the bundle replaces the earlier one as a whole
+            staged = os.path.join(staging, bundle.MODEL_NAME)
             for file_format in FORMATS[cfg.format]:
                 path = export_one(network, ms.Tensor(np.zeros(shape, np.float32)), staged, file_format, cfg)
                 if None not in checks.values():  # else there are no images to check on (warned once)
                     checks[file_format] = check_parity(cfg, network, path, class_names)
             parity = combined_parity(checks)
-            write_json(exported.metadata_path(staged), exported.metadata(cfg, class_names, shape, temperature, parity))
+            meta = exported.metadata(cfg, class_names, shape, temperature, parity)
+            write_json(exported.metadata_path(staged), meta)
+            bundle.write_standalone(staging)
+            input_diff = bundle.check_standalone(staging, cfg, parity["images"], class_names) if parity else None
+            bundle.write_model_card(staging, cfg, meta, validation_metrics_path(cfg), input_diff)
     finally:
         del network
         gc.collect()
@@ -171,7 +173,15 @@ def main(argv=None):
         print(f"exported {base + EXTENSIONS[file_format]}")
     print(f"input shape {tuple(shape)}; temperature {temperature:.4f}{f' (from {source})' if source else ''}; "
           f"class names and preprocessing in {meta_path}")
+    print(f"bundle written to {out}: {', '.join(sorted(os.listdir(out)))}")
     return 0
+
+
+def validation_metrics_path(cfg):
+    """Where validate.py writes the metrics of this checkpoint on val_split (its default report folder)."""
+    from validate import default_report_dir  # a script's helper: importing it runs no script
+
+    return os.path.join(default_report_dir(cfg.ckpt_path, cfg.val_split, "none"), "metrics.json")
 
 
 if __name__ == "__main__":

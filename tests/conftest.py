@@ -255,10 +255,10 @@ def trained_run(tmp_path_factory, tiny_run):
         ("predict.py", *base, "--input", inputs, "--format", "json", "--topk", "3", "--out_dir", dirs["files"],
          "--visualize", "--grid_size", "3"),
         ("export.py", *base, "--out", os.path.join(out, "model")))
-    mindir = run_script("predict.py", "--config", cfg, "--mindir", os.path.join(out, "model.mindir"), *FAST,
+    mindir = run_script("predict.py", "--config", cfg, "--mindir", os.path.join(out, "model", "model.mindir"), *FAST,
                         "--split", "test", "--out_dir", dirs["mindir"])
     return dict(out=out, dirs=dirs, good=good, bad=bad, validate=validate, split=split, files=files,
-                export=export, mindir=mindir)
+                export=export, mindir=mindir, bundle=os.path.join(out, "model"))
 
 
 def read_csv(path):

@@ -16,29 +16,32 @@ from conftest import (
 
 import numpy as np
 
+BUNDLE = ["README.md", "model.classes.json", "model.mindir", "model.onnx", "predict.py", "requirements.txt"]
+
 
 def test_mindir_and_class_names_are_written(trained_run):
-    assert os.path.isfile(os.path.join(trained_run["out"], "model.mindir")), trained_run["export"].stderr
-    info = json.load(open(os.path.join(trained_run["out"], "model.classes.json")))
+    assert os.path.isfile(os.path.join(trained_run["bundle"], "model.mindir")), trained_run["export"].stderr
+    info = json.load(open(os.path.join(trained_run["bundle"], "model.classes.json")))
     assert info["class_names"] == TINY_CLASSES
     assert info["input_shape"] == [1, 3, 32, 32]
 
 
 def test_both_formats_are_written_and_checked(trained_run, tmp_path):
-    """``--format`` defaults to both; ``--out DIR/``: the bundle is named after the checkpoint inside DIR. The
-    MobileNetV3's HSwish/HSigmoid are rewritten for ONNX and the ONNX file is checked in ONNX Runtime."""
+    """``--format`` defaults to both; ``--out DIR/`` names the bundle folder. The MobileNetV3's HSwish/HSigmoid
+    are rewritten for ONNX and the ONNX file is checked in ONNX Runtime."""
     folder = tmp_path / "both"
     proc = run_script("export.py", "--config", os.path.join(trained_run["out"], "config.yaml"), "--ckpt_path",
                       os.path.join(trained_run["out"], "mobilenet_v3_small_100_best.ckpt"),
                       "--parity_count", "2", "--mode", "1", "--out", str(folder) + os.sep)
     assert proc.returncode == 0, proc.stderr
-    bundle = ["mobilenet_v3_small_100_best" + ext for ext in (".classes.json", ".mindir", ".onnx")]
+    bundle = BUNDLE
     assert sorted(os.listdir(folder)) == bundle
     modes = {name: os.stat(folder / name).st_mode & 0o777 for name in bundle}
-    assert len(set(modes.values())) == 1 and modes[bundle[1]] & 0o600 == 0o600, modes   # the umask's, as the JSON
+    assert len(set(modes.values())) == 1 and modes["model.mindir"] & 0o600 == 0o600, modes   # the umask's, as the JSON
+    assert os.stat(folder).st_mode & 0o777 == 0o777 & ~_umask()   # not the 0700 MindSpore's ONNX export sets
     assert "parity check: MindIR = checkpoint on 2 images" in proc.stdout
     assert "parity check: ONNX (ONNX Runtime 1.32.0) = checkpoint on 2 images" in proc.stdout
-    parity = json.load(open(folder / bundle[0]))["parity_check"]
+    parity = json.load(open(folder / "model.classes.json"))["parity_check"]
     assert sorted(parity["per_format"]) == ["MINDIR", "ONNX"] and len(parity["images"]) == 2
     assert parity["max_abs_prob_diff"] == max(f["max_abs_prob_diff"] for f in parity["per_format"].values()) <= 1e-4
 
@@ -52,7 +55,7 @@ def _predictions(path):
 
 def test_onnx_predictions_equal_checkpoint_predictions(trained_run, tiny_aircraft, tmp_path):
     """predict.py --onnx (ONNX Runtime, no config) on the test split: the checkpoint's classes and probabilities."""
-    proc = run_script("predict.py", "--onnx", os.path.join(trained_run["out"], "model.onnx"), "--data_dir",
+    proc = run_script("predict.py", "--onnx", os.path.join(trained_run["bundle"], "model.onnx"), "--data_dir",
                       tiny_aircraft, "--split", "test", "--out_dir", tmp_path)
     assert proc.returncode == 0, proc.stderr
     ckpt_names, ckpt_probs = _predictions(os.path.join(trained_run["dirs"]["split"], f"predictions_{SPLIT_TAG}.csv"))
@@ -63,7 +66,7 @@ def test_onnx_predictions_equal_checkpoint_predictions(trained_run, tiny_aircraf
 
 def test_onnx_metrics_equal_checkpoint_metrics(trained_run, tiny_aircraft, tmp_path):
     """validate.py --onnx (no config, no checkpoint): the checkpoint's metrics on the same split, its report."""
-    proc = run_script("validate.py", "--onnx", os.path.join(trained_run["out"], "model.onnx"), "--data_dir",
+    proc = run_script("validate.py", "--onnx", os.path.join(trained_run["bundle"], "model.onnx"), "--data_dir",
                       tiny_aircraft, "--split", "test", "--out", tmp_path / "metrics.json",
                       "--report_dir", tmp_path / "report")
     assert proc.returncode == 0, proc.stderr
@@ -78,7 +81,7 @@ def test_onnx_metrics_equal_checkpoint_metrics(trained_run, tiny_aircraft, tmp_p
 
 
 def test_onnx_flag_errors_are_one_line(trained_run):
-    onnx = os.path.join(trained_run["out"], "model.onnx")
+    onnx = os.path.join(trained_run["bundle"], "model.onnx")
     assert_one_line_error(run_main("validate.py", "--onnx", onnx, "--calibrate", "True"), "--calibrate", code=2)
     assert_one_line_error(run_main("predict.py", "--onnx", onnx, "--mindir", onnx), "--mindir or --onnx", code=2)
     assert_one_line_error(run_main("predict.py", "--onnx", onnx, "--image_resize", "64"),
@@ -97,8 +100,9 @@ def test_an_onnx_mismatch_stops_and_leaves_the_earlier_export(trained_run, tmp_p
             os.path.join(trained_run["out"], CKPT_NAME), "--parity_count", "2", "--mode", "1",
             "--out", tmp_path / "model")
     assert run_main(*args).returncode == 0
-    before = {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)}
-    assert sorted(before) == ["model.classes.json", "model.mindir", "model.onnx"]
+    folder = tmp_path / "model"
+    before = {name: (folder / name).read_bytes() for name in os.listdir(folder)}
+    assert sorted(before) == BUNDLE
     run = OnnxRuntimeModel.__call__
 
     def shifted(self, images):
@@ -108,7 +112,8 @@ def test_an_onnx_mismatch_stops_and_leaves_the_earlier_export(trained_run, tmp_p
     monkeypatch.setattr(OnnxRuntimeModel, "__call__", shifted)
     assert_one_line_error(run_main(*args), "the exported ONNX does not match", "logits differ by up to",
                           "nothing was replaced", code=1)
-    assert {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)} == before
+    assert {name: (folder / name).read_bytes() for name in os.listdir(folder)} == before
+    assert os.listdir(tmp_path) == ["model"]   # no staging folder left
 
 
 def test_mindir_predictions_equal_checkpoint_predictions(trained_run):
@@ -124,15 +129,10 @@ def test_mindir_predictions_equal_checkpoint_predictions(trained_run):
                                    [float(b[f"top{i}_prob"]) for i in range(1, k + 1)], atol=1e-5)
 
 
-def test_output_base_strips_known_extensions():
-    from argparse import Namespace
-
-    from export import output_base
-
-    assert output_base(Namespace(out="", ckpt_path="runs/x_best.ckpt")) == "runs/x_best"
-    assert output_base(Namespace(out="out/model.mindir", ckpt_path="x.ckpt")) == "out/model"
-    assert output_base(Namespace(out="out/model.v2", ckpt_path="x.ckpt")) == "out/model.v2"
-    assert output_base(Namespace(out="out/", ckpt_path="runs/x_best.ckpt")) == os.path.join("out", "x_best")
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def test_export_errors_are_one_line(trained_run, tmp_path):

@@ -255,8 +255,9 @@ def test_a_failed_export_leaves_the_earlier_bundle_as_it_was(trained_run, tmp_pa
     import export
 
     out = trained_run["out"]
-    for ext in (".mindir", ".classes.json"):
-        (tmp_path / f"model{ext}").write_bytes(b"earlier export")
+    (tmp_path / "model").mkdir()
+    for ext in (".mindir", ".classes.json"):   # an earlier bundle
+        (tmp_path / "model" / f"model{ext}").write_bytes(b"earlier export")
     before = tree_digest(tmp_path)
 
     def boom(*args):

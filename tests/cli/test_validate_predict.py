@@ -187,7 +187,7 @@ def test_cli_errors_are_one_line(trained_run, tmp_path):
         ("predict.py", "--config", cfg, "--format", "json"),
         ("predict.py", "--config", cfg, "--ckpt_path", ckpt, *FAST, "--input", str(tmp_path / "nope.jpg")),
         ("predict.py", "--config", cfg, "--ckpt_path", ckpt, *FAST, "--input", str(bad_only)),
-        ("predict.py", "--mindir", os.path.join(trained_run["out"], "model.mindir"), "--image_resize", "64"))
+        ("predict.py", "--mindir", os.path.join(trained_run["bundle"], "model.mindir"), "--image_resize", "64"))
     assert_one_line_error(no_model, "--ckpt_path", "--mindir", code=2)
     assert_one_line_error(missing, "input not found", "nope.jpg", code=1)
     assert_one_line_error(wrong_size, "takes 32x32 images but image_resize is 64", "--config", code=2)

@@ -181,7 +181,7 @@ def analysed(tiny_run, tmp_path_factory):
          "--min_prob", "0.5", "--out_dir", os.path.join(out, "errors")),
         ("predict.py", *base, "--split", "test", "--temperature", "1", "--out_dir", os.path.join(out, "raw")))
     _, rows = read_predictions(os.path.join(out, "errors", f"predictions_{SPLIT_TAG}.csv"))
-    runs["mindir"] = run_script("predict.py", "--mindir", os.path.join(out, "model.mindir"),   # no --config
+    runs["mindir"] = run_script("predict.py", "--mindir", os.path.join(out, "model", "model.mindir"),   # no --config
                                 "--input", *[r["file"] for r in rows], "--out_dir", os.path.join(out, "files"))
     return {"out": out, "report": os.path.join(out, "report_mobilenet_v3_small_100_last_test_hflip"), **runs}
 
@@ -290,7 +290,7 @@ def _probs_and_labels(rows):
 
 
 def test_export_metadata_and_mindir_without_config(analysed):
-    meta = json.load(open(os.path.join(analysed["out"], "model.classes.json")))
+    meta = json.load(open(os.path.join(analysed["out"], "model", "model.classes.json")))
     stored = json.load(open(os.path.join(analysed["out"], "mobilenet_v3_small_100_last.calibration.json")))
     assert meta["temperature"] == pytest.approx(stored["temperature"])
     assert meta["class_names"] == TINY_CLASSES and meta["input_shape"] == [1, 3, 32, 32]
@@ -323,15 +323,16 @@ def test_export_refuses_a_mindir_that_does_not_match(analysed, tmp_path, capsys)
     cfg = parse_config(["--config", os.path.join(analysed["out"], "config.yaml"),
                         "--ckpt_path", os.path.join(analysed["out"], CKPT)], "t", extra=export.EXTRA)
     network = checkpoint_network(cfg, read_checkpoint(cfg.ckpt_path), TINY_CLASSES)
-    assert export.check_parity(cfg, network, os.path.join(analysed["out"], "model.mindir"), TINY_CLASSES)
+    mindir = os.path.join(analysed["out"], "model", "model.mindir")
+    assert export.check_parity(cfg, network, mindir, TINY_CLASSES)
     weight = network.trainable_params()[-2]                                # the last layer, changed a little
     assert weight.name.endswith("weight") and weight.ndim == 2
     noise = np.random.default_rng(0).normal(0, 1e-3, weight.shape).astype(np.float32)
     weight.set_data(ms.Tensor(weight.asnumpy() + noise))
     with pytest.raises(DataError, match="does not match .* on 4 images: logits differ by up to"):
-        export.check_parity(cfg, network, os.path.join(analysed["out"], "model.mindir"), TINY_CLASSES)
+        export.check_parity(cfg, network, mindir, TINY_CLASSES)
     cfg.data_dir = str(tmp_path / "gone")                                  # nothing to check on: a warning
-    assert export.check_parity(cfg, network, os.path.join(analysed["out"], "model.mindir"), TINY_CLASSES) is None
+    assert export.check_parity(cfg, network, mindir, TINY_CLASSES) is None
     assert "warning: parity check skipped (data_dir not found" in capsys.readouterr().err
 
 
@@ -342,15 +343,16 @@ def test_a_failed_parity_check_replaces_nothing(analysed, monkeypatch):
     def mismatch(*args):
         raise DataError("the exported MindIR does not match")
 
-    files = {name: open(os.path.join(analysed["out"], name), "rb").read()
-             for name in ("model.mindir", "model.classes.json")}
+    bundle = os.path.join(analysed["out"], "model")
+    files = {name: open(os.path.join(bundle, name), "rb").read() for name in os.listdir(bundle)}
     monkeypatch.setattr(export, "check_parity", mismatch)
     with pytest.raises(DataError, match="does not match"):
         export.main(["--config", os.path.join(analysed["out"], "config.yaml"), "--mode", "1",
                      "--ckpt_path", os.path.join(analysed["out"], CKPT),
                      "--out", os.path.join(analysed["out"], "model")])
+    assert sorted(os.listdir(bundle)) == sorted(files)
     for name, data in files.items():
-        assert open(os.path.join(analysed["out"], name), "rb").read() == data
+        assert open(os.path.join(bundle, name), "rb").read() == data
     assert not glob.glob(os.path.join(analysed["out"], "*.partial*"))
 
 
