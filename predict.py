@@ -3,8 +3,8 @@ files/folders.
 
     python predict.py --config runs/demo/config.yaml --ckpt_path runs/demo/mobilenet_v2_100_best.ckpt \
         [--split test | --input img.jpg folder/ ...] [--topk 5] [--format csv|json] [--visualize True]
-    python predict.py --mindir runs/demo/model.mindir --input photos/      # no config needed
-    python predict.py --onnx runs/demo/model.onnx --input photos/          # in ONNX Runtime
+    python predict.py --mindir runs/demo/bundle/model.mindir --input photos/      # no config needed
+    python predict.py --onnx runs/demo/bundle/model.onnx --input photos/          # in ONNX Runtime
 """
 import gc
 import hashlib

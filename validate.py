@@ -3,7 +3,7 @@ per-class accuracy/precision/recall/F1, the most-confused pairs, calibration (EC
 diagram, optional temperature fit), an error grid, and all of it on one page, report.html.
 
     python validate.py --config configs/demo.yaml --ckpt_path runs/demo/mobilenet_v2_100_best.ckpt
-    python validate.py --onnx runs/demo/model.onnx --data_dir data/fashion_mnist --split test   # ONNX Runtime
+    python validate.py --onnx runs/demo/bundle/model.onnx --data_dir data/fashion_mnist --split test   # ONNX Runtime
 """
 import functools
 import gc
