@@ -21,6 +21,7 @@ from tools.core import stop_signals
 if __name__ == "__main__":  # before MindSpore starts threads: Ctrl-C and SIGTERM stop at once, in one line
     stop_signals.route_to_main_thread("before finishing: nothing was exported")
 
+from tools.analysis import ood
 from tools.core import runtime
 from tools.core.config import INT, STR, STRS, choice, parse_config
 from tools.core.errors import DataError, UsageError, run_cli
@@ -163,7 +164,8 @@ def main(argv=None):
                 if None not in checks.values():  # else there are no images to check on (warned once)
                     checks[file_format] = check_parity(cfg, network, path, class_names)
             parity = combined_parity(checks)
-            write_json(exported.metadata_path(staged), exported.metadata(cfg, class_names, shape, temperature, parity))
+            meta = exported.metadata(cfg, class_names, shape, temperature, parity)
+            write_json(exported.metadata_path(staged), {**meta, **ood.export_entry(cfg.ckpt_path)})  # --ood_dir's
     finally:
         del network
         gc.collect()

@@ -15,6 +15,7 @@ from tools.core import stop_signals
 if __name__ == "__main__":  # before MindSpore starts threads: Ctrl-C and SIGTERM stop at once, in one line
     stop_signals.route_to_main_thread("before finishing: nothing was written")
 
+from tools.analysis import ood
 from tools.core import runtime
 from tools.core.config import BOOL, FLOAT, INT, STR, STRS, choice, parse_config, update
 from tools.core.errors import UsageError, run_cli
@@ -47,7 +48,9 @@ EXTRA = {"Prediction": [
                               "mirror image)"),
     ("temperature", 0.0, FLOAT, "divide the logits by this before the softmax; 0 = the temperature stored by "
                                 "validate.py --calibrate (or in the MindIR's metadata), else 1"),
-    ("min_prob", 0.0, FLOAT, "answer 'unknown' when the top probability is below this"),
+    ("min_prob", 0.0, ood.min_prob_value, "answer 'unknown' when the top probability is below this; auto = the "
+                                          "threshold validate.py --ood_dir fitted (<checkpoint>.ood.json, or the "
+                                          "exported model's metadata)"),
 ]}
 
 
@@ -74,7 +77,7 @@ def check_values(cfg):
             raise UsageError(f"'{key}' must be > 0, got {getattr(cfg, key)}")
     if cfg.temperature < 0:
         raise UsageError(f"'temperature' must be > 0 (or 0 for the stored one), got {cfg.temperature}")
-    if not 0 <= cfg.min_prob <= 1:
+    if cfg.min_prob != ood.AUTO and not 0 <= cfg.min_prob <= 1:
         raise UsageError(f"'min_prob' must be in [0, 1], got {cfg.min_prob}")
     if cfg.grid_select == "errors" and cfg.input:
         raise UsageError("'--grid_select errors' needs true classes: predict a split, not --input files")
@@ -98,6 +101,11 @@ def predict(cfg):
     """Run the model over the inputs; returns ``(data, probabilities, labels, temperature)`` (labels -1 when
     unknown)."""
     model, batch_size, class_names, temperature, source = load_model(cfg)
+    if cfg.min_prob == ood.AUTO:
+        path = exported_model(cfg)[0]
+        found = ood.auto_min_prob(cfg.ckpt_path, exported.read_metadata(path) if path else None, temperature, cfg.tta)
+        update(cfg, "--min_prob auto", min_prob=found)
+        print(f"min_prob {found:.4f} (--min_prob auto: the threshold fitted by validate.py --ood_dir)")
     data = open_inputs(cfg, class_names)
     if reports.UNKNOWN_CLASS in data.class_names and cfg.min_prob > 0:
         raise UsageError(f"a class is named '{reports.UNKNOWN_CLASS}', the answer of --min_prob: it would be ambiguous")

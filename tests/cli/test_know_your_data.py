@@ -1,6 +1,8 @@
 """Know your data and your model, on data whose truth is known: tools/cross_validate.py's folds, summary and
 out-of-fold predictions recomputed from its fold runs, planted label flips found by confident learning (and by
-tools/find_label_errors.py), an interrupted CV continued, and the refusals that come before any write."""
+tools/find_label_errors.py), an interrupted CV continued, and the refusals that come before any write;
+validate.py --ood_dir's AUROC and FPR at 95% TPR recomputed from its saved scores, and its fitted threshold used
+by predict.py --min_prob auto (checkpoint and exported ONNX)."""
 import csv
 import json
 import os
@@ -9,13 +11,23 @@ import signal
 import subprocess
 import sys
 
-from conftest import ROOT, assert_one_line_error, assert_png, folder_hash, make_colour_folder, run_main, run_script
+from conftest import (
+    ROOT,
+    assert_one_line_error,
+    assert_png,
+    demo_image,
+    folder_hash,
+    make_colour_folder,
+    run_main,
+    run_script,
+)
 from tools.analysis import cross_validation as cv
-from tools.analysis import label_errors
+from tools.analysis import label_errors, ood
 from tools.datasets.readers import list_file
 
 import numpy as np
 import pytest
+from PIL import Image
 
 FOLDS, PER_CLASS = 3, 20
 # a linear probe on a frozen random ResNet-18 at 32 px: seconds per fold, and its features separate colours
@@ -213,3 +225,82 @@ def test_another_cv_in_the_same_out_is_refused(cv_run, tmp_path):
                     cv_run["data"], *CV_ARGS)
     assert_one_line_error(proc, "holds a cross-validation with other seed", code=2)
     assert folder_hash(out) == before
+
+
+@pytest.fixture(scope="module")
+def ood_run(cv_run, tmp_path_factory):
+    """Fold 1's run (copied) validated with --calibrate and --ood_dir: 12 demo clothes (grey) and 4 noise images."""
+    base = tmp_path_factory.mktemp("ood")
+    run = str(base / "fold_1")
+    shutil.copytree(os.path.join(cv_run["out"], "fold_1"), run)
+    folder = str(base / "unlike")
+    os.makedirs(folder)
+    for index in range(12):
+        shutil.copy(demo_image(index), folder)
+    rng = np.random.default_rng(0)
+    for index in range(4):
+        noise = rng.integers(0, 256, (28, 28, 3), dtype=np.uint8)
+        Image.fromarray(noise).save(os.path.join(folder, f"noise{index}.png"))
+    ckpt = json.load(open(os.path.join(run, "summary.json"), encoding="utf-8"))["best_checkpoint"]
+    ckpt = os.path.join(run, os.path.basename(ckpt))
+    base_args = ["--config", os.path.join(run, "config.yaml"), "--ckpt_path", ckpt]
+    proc = run_main("validate.py", *base_args, "--ood_dir", folder, "--calibrate", "True")
+    assert proc.returncode == 0, proc.stderr
+    report = os.path.join(run, f"report_{os.path.splitext(os.path.basename(ckpt))[0]}_val")
+    return dict(run=run, ckpt=ckpt, folder=folder, args=base_args, proc=proc, report=report)
+
+
+def test_ood_metrics_recomputed_from_the_saved_scores(ood_run):
+    rows = read_rows(os.path.join(ood_run["report"], ood.SCORES_FILE))
+    assert sum(r["set"] == "ood" for r in rows) == 16 and sum(r["set"] == "split" for r in rows) == 27
+    metrics = json.load(open(os.path.join(ood_run["report"], "metrics.json"), encoding="utf-8"))["ood"]
+    stored = json.load(open(ood.threshold_path(ood_run["ckpt"]), encoding="utf-8"))
+    calibration = json.load(open(os.path.splitext(ood_run["ckpt"])[0] + ".calibration.json", encoding="utf-8"))
+    assert metrics["temperature"] == stored["temperature"] == calibration["temperature"] != 1.0  # calibrated scores
+    for name in ("msp", "energy"):
+        inside = np.array([float(r[name]) for r in rows if r["set"] == "split"])
+        outside = np.array([float(r[name]) for r in rows if r["set"] == "ood"])
+        auroc = np.mean(inside[:, None] > outside[None, :]) + 0.5 * np.mean(inside[:, None] == outside[None, :])
+        threshold = np.sort(inside)[::-1][int(np.ceil(0.95 * len(inside))) - 1]  # keeps 95% of the split
+        fpr = np.mean(outside >= threshold)
+        assert metrics[name]["auroc"] == pytest.approx(auroc, abs=1e-12) == stored[name]["auroc"]
+        assert metrics[name]["fpr_at_95_tpr"] == pytest.approx(fpr, abs=1e-12)
+        assert f"OOD {name}: AUROC {auroc:.4f}  FPR at 95% TPR {fpr:.4f}" in ood_run["proc"].stdout
+        if name == "msp":
+            assert stored["min_prob"] == pytest.approx(threshold, abs=1e-12)
+    html = open(os.path.join(ood_run["report"], "report.html"), encoding="utf-8").read()
+    assert "Out-of-distribution scores" in html and 'alt="OOD score histograms" src="data:image/png;base64,' in html
+    assert_png(os.path.join(ood_run["report"], ood.HISTOGRAM_FILE), 1500, 600)
+
+
+def test_min_prob_auto_marks_images_below_the_threshold_unknown(ood_run, tmp_path):
+    threshold = json.load(open(ood.threshold_path(ood_run["ckpt"]), encoding="utf-8"))["min_prob"]
+    proc = run_main("predict.py", *ood_run["args"], "--input", ood_run["folder"], "--min_prob", "auto",
+                    "--out", str(tmp_path / "p.csv"))
+    assert proc.returncode == 0, proc.stderr
+    rows = read_rows(str(tmp_path / "p.csv"))
+    assert len(rows) == 16
+    scores = {r["image"]: float(r["msp"]) for r in read_rows(os.path.join(ood_run["report"], ood.SCORES_FILE))}
+    for row in rows:
+        assert (row["pred"] == "unknown") == (float(row["top1_prob"]) < threshold), row
+        assert float(row["top1_prob"]) == pytest.approx(scores[row["file"]], abs=1e-5)
+    assert 0 < sum(r["pred"] == "unknown" for r in rows) < len(rows)
+    assert f"min_prob {threshold:.4f} (--min_prob auto" in proc.stdout
+
+
+def test_min_prob_auto_refuses_another_temperature_and_reaches_the_export(ood_run, tmp_path):
+    proc = run_main("predict.py", *ood_run["args"], "--input", ood_run["folder"], "--min_prob", "auto",
+                    "--temperature", "3", "--out_dir", str(tmp_path / "p"))
+    assert_one_line_error(proc, "--min_prob auto: the threshold in", "fitted at temperature", code=1)
+    assert not os.path.exists(tmp_path / "p")
+    stored = json.load(open(ood.threshold_path(ood_run["ckpt"]), encoding="utf-8"))
+    export = run_main("export.py", *ood_run["args"], "--format", "ONNX", "--out", str(tmp_path / "model"))
+    assert export.returncode == 0, export.stderr
+    meta = json.load(open(str(tmp_path / "model.classes.json"), encoding="utf-8"))
+    assert meta["unknown_threshold"]["min_prob"] == stored["min_prob"]
+    out = str(tmp_path / "onnx.csv")
+    onnx = run_main("predict.py", "--onnx", str(tmp_path / "model.onnx"), "--input", ood_run["folder"], "--min_prob",
+                    "auto", "--out", out)
+    assert onnx.returncode == 0, onnx.stderr
+    for row in read_rows(out):
+        assert (row["pred"] == "unknown") == (float(row["top1_prob"]) < stored["min_prob"]), row
