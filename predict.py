@@ -15,7 +15,7 @@ from tools.core import stop_signals
 if __name__ == "__main__":  # before MindSpore starts threads: Ctrl-C and SIGTERM stop at once, in one line
     stop_signals.route_to_main_thread("before finishing: nothing was written")
 
-from tools.analysis import ood
+from tools.analysis import gradcam, ood
 from tools.core import runtime
 from tools.core.config import BOOL, FLOAT, INT, STR, STRS, choice, parse_config, update
 from tools.core.errors import UsageError, run_cli
@@ -51,6 +51,8 @@ EXTRA = {"Prediction": [
     ("min_prob", 0.0, ood.min_prob_value, "answer 'unknown' when the top probability is below this; auto = the "
                                           "threshold validate.py --ood_dir fitted (<checkpoint>.ood.json, or the "
                                           "exported model's metadata)"),
+    ("explain", False, BOOL, "also draw Grad-CAM heatmaps (last feature stage) over each image as the model saw it: "
+                             "gradcam_<what>/ (one PNG per image, heatmaps.npz)"),
 ]}
 
 
@@ -79,6 +81,8 @@ def check_values(cfg):
         raise UsageError(f"'temperature' must be > 0 (or 0 for the stored one), got {cfg.temperature}")
     if cfg.min_prob != ood.AUTO and not 0 <= cfg.min_prob <= 1:
         raise UsageError(f"'min_prob' must be in [0, 1], got {cfg.min_prob}")
+    if cfg.explain and exported_model(cfg)[0]:
+        raise UsageError("--explain needs the network's gradients: use --ckpt_path, not an exported model")
     if cfg.grid_select == "errors" and cfg.input:
         raise UsageError("'--grid_select errors' needs true classes: predict a split, not --input files")
 
@@ -98,8 +102,8 @@ def load_model(cfg):
 
 
 def predict(cfg):
-    """Run the model over the inputs; returns ``(data, probabilities, labels, temperature)`` (labels -1 when
-    unknown)."""
+    """Run the model over the inputs; returns ``(data, probabilities, labels, heatmaps)`` (labels -1 when
+    unknown; heatmaps of the predicted classes with ``--explain``, else None)."""
     model, batch_size, class_names, temperature, source = load_model(cfg)
     if cfg.min_prob == ood.AUTO:
         path = exported_model(cfg)[0]
@@ -112,11 +116,17 @@ def predict(cfg):
     network = model if exported_model(cfg)[0] else checkpoint_network(cfg, model, data.class_names)
     loader = build_loader(cfg, data, len(data.class_names), training=False, batch_size=batch_size)
     views, labels = view_logits(network, loader, batch_size, cfg.tta)
+    probs = calibration.probabilities(views, temperature)
+    cams = None
+    if cfg.explain:  # the predicted class of each image, explained on its plain (un-augmented) view
+        again = open_inputs(cfg, data.class_names)  # a dataset feeds one pipeline: the same files opened again
+        loader = build_loader(cfg, again, len(data.class_names), training=False, batch_size=batch_size)
+        cams = gradcam.heatmaps(network, cfg.model, loader, probs.argmax(axis=1))
     del network, model, loader
     gc.collect()
     if source:
         print(f"temperature {temperature:.4f} (from {source})")
-    return data, calibration.probabilities(views, temperature), labels
+    return data, probs, labels, cams
 
 
 def output_tag(cfg):
@@ -145,7 +155,7 @@ def main(argv=None):
     check_output_file(cfg.out, "out")
     update(cfg, "predict.py (predictions are matched to file names by order)", eval_shuffle=False)
     runtime.setup(cfg)
-    data, probs, labels = predict(cfg)
+    data, probs, labels, cams = predict(cfg)
     records = reports.prediction_records(data.paths, labels, probs, data.class_names,
                                          min(cfg.topk, len(data.class_names)), cfg.min_prob)
     os.makedirs(out_dir, exist_ok=True)
@@ -163,6 +173,12 @@ def main(argv=None):
         print(f"top1 on {cfg.split or cfg.val_split}: {float(np.mean(preds == labels)):.4f}; {pred_txt} written")
     if cfg.visualize:
         draw_grid(cfg, records, probs, labels, os.path.join(out_dir, f"grid_{cfg.grid_select}_{tag}.png"))
+    if cfg.explain:
+        folder = os.path.join(out_dir, f"gradcam_{tag}")
+        titles = [f"{r['topk'][0]['class']} ({r['topk'][0]['prob']:.2f})" + (f"; true {r['true']}" if r["true"] else "")
+                  for r in records]
+        gradcam.write_overlays(folder, data.paths, cams, titles, cfg)
+        print(f"Grad-CAM heatmaps of {len(records)} images written to {folder}")
     return 0
 
 

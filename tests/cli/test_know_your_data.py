@@ -2,7 +2,8 @@
 out-of-fold predictions recomputed from its fold runs, planted label flips found by confident learning (and by
 tools/find_label_errors.py), an interrupted CV continued, and the refusals that come before any write;
 validate.py --ood_dir's AUROC and FPR at 95% TPR recomputed from its saved scores, and its fitted threshold used
-by predict.py --min_prob auto (checkpoint and exported ONNX)."""
+by predict.py --min_prob auto (checkpoint and exported ONNX); predict.py --explain's Grad-CAM peaks inside a planted
+object."""
 import csv
 import json
 import os
@@ -12,6 +13,7 @@ import subprocess
 import sys
 
 from conftest import (
+    COLOURS,
     ROOT,
     assert_one_line_error,
     assert_png,
@@ -304,3 +306,57 @@ def test_min_prob_auto_refuses_another_temperature_and_reaches_the_export(ood_ru
     assert onnx.returncode == 0, onnx.stderr
     for row in read_rows(out):
         assert (row["pred"] == "unknown") == (float(row["top1_prob"]) < stored["min_prob"]), row
+
+
+OBJECT_CELLS, OBJECT_SIZE = 3, 96  # a 3 x 3 grid of 32 px cells: ResNet-18's last stage is 3 x 3 at 96 px
+
+
+def make_object_folder(out, per_class, seed=0):
+    """``out/<colour>/`` images of a colour square filling one cell (chosen at random) of a 3 x 3 grid on grey noise;
+    returns ``{absolute path: (row, column) of the square's cell}``."""
+    rng, cells, step = np.random.default_rng(seed), {}, OBJECT_SIZE // OBJECT_CELLS
+    for name, rgb in COLOURS.items():
+        os.makedirs(os.path.join(out, name))
+        for i in range(per_class):
+            pixels = rng.normal(128, 20, (OBJECT_SIZE, OBJECT_SIZE, 3))
+            row, col = (int(v) for v in rng.integers(0, OBJECT_CELLS, 2))
+            pixels[row * step + 4:(row + 1) * step - 4, col * step + 4:(col + 1) * step - 4] = rgb
+            path = os.path.join(out, name, f"{name}_{i}.png")
+            Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path)
+            cells[os.path.abspath(path)] = (row, col)
+    return cells
+
+
+def test_grad_cam_peaks_inside_the_object(tmp_path):
+    """A ResNet-18 trained to tell the square's colour: the heatmap of its predicted class peaks in the square's
+    cell on at least 70% of the val images; the overlays are drawn."""
+    data = tmp_path / "data"
+    make_object_folder(str(data / "train"), 10, seed=0)
+    cells = make_object_folder(str(data / "val"), 4, seed=1)
+    run = str(tmp_path / "run")
+    args = ["--data_dir", data, "--train_split", "train", "--val_split", "val", "--model", "resnet18", "--image_resize",
+            OBJECT_SIZE, "--batch_size", "8", "--epoch_size", "4", "--warmup_epochs", "0", "--lr", "0.002", "--opt",
+            "adamw", "--num_parallel_workers", "1", "--log_interval", "100", "--dataset", "", "--crop_pct", "1.0",
+            "--hflip", "0", "--scale", "1", "1", "--ratio", "1", "1", "--color_jitter", "none"]
+    trained = run_script("finetune.py", *args, "--ckpt_save_dir", run)
+    assert trained.returncode == 0, trained.stderr
+    out = str(tmp_path / "pred")
+    proc = run_main("predict.py", "--config", os.path.join(run, "config.yaml"), "--ckpt_path",
+                    os.path.join(run, "resnet18_last.ckpt"), "--split", "val", "--explain", "True", "--mode", "1",
+                    "--out_dir", out)
+    assert proc.returncode == 0, proc.stderr
+    folder = os.path.join(out, "gradcam_resnet18_last_val")
+    found = np.load(os.path.join(folder, "heatmaps.npz"))
+    assert found["heatmaps"].shape == (len(cells), OBJECT_CELLS, OBJECT_CELLS)
+    peaks = [np.unravel_index(cam.argmax(), cam.shape) for cam in found["heatmaps"]]
+    hits = sum(tuple(int(v) for v in peak) == cells[str(path)] for peak, path in zip(peaks, found["files"]))
+    assert hits >= 0.7 * len(cells), (hits, len(cells))
+    assert found["heatmaps"].min() >= 0 and np.allclose(found["heatmaps"].max(axis=(1, 2)), 1)
+    pngs = sorted(name for name in os.listdir(folder) if name.endswith(".png"))
+    assert len(pngs) == len(cells)
+    assert_png(os.path.join(folder, pngs[0]), 450, 450)
+
+
+def test_explain_needs_a_checkpoint(tmp_path):
+    proc = run_main("predict.py", "--onnx", str(tmp_path / "model.onnx"), "--input", str(tmp_path), "--explain", "True")
+    assert_one_line_error(proc, "--explain needs the network's gradients", code=2)
