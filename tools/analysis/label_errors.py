@@ -12,6 +12,7 @@ CSV without the suspects for a retrain.
 import csv
 import os
 
+from tools.analysis.cross_validation import PROB_PREFIX
 from tools.core.errors import DataError
 from tools.datasets.splitting import HEADER
 from tools.report import evaluation as reports
@@ -54,8 +55,6 @@ def find_issues(probs, labels):
 def read_oof(path):
     """``(images, labels, folds, probs, class_names)`` of an ``oof_predictions.csv`` written by cross_validate.py;
     anything else is a one-line error naming the file."""
-    from tools.analysis.cross_validation import PROB_PREFIX
-
     try:
         with open(path, newline="", encoding="utf-8") as f:
             table = list(csv.reader(f))
