@@ -25,6 +25,7 @@ from tools.core import stop_signals
 if __name__ == "__main__":  # before MindSpore starts threads: Ctrl-C and SIGTERM stop at once, in one line
     stop_signals.route_to_main_thread("before finishing: nothing was exported")
 
+from tools.analysis import ood
 from tools.core import runtime
 from tools.core.config import INT, STR, STRS, choice, parse_config
 from tools.core.errors import DataError, UsageError, run_cli
@@ -162,7 +163,7 @@ def main(argv=None):
                     checks[file_format] = check_parity(cfg, network, path, class_names)
             parity = combined_parity(checks)
             meta = exported.metadata(cfg, class_names, shape, temperature, parity)
-            write_json(exported.metadata_path(staged), meta)
+            write_json(exported.metadata_path(staged), {**meta, **ood.export_entry(cfg.ckpt_path)})  # --ood_dir's
             bundle.write_standalone(staging)
             input_diff = bundle.check_standalone(staging, cfg, parity["images"], class_names) if parity else None
             bundle.write_model_card(staging, cfg, meta, validation_metrics_path(cfg), input_diff)

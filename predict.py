@@ -15,6 +15,7 @@ from tools.core import stop_signals
 if __name__ == "__main__":  # before MindSpore starts threads: Ctrl-C and SIGTERM stop at once, in one line
     stop_signals.route_to_main_thread("before finishing: nothing was written")
 
+from tools.analysis import ood
 from tools.core import runtime
 from tools.core.config import BOOL, FLOAT, INT, STR, STRS, choice, parse_config, update
 from tools.core.errors import UsageError, run_cli
@@ -49,7 +50,9 @@ EXTRA = {"Prediction": [
                               "mirror image)"),
     ("temperature", 0.0, FLOAT, "divide the logits by this before the softmax; 0 = the temperature stored by "
                                 "validate.py --calibrate (or in the MindIR's metadata), else 1"),
-    ("min_prob", 0.0, FLOAT, "answer 'unknown' when the top probability is below this"),
+    ("min_prob", 0.0, ood.min_prob_value, "answer 'unknown' when the top probability is below this; auto = the "
+                                          "threshold validate.py --ood_dir fitted (<checkpoint>.ood.json, or the "
+                                          "exported model's metadata)"),
     ("explain", False, BOOL, "also write Grad-CAM heatmaps of the predicted class over each image "
                              "(<out_dir>/explain_<what>/; needs --ckpt_path)"),
 ]}
@@ -78,7 +81,7 @@ def check_values(cfg):
             raise UsageError(f"'{key}' must be > 0, got {getattr(cfg, key)}")
     if cfg.temperature < 0:
         raise UsageError(f"'temperature' must be > 0 (or 0 for the stored one), got {cfg.temperature}")
-    if not 0 <= cfg.min_prob <= 1:
+    if cfg.min_prob != ood.AUTO and not 0 <= cfg.min_prob <= 1:
         raise UsageError(f"'min_prob' must be in [0, 1], got {cfg.min_prob}")
     if cfg.explain and exported_model(cfg)[0]:
         raise UsageError(f"--explain needs the checkpoint's network (gradients): give --ckpt_path, not "
@@ -102,9 +105,13 @@ def load_model(cfg):
 
 
 def predict(cfg):
-    """Run the model over the inputs; returns ``(data, probabilities, labels, temperature)`` (labels -1 when
-    unknown)."""
+    """Run the model over the inputs; returns ``(data, probabilities, labels)`` (labels -1 when unknown)."""
     model, batch_size, class_names, temperature, source = load_model(cfg)
+    if cfg.min_prob == ood.AUTO:
+        path = exported_model(cfg)[0]
+        found = ood.auto_min_prob(cfg.ckpt_path, exported.read_metadata(path) if path else None, temperature, cfg.tta)
+        update(cfg, "--min_prob auto", min_prob=found)
+        print(f"min_prob {found:.4f} (--min_prob auto: the threshold fitted by validate.py --ood_dir)")
     data = open_inputs(cfg, class_names)
     if reports.UNKNOWN_CLASS in data.class_names and cfg.min_prob > 0:
         raise UsageError(f"a class is named '{reports.UNKNOWN_CLASS}', the answer of --min_prob: it would be ambiguous")
@@ -113,11 +120,12 @@ def predict(cfg):
         last_feature_map(network, cfg.model)  # a model it cannot explain is refused before anything is written
     loader = build_loader(cfg, data, len(data.class_names), training=False, batch_size=batch_size)
     views, labels = view_logits(network, loader, batch_size, cfg.tta)
+    probs = calibration.probabilities(views, temperature)
     del network, model, loader
     gc.collect()
     if source:
         print(f"temperature {temperature:.4f} (from {source})")
-    return data, calibration.probabilities(views, temperature), labels
+    return data, probs, labels
 
 
 def output_tag(cfg):

@@ -14,10 +14,12 @@ from tools.core import stop_signals
 if __name__ == "__main__":  # before MindSpore starts threads: Ctrl-C and SIGTERM stop at once, in one line
     stop_signals.route_to_main_thread("before finishing: nothing was written")
 
+from tools.analysis import ood
 from tools.core import runtime
-from tools.core.config import BOOL, INT, STR, parse_config, update
+from tools.core.config import BOOL, FLOAT, INT, STR, parse_config, update
 from tools.core.errors import UsageError, run_cli
 from tools.core.fileio import atomic_folder, check_output_file, check_outside_data, check_writable_dir, data_folders
+from tools.datasets.inputs import find_images, input_split
 from tools.datasets.loader import build_loader, open_split, resolve_num_classes, second_pass
 from tools.evaluate import calibration, exported, metrics
 from tools.evaluate.grad_cam import explain_classes, explainable
@@ -47,6 +49,10 @@ EXTRA = {"Validation": [
                                "(used by predict.py and export.py)"),
     ("grid_size", 16, INT, "at most this many images in error_grid.png (highest loss first)"),
     ("top_confused", 5, INT, "print this many most-confused pairs (most_confused.csv has them all)"),
+    ("ood_dir", "", STR, "folder of images unlike the classes: score them and the split (max softmax probability, "
+                         "energy), report AUROC and FPR at 95% TPR, fit the 'unknown' threshold (predict.py "
+                         "--min_prob auto) and store it in <checkpoint>.ood.json"),
+    ("ood_tpr", 0.95, FLOAT, "the fitted 'unknown' threshold keeps this share of the split's images"),
 ]}
 
 
@@ -104,17 +110,19 @@ def where_it_looked(cfg, network, data, probs, labels, matrix):
             for i, (view, maps) in zip(chosen, pairs)]
 
 
-def write_reports(cfg, report_dir, result, matrix, views, labels, data, temperature, looked=None):
+def write_reports(cfg, report_dir, result, matrix, views, labels, data, temperature, looked=None, ood_scored=None):
     """Tables, figures, metrics.json and report.html in ``report_dir``, replaced as a whole."""
     with atomic_folder(report_dir) as tmp:
-        pairs, drawn = _write_report_files(cfg, tmp, result, matrix, views, labels, data, temperature, looked)
+        pairs, drawn = _write_report_files(cfg, tmp, result, matrix, views, labels, data, temperature, looked,
+                                           ood_scored)
     print(f"reports written to {report_dir}: report.html, metrics.json, per_class.csv, most_confused.csv, "
           f"confusion_matrix.csv/.png, reliability.png" + (", error_grid.png" if drawn else "")
-          + (f", {HEATMAPS_FIGURE}" if looked else ""))
+          + (f", {HEATMAPS_FIGURE}" if looked else "")
+          + (f", {ood.SCORES_FILE}, {ood.HISTOGRAM_FILE}" if ood_scored else ""))
     return pairs
 
 
-def _write_report_files(cfg, report_dir, result, matrix, views, labels, data, temperature, looked):
+def _write_report_files(cfg, report_dir, result, matrix, views, labels, data, temperature, looked, ood_scored):
     names = data.class_names
     join = functools.partial(os.path.join, report_dir)
     reports.write_confusion_csv(join("confusion_matrix.csv"), matrix, names)
@@ -138,6 +146,11 @@ def _write_report_files(cfg, report_dir, result, matrix, views, labels, data, te
     if looked:
         plot_error_heatmaps(looked, join(HEATMAPS_FIGURE))
         figures["heatmaps"] = join(HEATMAPS_FIGURE)
+    if ood_scored:  # (split images' scores, OOD paths, their scores): what the metrics are recomputed from
+        inside, ood_paths, outside = ood_scored
+        ood.write_scores(join(ood.SCORES_FILE), data.paths, inside, ood_paths, outside)
+        ood.plot_histograms(inside, outside, result["ood"], join(ood.HISTOGRAM_FILE))
+        figures["ood"] = join(ood.HISTOGRAM_FILE)
     write_json(join("metrics.json"), result)
     report_page.evaluation_page(join(report_page.REPORT_FILE), cfg, result, pairs, figures)
     return pairs, len(errors) > 0
@@ -156,6 +169,22 @@ def print_summary(cfg, split, result, pairs):
         print(f"  confused: {true} -> {pred}: {count} images ({share:.1%} of {true})")
 
 
+def ood_logits(cfg, network, batch_size, class_names):
+    """``(paths, views)`` of the ``--ood_dir`` images, with the split's preprocessing and TTA."""
+    ood_data = input_split(cfg, find_images([cfg.ood_dir]), class_names)
+    loader = build_loader(cfg, ood_data, len(class_names), training=False, batch_size=batch_size)
+    return ood_data.paths, view_logits(network, loader, batch_size, cfg.tta)[0]
+
+
+def print_ood(cfg, split, found, path):
+    for name in ood.SCORES:
+        print(f"OOD {name}: AUROC {found[name]['auroc']:.4f}  FPR at 95% TPR {found[name]['fpr_at_95_tpr']:.4f} "
+              f"({found['num_split']} images of {split} against {found['num_ood']} of {cfg.ood_dir})")
+    print(f"unknown threshold: top probability below {found['min_prob']:.4f} keeps {found['split_kept']:.1%} of "
+          f"{split} (--ood_tpr {cfg.ood_tpr:g}) and {found['ood_kept']:.1%} of the OOD folder; written to {path} "
+          "(predict.py --min_prob auto)")
+
+
 def check_values(cfg):
     if cfg.onnx and cfg.ckpt_path:
         raise UsageError("give --ckpt_path or --onnx, not both")
@@ -165,6 +194,10 @@ def check_values(cfg):
     if cfg.onnx and cfg.calibrate:
         raise UsageError("--calibrate stores the temperature beside a checkpoint: calibrate with --ckpt_path, then "
                          "export again")
+    if cfg.onnx and cfg.ood_dir:
+        raise UsageError("--ood_dir stores the 'unknown' threshold beside a checkpoint: fit it with --ckpt_path, then "
+                         "export again")
+    ood.check_tpr(cfg.ood_tpr)
     for key in ("grid_size", "top_confused"):
         if getattr(cfg, key) < 0:
             raise UsageError(f"'{key}' must be >= 0, got {getattr(cfg, key)}")
@@ -190,7 +223,7 @@ def main(argv=None):
     check_writable_dir(cfg.report_dir or os.path.dirname(os.path.abspath(model_path)), "report_dir")
     report_page.check_report_dir(cfg.report_dir, "report_dir")
     check_output_file(cfg.out, "out")
-    read = data_folders(cfg, [cfg.split or cfg.val_split])  # a figure written there would be read as an image
+    read = data_folders(cfg, [cfg.split or cfg.val_split]) + ([cfg.ood_dir] if cfg.ood_dir else [])  # read as images
     check_outside_data(cfg.report_dir or default_report_dir(cfg.ckpt_path, cfg.split or cfg.val_split, cfg.tta),
                        "report_dir", read)
     if cfg.out:
@@ -201,6 +234,7 @@ def main(argv=None):
     num_classes = resolve_num_classes(cfg, data.class_names)
     loader = build_loader(cfg, data, num_classes, training=False, batch_size=batch_size)
     views, labels = view_logits(network, loader, batch_size, cfg.tta)
+    ood_paths, ood_views = ood_logits(cfg, network, batch_size, data.class_names) if cfg.ood_dir else (None, None)
     del loader
     probs = calibration.probabilities(views)
     result, matrix = reports.class_report(calibration.log_probabilities(views), labels, data.class_names)
@@ -211,8 +245,15 @@ def main(argv=None):
     del network
     gc.collect()
     report_dir = cfg.report_dir or default_report_dir(model_path, split, cfg.tta)
-    pairs = write_reports(cfg, report_dir, result, matrix, views, labels, data, temperature, looked)
+    ood_scored = None
+    if cfg.ood_dir:
+        result["ood"], inside, outside = ood.analyse(views, ood_views, temperature or 1.0, cfg.ood_tpr)
+        ood_scored = inside, ood_paths, outside
+    pairs = write_reports(cfg, report_dir, result, matrix, views, labels, data, temperature, looked, ood_scored)
     print_summary(cfg, split, result, pairs)
+    if cfg.ood_dir:
+        print_ood(cfg, split, result["ood"], ood.save_threshold(cfg.ckpt_path, result["ood"], split, cfg.tta,
+                                                                cfg.ood_dir))
     if cfg.out:
         os.makedirs(os.path.dirname(os.path.abspath(cfg.out)), exist_ok=True)
         write_json(cfg.out, result)

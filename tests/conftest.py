@@ -1,5 +1,6 @@
 """Shared fixtures: tiny datasets cut from the committed demo data, and a script runner."""
 import csv
+import hashlib
 import os
 import shutil
 import socket
@@ -70,6 +71,39 @@ def make_tiny_aircraft(out, classes=TINY_CLASSES, per_class=None, names_file=Tru
         with open(os.path.join(out, "variants.txt"), "w", encoding="utf-8") as f:
             f.write("\n".join(classes) + "\n")
     return out
+
+
+COLOURS = {"red": (200, 30, 30), "green": (30, 180, 40), "blue": (30, 40, 200), "yellow": (220, 210, 30)}
+
+
+def make_colour_folder(out, per_class=20, flips_per_class=0, size=28, seed=0):
+    """A folder of class folders (``out/<colour>/``) of noisy one-colour squares, a task a frozen random backbone's
+    features already separate; the first ``flips_per_class`` images of each colour are planted in the next colour's
+    folder (a known label error). Returns the planted images' paths."""
+    rng, names, planted = np.random.default_rng(seed), list(COLOURS), []
+    for index, name in enumerate(names):
+        for i in range(per_class):
+            pixels = np.array(COLOURS[name])[None, None, :] + rng.normal(0, 25, (size, size, 3))
+            folder = os.path.join(out, names[(index + 1) % len(names)] if i < flips_per_class else name)
+            os.makedirs(folder, exist_ok=True)
+            path = os.path.join(folder, f"{name}_{i}.png")
+            Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path)
+            if i < flips_per_class:
+                planted.append(path)
+    return planted
+
+
+def folder_hash(folder):
+    """One digest of every file under ``folder``: its relative name and its bytes."""
+    digest = hashlib.sha256()
+    for root, dirs, files in sorted(os.walk(folder)):
+        dirs.sort()
+        digest.update(os.path.relpath(root, folder).encode() + b"/\0")
+        for name in sorted(files):
+            digest.update(name.encode() + b"\0")
+            with open(os.path.join(root, name), "rb") as f:
+                digest.update(hashlib.sha256(f.read()).digest())
+    return digest.hexdigest()
 
 
 IMBALANCED_COUNTS = {"T-shirt/top": 8, "Trouser": 8, "Sneaker": 8, "Ankle boot": 4, "Bag": 2}

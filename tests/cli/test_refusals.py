@@ -1,7 +1,6 @@
 """A refused command touches nothing: every check of ``finetune.py`` (the resume state against the config, the
 data, the values) comes before its first write; a finished run stays finished; a stop signal before
 training leaves nothing behind."""
-import hashlib
 import os
 import shutil
 import signal
@@ -14,6 +13,7 @@ from conftest import (
     TINY_CLASSES,
     TINY_TRAIN_ARGS,
     assert_one_line_error,
+    folder_hash,
     make_tiny_aircraft,
     run_main,
     run_script,
@@ -21,19 +21,6 @@ from conftest import (
 from tools.train import run_folder
 
 import pytest
-
-
-def folder_hash(folder):
-    """One digest of every file under ``folder``: its relative name and its bytes."""
-    digest = hashlib.sha256()
-    for root, dirs, files in sorted(os.walk(folder)):
-        dirs.sort()
-        digest.update(os.path.relpath(root, folder).encode() + b"/\0")
-        for name in sorted(files):
-            digest.update(name.encode() + b"\0")
-            with open(os.path.join(root, name), "rb") as f:
-                digest.update(hashlib.sha256(f.read()).digest())
-    return digest.hexdigest()
 
 
 @pytest.fixture

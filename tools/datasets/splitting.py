@@ -64,14 +64,21 @@ def split_counts(n, val_fraction, test_fraction):
     return val, test
 
 
+def seeded_order(paths, name, seed):
+    """The images ``paths`` of class ``name`` shuffled by a generator seeded with ``seed`` and the class name:
+    the order every stratified split (val/test fractions, cross-validation folds) deals a class from."""
+    order = np.random.default_rng([seed, zlib.crc32(name.encode("utf-8"))]).permutation(len(paths))
+    ordered = sorted(paths)
+    return [ordered[i] for i in order]
+
+
 def stratified_split(images, val_fraction, test_fraction=0.0, seed=0):
     """``{"train": rows, "val": rows[, "test": rows]}``, rows ``(path, class name)``, each class on its own."""
     splits = {"train": [], "val": []}
     if test_fraction > 0:
         splits["test"] = []
     for name, paths in images.items():
-        order = np.random.default_rng([seed, zlib.crc32(name.encode("utf-8"))]).permutation(len(paths))
-        shuffled = [sorted(paths)[i] for i in order]
+        shuffled = seeded_order(paths, name, seed)
         val, test = split_counts(len(paths), val_fraction, test_fraction)
         splits["val"] += [(p, name) for p in shuffled[:val]]
         if test_fraction > 0:

@@ -99,7 +99,8 @@ def evaluation_page(path, cfg, result, pairs, figures, top_pairs=20):
     """The report of one ``validate.py`` run: configuration, curves, metrics, per-class table,
     confusion matrix, most-confused pairs, reliability diagram and error grid.
 
-    ``figures``: ``{name: png path}`` for ``curves``, ``confusion``, ``reliability``, ``errors``.
+    ``figures``: ``{name: png path}`` for ``curves``, ``confusion``, ``reliability``, ``errors`` (and ``ood``, the
+    score histograms of ``validate.py --ood_dir``).
     """
     title = (f"{os.path.basename(result['checkpoint'])} on {result['split']} "
              f"({result['num_samples']} images, {result['num_classes']} classes)")
@@ -125,4 +126,11 @@ def evaluation_page(path, cfg, result, pairs, figures, top_pairs=20):
         ("Where the model looked (Grad-CAM of the worst errors and of each most-confused pair: the class it "
          "answered, the true class)", image(figures.get("heatmaps"), "Grad-CAM heatmaps")),
     ]
+    if result.get("ood"):  # validate.py --ood_dir
+        found = result["ood"]
+        rows = [(name, found[name]["auroc"], found[name]["fpr_at_95_tpr"]) for name in ("msp", "energy")]
+        sections.append(("Out-of-distribution scores (split against the OOD folder)",
+                         table(["score", "AUROC", "FPR at 95% TPR"], rows)
+                         + f'<p class="note">unknown threshold (top probability, --ood_tpr {found["tpr"]:g}): '
+                           f'{found["min_prob"]:.4f}</p>' + image(figures.get("ood"), "OOD score histograms")))
     return write_report(path, title, sections)
