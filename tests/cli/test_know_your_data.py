@@ -296,14 +296,11 @@ def test_min_prob_auto_refuses_another_temperature_and_reaches_the_export(ood_ru
     stored = json.load(open(ood.threshold_path(ood_run["ckpt"]), encoding="utf-8"))
     export = run_main("export.py", *ood_run["args"], "--format", "ONNX", "--out", str(tmp_path / "model"))
     assert export.returncode == 0, export.stderr
-    meta = json.load(open(str(tmp_path / "model.classes.json"), encoding="utf-8"))
+    meta = json.load(open(str(tmp_path / "model" / "model.classes.json"), encoding="utf-8"))   # the bundle
     assert meta["unknown_threshold"]["min_prob"] == stored["min_prob"]
     out = str(tmp_path / "onnx.csv")
-    onnx = run_main("predict.py", "--onnx", str(tmp_path / "model.onnx"), "--input", ood_run["folder"], "--min_prob",
+    onnx = run_main("predict.py", "--onnx", str(tmp_path / "model" / "model.onnx"), "--input", ood_run["folder"], "--min_prob",
                     "auto", "--out", out)
     assert onnx.returncode == 0, onnx.stderr
     for row in read_rows(out):
         assert (row["pred"] == "unknown") == (float(row["top1_prob"]) < stored["min_prob"]), row
-
-
-OBJECT_CELLS, OBJECT_SIZE = 3, 96  # a 3 x 3 grid of 32 px cells: ResNet-18's last stage is 3 x 3 at 96 px
