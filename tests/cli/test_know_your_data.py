@@ -299,8 +299,8 @@ def test_min_prob_auto_refuses_another_temperature_and_reaches_the_export(ood_ru
     meta = json.load(open(str(tmp_path / "model" / "model.classes.json"), encoding="utf-8"))   # the bundle
     assert meta["unknown_threshold"]["min_prob"] == stored["min_prob"]
     out = str(tmp_path / "onnx.csv")
-    onnx = run_main("predict.py", "--onnx", str(tmp_path / "model" / "model.onnx"), "--input", ood_run["folder"], "--min_prob",
-                    "auto", "--out", out)
+    onnx = run_main("predict.py", "--onnx", str(tmp_path / "model" / "model.onnx"), "--input", ood_run["folder"],
+                    "--min_prob", "auto", "--out", out)
     assert onnx.returncode == 0, onnx.stderr
     for row in read_rows(out):
         assert (row["pred"] == "unknown") == (float(row["top1_prob"]) < stored["min_prob"]), row
