@@ -1,0 +1,1 @@
+"""Shipping a fine-tuned model: export bundle, int8 quantisation."""
