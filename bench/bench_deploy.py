@@ -145,7 +145,7 @@ def startup_commands(run_dir, bundle, bundle_python, image, tmp):
         [py, "predict.py", "--config", os.path.join(run_dir, "config.yaml"), "--ckpt_path", checkpoint_of(run_dir),
          "--input", image, "--out", csv, "--out_dir", tmp], csv)
     if bundle:
-        for label, extra in (("float", []), ("int8", ["--model", "model.int8.onnx"])):
+        for label, extra in (("float", []), ("int8", ["--model", os.path.join(bundle, "model.int8.onnx")])):
             out = os.path.join(tmp, f"bundle_{label}.csv")
             commands[f"bundle predict.py ({label}), one image to CSV"] = (
                 [bundle_python, os.path.join(bundle, "predict.py"), image, "--out", out, *extra], out)
