@@ -6,16 +6,19 @@ to CSV written: the suite's predict.py vs the bundle's predict.py (export.py --o
 
 ``--runs``: run folders (config.yaml and a *_best.ckpt or else *_last.ckpt), each exported beforehand with
 ``export.py --config RUN/config.yaml --ckpt_path RUN/<name>_best.ckpt --quantize int8 --out RUN/export/model``
-(the bench reads RUN/export/model.onnx and model.int8.onnx). Compute is timed in a worker process per engine, so the
-MindSpore and ONNX Runtime figures never share a process: the ONNX Runtime worker imports onnxruntime and numpy
-only. The same random batch (seed 0) goes to every engine; ONNX Runtime's batch-32 figure runs a copy of the file
-with its batch dimension set to 32 (the exported files take one image per call). Latency: median of ``--calls``
-calls on one image after a warm-up (MindSpore: the first call compiles the graph, excluded); images/s: median over
-``--calls`` batches of 32. Start-up, timed as new processes, round-robin over ``--repeats``: ``python -c "import
-onnxruntime; InferenceSession(model)"`` vs ``python -c "import mindspore, mindcv"`` plus the network built and the
-checkpoint loaded; and start to CSV written of ``predict.py --input IMAGE --out X.csv`` (the suite, MindSpore) vs
-``BUNDLE/predict.py IMAGE --out X.csv`` (``--bundles``, one per run, in order; ``--bundle_python``: the interpreter
-of an environment that has only onnxruntime, numpy and Pillow). Every line gives the load average.
+(the bench reads RUN/export/model.onnx and model.int8.onnx; with ``--bundles``, the bundle's).
+
+Compute is timed in a worker process per engine, so MindSpore and ONNX Runtime never share a process (the ONNX
+Runtime worker imports onnxruntime, onnx and numpy, no MindSpore). The same random batch (seed 0) goes to every
+engine; ONNX Runtime's batch-32 figure runs a copy of the file with its batch dimension set to 32 (the exported
+files take one image per call). Latency: median of ``--calls`` calls on one image after a warm-up (MindSpore: the
+first call, which compiles the graph, is left out); images/s: median over ``--calls`` batches of 32.
+
+Start-up, timed as new processes, round-robin over ``--repeats``: ONNX Runtime imported and the file loaded vs
+MindSpore and MindCV imported, the network built and the checkpoint loaded (as predict.py does); and from start to
+CSV written, ``predict.py --input IMAGE --out X.csv`` (the suite, MindSpore) vs ``BUNDLE/predict.py IMAGE --out
+X.csv`` (``--bundles``, one per run, in order; ``--bundle_python``: the interpreter of an environment that has only
+onnxruntime, numpy and Pillow). Every line gives the load average.
 """
 import argparse
 import glob
@@ -133,9 +136,14 @@ def first_test_image(run_dir):
     return os.path.abspath(common.quiet(open_split, cfg, cfg.val_split).paths[0])
 
 
+def exported_base(run_dir, bundle):
+    """Where the run's model.onnx and model.int8.onnx are: the bundle folder when given, else RUN/export/."""
+    return os.path.join(bundle or os.path.join(run_dir, "export"), "model")
+
+
 def startup_commands(run_dir, bundle, bundle_python, image, tmp):
     """``{name: (command, CSV it must write or None)}`` of the start-up measures of one run."""
-    py, model = sys.executable, os.path.join(run_dir, "export", "model")
+    py, model = sys.executable, exported_base(run_dir, bundle)
     session = "import onnxruntime as r, sys; r.InferenceSession(sys.argv[1], providers=['CPUExecutionProvider'])"
     commands = {"onnxruntime import + load (float)": ([py, "-c", session, model + ".onnx"], None),
                 "onnxruntime import + load (int8)": ([py, "-c", session, model + ".int8.onnx"], None),
@@ -167,7 +175,7 @@ def mindspore_build(run_dir, calls=None):
 
 
 def measure_run(run_dir, bundle, args, tmp):
-    model = os.path.join(run_dir, "export", "model")
+    model = exported_base(run_dir, bundle)
     compute = {"onnxruntime float": worker("onnxruntime", model + ".onnx", args.calls),
                "onnxruntime int8": worker("onnxruntime", model + ".int8.onnx", args.calls),
                "mindspore (suite predict.py path)": worker("mindspore", run_dir, args.calls)}
