@@ -1,12 +1,12 @@
 """int8 quantisation of an exported ONNX file with ONNX Runtime, and what it costs (``export.py --quantize int8``).
 
 Static quantisation, QDQ format, int8 weights per output channel, uint8 activations with MinMax ranges calibrated on
-evaluation-preprocessed images of val_split (spread over the whole split). Measured on the demo model and a
-MobileNetV3-small: per-tensor weights lose the model (MobileNetV2's folded depthwise kernels differ by orders of
-magnitude between channels: Top-1 fell to chance), dynamic quantisation too (ONNX Runtime's dynamic ConvInteger is
-also ~10x slower than float here); Percentile and Entropy calibration kept no more than MinMax. MindSpore writes
-opset 11, where a per-channel DequantizeLinear does not exist: the graph is converted to opset 13 first, and
-ONNX Runtime's pre-processing folds each BatchNorm into its convolution (quantised apart, the two lose far more).
+evaluation-preprocessed images of val_split (spread over the whole split). Chosen by measuring on the demo model
+(MobileNetV2) and a MobileNetV3-small (README "int8"): per-tensor weights and dynamic quantisation both fell to chance
+(Top-1 0.10) on the demo, dynamic also ran ~10x slower than float (ONNX Runtime's ConvInteger); QOperator kept what
+QDQ kept; Percentile and Entropy calibration, more calibration images, symmetric or 16-bit activations kept no more.
+MindSpore writes opset 11, which has no per-channel DequantizeLinear: the graph is converted to opset 13 first, and
+ONNX Runtime's pre-processing folds each BatchNorm into its convolution (quantised apart, they lose more).
 
 The figures stored in the metadata (key ``int8``) and printed: Top-1 of the float and the int8 file on the whole
 val_split, the share of images whose top-1 class is the same in both, the file sizes and the median latency of one
