@@ -28,7 +28,7 @@ from tools.evaluate.onnx_export import OnnxRuntimeModel
 import numpy as np
 
 QDQ_OPSET = 13          # the first opset whose QuantizeLinear/DequantizeLinear take a per-channel axis
-LATENCY_RUNS = 50       # one image, timed this many times after WARMUP_RUNS: the median is reported
+LATENCY_RUNS = 50       # one image, timed this many times per file after WARMUP_RUNS: the median is reported
 WARMUP_RUNS = 5
 MODE = "static QDQ, int8 weights per channel, uint8 activations, MinMax calibration"
 
@@ -116,17 +116,20 @@ def compare(float_path, int8_path_, loader):
     return np.concatenate(logits[0]), np.concatenate(logits[1]), np.concatenate(labels)
 
 
-def latency_ms(path, image):
-    """Median milliseconds of one call on ``image`` in ONNX Runtime (after a warm-up)."""
-    model = OnnxRuntimeModel(path)
-    for _ in range(WARMUP_RUNS):
-        model.run(image)
-    times = []
+def latencies_ms(paths, image):
+    """Median milliseconds of one call on ``image`` in ONNX Runtime for each file of ``paths``, timed in alternation
+    (one call of each per round, after a warm-up) so that a busy machine slows them alike."""
+    models = [OnnxRuntimeModel(path) for path in paths]
+    for model in models:
+        for _ in range(WARMUP_RUNS):
+            model.run(image)
+    times = [[] for _ in models]
     for _ in range(LATENCY_RUNS):
-        begin = time.perf_counter()
-        model.run(image)
-        times.append(time.perf_counter() - begin)
-    return 1000 * statistics.median(times)
+        for model, spent in zip(models, times):
+            begin = time.perf_counter()
+            model.run(image)
+            spent.append(time.perf_counter() - begin)
+    return [1000 * statistics.median(spent) for spent in times]
 
 
 def figures(float_logits, int8_logits, labels):
@@ -150,10 +153,10 @@ def write_int8(cfg, float_path, data):
                         "nothing was replaced") from None
     loader = build_loader(cfg, data, len(data.class_names), training=False, batch_size=1)
     result = figures(*compare(float_path, out, loader))
+    latency_float, latency_int8 = latencies_ms([float_path, out], calibration[0])
     result.update(file=os.path.basename(out), mode=MODE, split=cfg.val_split, calibration_images=len(calibration),
                   size_bytes_float=os.path.getsize(float_path), size_bytes_int8=os.path.getsize(out),
-                  latency_ms_float=latency_ms(float_path, calibration[0]),
-                  latency_ms_int8=latency_ms(out, calibration[0]), latency_runs=LATENCY_RUNS,
+                  latency_ms_float=latency_float, latency_ms_int8=latency_int8, latency_runs=LATENCY_RUNS,
                   onnxruntime=OnnxRuntimeModel(out).version)
     print(report(result))
     return result
@@ -171,5 +174,5 @@ def report(result):
         f"  size        float {result['size_bytes_float'] / mb:.2f} MiB   int8 {result['size_bytes_int8'] / mb:.2f} MiB"
         f"   ({result['size_bytes_float'] / result['size_bytes_int8']:.1f}x smaller)",
         f"  latency     float {result['latency_ms_float']:.2f} ms   int8 {result['latency_ms_int8']:.2f} ms   "
-        f"(one image, median of {result['latency_runs']} runs; int8 takes {time_ratio:.2f}x the float time)",
+        f"(one image, median of {result['latency_runs']} alternated runs; int8 takes {time_ratio:.2f}x the float time)",
     ])
