@@ -29,8 +29,9 @@ from tools.evaluate.onnx_export import OnnxRuntimeModel
 import numpy as np
 
 QDQ_OPSET = 13          # the first opset whose QuantizeLinear/DequantizeLinear take a per-channel axis
-LATENCY_RUNS = 50       # one image, timed this many times per file after WARMUP_RUNS: the median is reported
-WARMUP_RUNS = 5
+LATENCY_RUNS = 50       # one image, timed this many times per file: the median is reported
+LATENCY_BLOCK = 10      # timed calls in a row, after WARMUP_RUNS untimed ones, before the other file's block
+WARMUP_RUNS = 3
 MODE = "static QDQ, int8 weights per channel, uint8 activations, MinMax calibration"
 
 
@@ -118,18 +119,19 @@ def compare(float_path, int8_path_, loader):
 
 
 def latencies_ms(paths, image):
-    """Median milliseconds of one call on ``image`` in ONNX Runtime for each file of ``paths``, timed in alternation
-    (one call of each per round, after a warm-up) so that a busy machine slows them alike."""
+    """Median milliseconds of one call on ``image`` in ONNX Runtime for each file of ``paths``, timed in alternating
+    blocks of calls so that a busy machine slows them alike. Not call by call: ONNX Runtime's threads keep spinning
+    for a while after a call and slowed the other file's call (int8 measured 10x slower than it is)."""
     models = [OnnxRuntimeModel(path) for path in paths]
-    for model in models:
-        for _ in range(WARMUP_RUNS):
-            model.run(image)
     times = [[] for _ in models]
-    for _ in range(LATENCY_RUNS):
+    for _ in range(LATENCY_RUNS // LATENCY_BLOCK):
         for model, spent in zip(models, times):
-            begin = time.perf_counter()
-            model.run(image)
-            spent.append(time.perf_counter() - begin)
+            for _ in range(WARMUP_RUNS):
+                model.run(image)
+            for _ in range(LATENCY_BLOCK):
+                begin = time.perf_counter()
+                model.run(image)
+                spent.append(time.perf_counter() - begin)
     return [1000 * statistics.median(spent) for spent in times]
 
 
@@ -175,5 +177,6 @@ def report(result):
         f"  size        float {result['size_bytes_float'] / mb:.2f} MiB   int8 {result['size_bytes_int8'] / mb:.2f} MiB"
         f"   ({result['size_bytes_float'] / result['size_bytes_int8']:.1f}x smaller)",
         f"  latency     float {result['latency_ms_float']:.2f} ms   int8 {result['latency_ms_int8']:.2f} ms   "
-        f"(one image, median of {result['latency_runs']} alternated runs; int8 takes {time_ratio:.2f}x the float time)",
+        f"(one image, median of {result['latency_runs']} runs in alternating blocks; int8 takes {time_ratio:.2f}x the "
+        "float time)",
     ])
