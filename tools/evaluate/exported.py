@@ -20,10 +20,14 @@ import mindspore as ms
 import numpy as np
 
 PREPROCESSING_KEYS = ("image_resize", "crop_pct", "interpolation", "mean", "std")
+INT8_SUFFIX = ".int8.onnx"   # export.py --quantize int8: model.int8.onnx beside model.onnx
 
 
 def metadata_path(model_path):
-    """``model.mindir`` -> ``model.classes.json``."""
+    """``model.mindir`` -> ``model.classes.json``; the int8 file ``model.int8.onnx`` shares its float file's (one
+    metadata file per export: the same classes and preprocessing)."""
+    if model_path.lower().endswith(INT8_SUFFIX):
+        model_path = model_path[:-len(INT8_SUFFIX)] + ".onnx"
     return os.path.splitext(model_path)[0] + ".classes.json"
 
 

@@ -119,5 +119,9 @@ class OnnxRuntimeModel:
     def set_train(self, mode=False):
         return self
 
+    def run(self, images):
+        """Logits (numpy) of a numpy batch of images."""
+        return self.session.run(None, {self.input_name: images})[0]
+
     def __call__(self, images):
-        return ms.Tensor(self.session.run(None, {self.input_name: images.asnumpy()})[0])
+        return ms.Tensor(self.run(images.asnumpy()))
