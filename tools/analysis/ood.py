@@ -20,7 +20,7 @@ import math
 import os
 
 from tools.core.errors import DataError, UsageError
-from tools.core.fileio import atomic_write_text, file_sha256, first_line
+from tools.core.fileio import file_sha256, write_checkpoint_note
 from tools.evaluate import calibration
 from tools.report import evaluation as reports
 
@@ -128,16 +128,9 @@ def threshold_path(ckpt_path):
 
 def save_threshold(ckpt_path, result, split, tta, ood_dir):
     """Write ``<ckpt>.ood.json``: the fitted ``min_prob``, what it was fitted with and the checkpoint's sha256."""
-    path = threshold_path(ckpt_path)
     data = {"min_prob": result["min_prob"], "score": "msp", "tpr": result["tpr"], "temperature": result["temperature"],
-            "tta": tta, "split": split, "ood_dir": os.path.abspath(ood_dir), "checkpoint": os.path.basename(ckpt_path),
-            "checkpoint_sha256": file_sha256(ckpt_path),
-            **{name: result[name] for name in SCORES}}
-    try:
-        atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-    except OSError as err:
-        raise DataError(f"cannot write {path}: {err.strerror or first_line(err)}") from None
-    return path
+            "tta": tta, "split": split, "ood_dir": os.path.abspath(ood_dir), **{name: result[name] for name in SCORES}}
+    return write_checkpoint_note(threshold_path(ckpt_path), ckpt_path, data)
 
 
 def stored_threshold(ckpt_path):

@@ -1,6 +1,7 @@
 """Small file and error idioms shared by every module: atomic writes, output checks, one-line error text."""
 import hashlib
 import io
+import json
 import os
 import shutil
 import tempfile
@@ -172,6 +173,17 @@ def file_sha256(path):
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def write_checkpoint_note(path, ckpt_path, data):
+    """Write ``data`` as JSON to ``path`` (atomically), stamped with the checkpoint it was fitted for (its name and
+    sha256, so a retrained checkpoint's stale note is recognised); a write error is one line."""
+    stamped = {**data, "checkpoint": os.path.basename(ckpt_path), "checkpoint_sha256": file_sha256(ckpt_path)}
+    try:
+        atomic_write_text(path, json.dumps(stamped, indent=2, ensure_ascii=False) + "\n")
+    except OSError as err:
+        raise DataError(f"cannot write {path}: {err.strerror or first_line(err)}") from None
+    return path
 
 
 def input_file_problem(path):

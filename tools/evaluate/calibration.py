@@ -11,8 +11,7 @@ import math
 import os
 import sys
 
-from tools.core.errors import DataError
-from tools.core.fileio import atomic_write_text, file_sha256, first_line
+from tools.core.fileio import file_sha256, write_checkpoint_note
 from tools.evaluate import metrics
 
 import numpy as np
@@ -85,14 +84,7 @@ def calibration_path(ckpt_path):
 
 def save_temperature(ckpt_path, temperature, details):
     """Write ``<ckpt>.calibration.json``: temperature, the checkpoint's sha256 and ``details``."""
-    path = calibration_path(ckpt_path)
-    data = {"temperature": temperature, "checkpoint": os.path.basename(ckpt_path),
-            "checkpoint_sha256": file_sha256(ckpt_path), **details}
-    try:
-        atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-    except OSError as err:
-        raise DataError(f"cannot write {path}: {err.strerror or first_line(err)}") from None
-    return path
+    return write_checkpoint_note(calibration_path(ckpt_path), ckpt_path, {"temperature": temperature, **details})
 
 
 def stored_temperature(ckpt_path):
