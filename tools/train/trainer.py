@@ -39,7 +39,7 @@ class Trainer:
         self.callbacks = list(callbacks)  # tools.train.callbacks.Callback: hooks at epoch and step boundaries
         self.saver = _checkpoint_saver(cfg, class_names)
         self.summary_facts = {}  # more entries of summary.json (finetune.py: parameter counts, config digest)
-        self.final_epoch = cfg.epoch_size  # a callback may lower it (max_time): the loop validates it, ends after it
+        self.final_epoch = None  # epoch_size when the loop starts; a callback may lower it (max_time): validated, last
 
     @property
     def out_dir(self):
@@ -138,6 +138,7 @@ class Trainer:
         steps = train_loader.get_dataset_size()
         self.train_loader = train_loader  # a callback may replace it, as it may train_step (same steps per epoch)
         self.run_start = time.time()
+        self.final_epoch = self.cfg.epoch_size
         self.notify("on_fit_begin", start_epoch)
         for epoch in range(start_epoch, self.cfg.epoch_size + 1):
             if epoch > self.final_epoch:
