@@ -277,6 +277,12 @@ OPTIONS = {
                                            "the schedule's over this many epochs after the switch (0: at once)"),
         ("tensorboard", False, BOOL, "(suite) write TensorBoard scalars to <ckpt_save_dir>/tensorboard/"),
     ],
+    "Time budget and weight averaging (suite)": [
+        ("average_checkpoints", 0, INT, "(suite) after the last epoch, write {model}_avg.ckpt: the mean of the first N "
+                                        "kept epoch checkpoints (top_k: the N best by best_metric; latest_k: the N "
+                                        "newest), BatchNorm statistics recomputed on the training data, validated; "
+                                        "0 = off; at most keep_checkpoint_max"),
+    ],
     "Optimizer": [
         ("opt", "adam", _name(*OPTIMIZERS), "optimizer: " + ", ".join(OPTIMIZERS)),
         ("momentum", 0.9, FLOAT, "momentum"),
@@ -532,6 +538,7 @@ _RULES = {
     "aug_repeats": (lambda v: v >= 0, ">= 0"),
     "early_stop_min_delta": (lambda v: v >= 0, ">= 0"),
     "freeze_epochs": (lambda v: v >= 0, ">= 0"),
+    "average_checkpoints": (lambda v: v >= 0, ">= 0 (0 = off)"),
     "unfreeze_warmup_epochs": (lambda v: v >= 0, ">= 0"),
     "mean": (lambda v: len(v) == 3, "3 values, one per channel (images are read as RGB)"),
     "std": (lambda v: len(v) == 3 and min(v) > 0, "3 values > 0, one per channel (images are read as RGB)"),
@@ -556,6 +563,10 @@ def check_values(values, sources=None):
     if values.get("cache_features"):
         _check_cache_features(values)
     _check_imbalance_and_schedule(values)
+    if values.get("average_checkpoints", 0) > values.get("keep_checkpoint_max", 10):
+        raise UsageError(f"'average_checkpoints' {values['average_checkpoints']} is more than the "
+                         f"keep_checkpoint_max {values['keep_checkpoint_max']} epoch checkpoints a run keeps; "
+                         "raise keep_checkpoint_max or lower average_checkpoints")
 
 
 def update(cfg, source, **changes):

@@ -20,6 +20,7 @@ from tools.train.techniques import freeze_epochs
 from tools.train.techniques.imbalance import describe_weights, resolve_class_weights
 from tools.train.techniques.linear_probe import cached_training
 from tools.train.techniques.tensorboard import tensorboard_callbacks
+from tools.train.techniques.weight_averaging import averaging_callbacks
 from tools.train.train_step import build_train_step
 
 from mindcv.loss import create_loss
@@ -87,7 +88,7 @@ def build_training(cfg, shard=(None, None), verbose=True, extract_features=True,
     if verbose and class_weights is not None:
         print(f"class_weights: {describe_weights(class_weights, train_data.class_names)}")
     network, frozen, loss_fn, lrs, optimizer = build_model(cfg, num_classes, steps, verbose, class_weights, schedule)
-    features = None
+    features, image_loader = None, train_loader  # image_loader: weight averaging's BatchNorm pass
     if cfg.cache_features and extract_features:  # the head trains on features computed once
         features = cached_training(cfg, network, train_data.class_names, num_classes, steps, shard)
     if features and not cfg.freeze_epochs:  # the whole run trains the head on them
@@ -101,6 +102,7 @@ def build_training(cfg, shard=(None, None), verbose=True, extract_features=True,
                                                                 train_loader, features, verbose)
         callbacks.append(switch)
     callbacks += tensorboard_callbacks(cfg, steps, shard[1] or 0)
+    callbacks += averaging_callbacks(cfg, network, image_loader, val_loader)
     seed_dropouts(network, cfg.seed, shard[1] or 0)  # repeatable masks that a resume continues (MindSpore's are not)
     return Training(train_data, val_data, num_classes, train_loader, val_loader, steps, network, frozen, loss_fn,
                     lrs, optimizer, train_step, features.seconds if features else None, callbacks, class_weights)
