@@ -5,7 +5,9 @@ files run unchanged; the keys this project adds are marked "(suite)" in ``--help
 """
 import argparse
 import difflib
+import math
 import os
+import re
 
 from tools.core.errors import CliParser, UsageError
 from tools.core.fileio import atomic_write_text, first_line, input_file_problem
@@ -135,6 +137,22 @@ def to_class_weights(value):
     if not weights or any(not w >= 0 for w in weights) or not any(weights):
         raise ValueError("expected none, balanced or a list of weights >= 0 (not all 0), one per class")
     return weights
+
+
+DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
+
+
+def to_duration(value):
+    """``max_time``: None (none/empty: no budget), or seconds > 0 from a number or ``90s``, ``30m``, ``2h``,
+    ``1.5h``."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in _NONE):
+        return None
+    text = "" if isinstance(value, bool) else str(value).strip().lower()
+    match = re.fullmatch(r"(\d+\.?\d*|\.\d+)\s*([smh]?)", text)
+    seconds = float(match.group(1)) * DURATION_UNITS[match.group(2)] if match else 0.0
+    if not 0 < seconds < math.inf:
+        raise ValueError("expected a duration > 0 such as 90s, 30m, 2h or a number of seconds (none = no budget)")
+    return seconds
 
 
 def int_or_str(value):
@@ -278,6 +296,10 @@ OPTIONS = {
         ("tensorboard", False, BOOL, "(suite) write TensorBoard scalars to <ckpt_save_dir>/tensorboard/"),
     ],
     "Time budget and weight averaging (suite)": [
+        ("max_time", None, to_duration, "(suite) time budget of the training loop (90s, 30m, 2h; none = off): the "
+                                        "run stops before an epoch that would not fit, keeping its best checkpoint "
+                                        "(the lr schedule of epoch_size is cut there, not compressed); start-up is "
+                                        "not counted"),
         ("average_checkpoints", 0, INT, "(suite) after the last epoch, write {model}_avg.ckpt: the mean of the first N "
                                         "kept epoch checkpoints (top_k: the N best by best_metric; latest_k: the N "
                                         "newest), BatchNorm statistics recomputed on the training data, validated; "

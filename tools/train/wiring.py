@@ -21,6 +21,7 @@ from tools.train.techniques.imbalance import describe_weights, resolve_class_wei
 from tools.train.techniques.linear_probe import cached_training
 from tools.train.techniques.tensorboard import tensorboard_callbacks
 from tools.train.techniques.weight_averaging import averaging_callbacks
+from tools.train.time_budget import budget_callbacks
 from tools.train.train_step import build_train_step
 
 from mindcv.loss import create_loss
@@ -103,6 +104,7 @@ def build_training(cfg, shard=(None, None), verbose=True, extract_features=True,
         callbacks.append(switch)
     callbacks += tensorboard_callbacks(cfg, steps, shard[1] or 0)
     callbacks += averaging_callbacks(cfg, network, image_loader, val_loader)
+    callbacks += budget_callbacks(cfg)  # last: the time it records includes the averaging's
     seed_dropouts(network, cfg.seed, shard[1] or 0)  # repeatable masks that a resume continues (MindSpore's are not)
     return Training(train_data, val_data, num_classes, train_loader, val_loader, steps, network, frozen, loss_fn,
                     lrs, optimizer, train_step, features.seconds if features else None, callbacks, class_weights)
