@@ -93,7 +93,8 @@ def randomize(net, seed):
         param.set_data(ms.Tensor(value.astype(np.float32)))
 
 
-def test_mean_is_numpys_and_batchnorm_recomputation_matches_numpy(tmp_path):
+@pytest.mark.parametrize("mode", [0, 1], indirect=True)
+def test_mean_is_numpys_and_batchnorm_recomputation_matches_numpy(tmp_path, mode):
     net = BatchNormNet()
     paths = []
     for seed in range(3):
