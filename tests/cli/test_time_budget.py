@@ -70,3 +70,15 @@ def test_bad_budget_and_averaging_values_are_one_line_exit_2_and_write_nothing(t
     proc = run_main("finetune.py", "--data_dir", tiny_aircraft, *TINY_TRAIN_ARGS, *flags, "--ckpt_save_dir", out)
     assert_one_line_error(proc, needle, code=2)
     assert not os.path.exists(out)
+
+
+def test_the_dry_run_plan_names_the_validation_schedule_budget_and_averaging(tiny_aircraft, tmp_path):
+    proc = run_main("finetune.py", "--data_dir", tiny_aircraft, *TINY_TRAIN_ARGS, *FLAGS, "--ckpt_save_dir",
+                    tmp_path / "run", "--dry_run")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "validation: every 3 epochs and the last; early_stop_patience counts validations" in lines
+    assert any(line.startswith("max_time: 1m for the training loop: the run stops before an epoch") for line in lines)
+    assert f"average_checkpoints: after the last epoch, {MODEL}_avg.ckpt = the mean of the 2 best by top1 kept " \
+           "epoch checkpoints, BatchNorm statistics recomputed on the training data, validated" in lines
+    assert not os.path.exists(tmp_path / "run")

@@ -137,6 +137,12 @@ class TimeBudget(Callback):
             "decision": self.decision, "kept_for_averaging": self.averaging}
 
 
+def plan_line(cfg):
+    """max_time in the dry-run plan (tools.train.wiring.describe)."""
+    return (f"max_time: {describe_seconds(cfg.max_time)} for the training loop: the run stops before an epoch that "
+            f"would not fit (the lr schedule of epoch_size {cfg.epoch_size} is cut there, not compressed)")
+
+
 def budget_callbacks(cfg):
     """``[TimeBudget]`` with ``max_time`` set (time kept for ``average_checkpoints``), else ``[]``."""
     return [TimeBudget(cfg.max_time, averaging=bool(cfg.average_checkpoints))] if cfg.max_time else []

@@ -137,6 +137,14 @@ class WeightAveraging(Callback):
             "batchnorm_batches": count, "metrics": metrics}
 
 
+def plan_line(cfg):
+    """average_checkpoints in the dry-run plan (tools.train.wiring.describe)."""
+    which = f"best by {cfg.best_metric}" if cfg.ckpt_save_policy == "top_k" else "newest"
+    return (f"average_checkpoints: after the last epoch, {average_checkpoint_name(cfg.model)} = the mean of the "
+            f"{cfg.average_checkpoints} {which} kept epoch checkpoints, BatchNorm statistics recomputed on the "
+            "training data, validated")
+
+
 def averaging_callbacks(cfg, network, train_loader, val_loader):
     """``[WeightAveraging]`` with ``average_checkpoints`` > 0, else ``[]``."""
     if not cfg.average_checkpoints:
