@@ -53,7 +53,7 @@ def test_a_run_with_a_budget_stops_inside_it_validated_with_its_best_and_average
         if not name.endswith(("moving_mean", "moving_variance")):
             np.testing.assert_allclose(value, np.mean([s[name] for s in sources], axis=0), rtol=1e-6, atol=1e-7,
                                        err_msg=name)
-    assert f"average_checkpoints: mean of the 2 best by top1 epoch checkpoints (epochs {epochs[0]}, {epochs[1]})" \
+    assert f"{MODEL}_avg.ckpt = the mean of 2 epoch checkpoints (best by top1: epochs {epochs[0]}, {epochs[1]})" \
         in proc.stdout
 
 

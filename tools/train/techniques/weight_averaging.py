@@ -127,8 +127,8 @@ class WeightAveraging(Callback):
             assign_weights(self.network, own)
         metrics = ({"top1": result["top1"], "top5": result["top5"], "mean_per_class_acc": result["mean_per_class_acc"],
                     "val_loss": result["loss"]} if result else None)
-        print(f"average_checkpoints: mean of the {len(kept)} {which} epoch checkpoints (epochs "
-              f"{', '.join(map(str, epochs))}) -> {path}; BatchNorm statistics of {layers} layers recomputed over "
+        print(f"average_checkpoints: {path} = the mean of {len(kept)} epoch checkpoints ({which}: epochs "
+              f"{', '.join(map(str, epochs))}), BatchNorm statistics of {layers} layers recomputed over "
               f"{count} training batches" + (f"; val top1 {metrics['top1']:.4f} val_loss {metrics['val_loss']:.4f} "
                                              f"mean_per_class_acc {metrics['mean_per_class_acc']:.4f}"
                                              if metrics else ""), flush=True)
