@@ -155,6 +155,33 @@ def to_duration(value):
     return seconds
 
 
+def to_resize_schedule(value):
+    """``image_resize_schedule``: [] (none), or pairs ``[E, S]`` -- from E epochs done on, train at S px -- as a YAML
+    list of pairs or CLI items ``E S E S ...`` / ``E:S ...``; E from 0, increasing; S > 0."""
+    if isinstance(value, str) or (isinstance(value, (list, tuple)) and not any(isinstance(v, (list, tuple))
+                                                                               for v in value)):
+        items = " ".join(map(str, value if isinstance(value, (list, tuple)) else [value]))
+        items = items.replace(",", " ").replace(":", " ").split()
+        if len(items) <= 1 and (not items or items[0].lower() in _NONE):
+            return []
+        if len(items) % 2:
+            raise ValueError("expected pairs of (epochs done, size), e.g. 0 64 3 96 or 0:64 3:96")
+        value = [items[i:i + 2] for i in range(0, len(items), 2)]
+    if value is None:
+        return []
+    if any(not isinstance(pair, (list, tuple)) or len(pair) != 2 for pair in value):
+        raise ValueError("expected a list of [epochs done, size] pairs, e.g. [[0, 64], [3, 96]]")
+    try:
+        pairs = [[INT(done), INT(size)] for done, size in value]
+    except (TypeError, ValueError):
+        raise ValueError("epochs done and sizes are whole numbers, e.g. [[0, 64], [3, 96]]") from None
+    if not pairs:
+        return []
+    if pairs[0][0] != 0 or any(b[0] <= a[0] for a, b in zip(pairs, pairs[1:])) or min(s for _, s in pairs) <= 0:
+        raise ValueError("the first pair must start at 0 epochs done, the epochs increase, and sizes are > 0")
+    return pairs
+
+
 def int_or_str(value):
     """A number where one is given (``0``), else the text (``random``)."""
     text = str(value).strip()
@@ -165,7 +192,7 @@ STR, INT, FLOAT, BOOL = str, _number(int), _number(float), to_bool
 OPT_STR, OPT_INT, OPT_FLOAT = _optional(str), _optional(INT), _optional(FLOAT)
 FLOATS, INTS, STRS = _sequence(FLOAT), _sequence(INT), _sequence(str)
 PAIR = _sequence(FLOAT, length=2)
-LIST_TYPES = (FLOATS, INTS, STRS, PAIR, to_multipliers, to_color_jitter, to_class_weights)
+LIST_TYPES = (FLOATS, INTS, STRS, PAIR, to_multipliers, to_color_jitter, to_class_weights, to_resize_schedule)
 
 # The names MindCV 0.3.0's factories accept (create_optimizer, create_loss, create_scheduler compare
 # against these after lowercasing); tests/cli/test_mindcv_configs.py reads them back out of the factories'
@@ -304,6 +331,9 @@ OPTIONS = {
                                         "kept epoch checkpoints (top_k: the N best by best_metric; latest_k: the N "
                                         "newest), BatchNorm statistics recomputed on the training data, validated; "
                                         "0 = off; at most keep_checkpoint_max"),
+        ("image_resize_schedule", [], to_resize_schedule,
+         "(suite) progressive resizing: [[E, S], ...] trains at S px once E epochs are done (e.g. [[0, 64], [3, 96]]; "
+         "CLI 0:64 3:96); validation and the later scripts use image_resize (FixRes: train low, test high)"),
     ],
     "Optimizer": [
         ("opt", "adam", _name(*OPTIMIZERS), "optimizer: " + ", ".join(OPTIMIZERS)),
@@ -585,10 +615,7 @@ def check_values(values, sources=None):
     if values.get("cache_features"):
         _check_cache_features(values)
     _check_imbalance_and_schedule(values)
-    if values.get("average_checkpoints", 0) > values.get("keep_checkpoint_max", 10):
-        raise UsageError(f"'average_checkpoints' {values['average_checkpoints']} is more than the "
-                         f"keep_checkpoint_max {values['keep_checkpoint_max']} epoch checkpoints a run keeps; "
-                         "raise keep_checkpoint_max or lower average_checkpoints")
+    _check_averaging_and_resizing(values)
 
 
 def update(cfg, source, **changes):
@@ -629,6 +656,17 @@ def _check_cache_features(values):
         if values[key] > 0:
             raise UsageError(f"'cache_features' cannot be used with '{key}' > 0 (images are not mixed in "
                              "cached features)")
+
+
+def _check_averaging_and_resizing(values):
+    """Averaging reads the epoch checkpoints the run keeps; cached features have one image size."""
+    if values.get("average_checkpoints", 0) > values.get("keep_checkpoint_max", 10):
+        raise UsageError(f"'average_checkpoints' {values['average_checkpoints']} is more than the "
+                         f"keep_checkpoint_max {values['keep_checkpoint_max']} epoch checkpoints a run keeps; "
+                         "raise keep_checkpoint_max or lower average_checkpoints")
+    if values.get("image_resize_schedule") and values.get("cache_features"):
+        raise UsageError("'image_resize_schedule' cannot be used with 'cache_features' (cached features have one "
+                         "image size)")
 
 
 def _check_imbalance_and_schedule(values):

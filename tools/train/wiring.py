@@ -17,7 +17,7 @@ from tools.train import time_budget
 from tools.train.freeze import FreezeReport, apply_freezing, cut_gradients
 from tools.train.optimizer import build_optimizer
 from tools.train.schedule import build_lr_schedule
-from tools.train.techniques import freeze_epochs, weight_averaging
+from tools.train.techniques import freeze_epochs, progressive_resize, weight_averaging
 from tools.train.techniques.imbalance import describe_weights, resolve_class_weights
 from tools.train.techniques.linear_probe import cached_training
 from tools.train.techniques.tensorboard import tensorboard_callbacks
@@ -88,7 +88,9 @@ def build_training(cfg, shard=(None, None), verbose=True, extract_features=True,
     if verbose and class_weights is not None:
         print(f"class_weights: {describe_weights(class_weights, train_data.class_names)}")
     network, frozen, loss_fn, lrs, optimizer = build_model(cfg, num_classes, steps, verbose, class_weights, schedule)
-    features, image_loader = None, train_loader  # image_loader: weight averaging's BatchNorm pass
+    resizing = progressive_resize.resize_callbacks(cfg, network, train_data, train_loader, num_classes, shard)
+    features = None
+    image_loader = resizing[0].loader_at(cfg.epoch_size) if resizing else train_loader  # weight averaging's
     if cfg.cache_features and extract_features:  # the head trains on features computed once
         features = cached_training(cfg, network, train_data.class_names, num_classes, steps, shard)
     if features and not cfg.freeze_epochs:  # the whole run trains the head on them
@@ -96,7 +98,7 @@ def build_training(cfg, shard=(None, None), verbose=True, extract_features=True,
     else:
         trained = cut_gradients(network, frozen.frozen_blocks)
     train_step = build_train_step(cfg, trained, loss_fn, optimizer)
-    callbacks = []
+    callbacks = list(resizing)
     if cfg.freeze_epochs:  # the first epochs train through a second step (cut network or head), same optimizer
         train_step, switch = freeze_epochs.freeze_then_unfreeze(cfg, network, loss_fn, optimizer, train_step,
                                                                 train_loader, features, verbose)
@@ -132,6 +134,7 @@ def describe(cfg, run):
         balance.append("sampler: balanced (every class equally likely in each epoch's draw)")
     evaluation = ([f"validation: every {cfg.val_interval} epochs and the last; early_stop_patience counts "
                    "validations"] if cfg.val_interval > 1 and run.val_data else [])
+    evaluation += [progressive_resize.plan_line(cfg)] if cfg.image_resize_schedule else []
     evaluation += [time_budget.plan_line(cfg)] if cfg.max_time else []
     evaluation += [weight_averaging.plan_line(cfg)] if cfg.average_checkpoints else []
     return "\n".join([
