@@ -175,3 +175,15 @@ def test_a_resumed_run_writes_the_same_averaged_checkpoint(tmp_path):
     assert mine.keys() == theirs.keys()
     for name in mine:
         np.testing.assert_allclose(mine[name], theirs[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_batchnorm_layers_kept_by_freeze_bn_stats_are_not_recomputed():
+    net = BatchNormNet()
+    randomize(net, 7)
+    net.bn0.use_batch_statistics = False                                # as freeze_bn_stats leaves a frozen layer
+    kept = {name: getattr(net.bn0, name).asnumpy().copy() for name in BN_STATS}
+    assert recompute_batch_norm(net, loader(5, 16)) == (1, 4)
+    for name in BN_STATS:
+        np.testing.assert_array_equal(getattr(net.bn0, name).asnumpy(), kept[name])
+    net.bn1.use_batch_statistics = False
+    assert recompute_batch_norm(net, loader(5, 16)) == (0, 0)          # nothing to recompute: no pass

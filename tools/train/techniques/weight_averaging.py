@@ -62,8 +62,11 @@ def updating_batch_norms(network):
 
 def recompute_batch_norm(network, loader):
     """Replace the running statistics of ``network``'s updating BatchNorm layers by the mean over ``loader``'s
-    batches of each batch's mean and variance (train mode, no gradient); returns ``(layers, batches)``."""
+    batches of each batch's mean and variance (train mode, no gradient); returns ``(layers, batches)``, (0, 0)
+    without such layers."""
     layers = updating_batch_norms(network)
+    if not layers:  # every BatchNorm kept (freeze_bn_stats) or none at all: no pass over the data
+        return 0, 0
     sums = [[np.zeros(bn.moving_mean.shape), np.zeros(bn.moving_variance.shape)] for bn in layers]
     count, was_training = 0, network.training
     network.set_train(True)
