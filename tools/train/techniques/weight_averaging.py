@@ -24,6 +24,7 @@ any one epoch's).
   state of its own. In a data-parallel run rank 0 averages, over its shard of the training data.
 """
 import os
+import time
 
 from tools.datasets.seeded_augment import set_epoch
 from tools.evaluate.inference import batches, evaluate
@@ -115,6 +116,7 @@ class WeightAveraging(Callback):
         if len(kept) < self.count:
             print(f"note: average_checkpoints: {self.count} asked, {len(kept)} epoch checkpoints kept; "
                   f"averaging those", flush=True)
+        begin = time.perf_counter()
         own = {param.name: param.asnumpy().copy() for param in self.network.get_parameters()}
         try:
             assign_weights(self.network, mean_weights(self.network, [path for _, path in kept]))
@@ -128,16 +130,17 @@ class WeightAveraging(Callback):
             result = evaluate(self.network, self.val_loader, self.batch_size) if self.val_loader is not None else None
         finally:
             assign_weights(self.network, own)
+        seconds = time.perf_counter() - begin
         metrics = ({"top1": result["top1"], "top5": result["top5"], "mean_per_class_acc": result["mean_per_class_acc"],
                     "val_loss": result["loss"]} if result else None)
         print(f"average_checkpoints: {path} = the mean of {len(kept)} epoch checkpoints ({which}: epochs "
               f"{', '.join(map(str, epochs))}), BatchNorm statistics of {layers} layers recomputed over "
               f"{count} training batches" + (f"; val top1 {metrics['top1']:.4f} val_loss {metrics['val_loss']:.4f} "
                                              f"mean_per_class_acc {metrics['mean_per_class_acc']:.4f}"
-                                             if metrics else ""), flush=True)
+                                             if metrics else "") + f" ({seconds:.1f}s)", flush=True)
         trainer.summary_facts["average_checkpoints"] = {
             "checkpoint": path, "epochs": epochs, "chosen": which, "batchnorm_layers": layers,
-            "batchnorm_batches": count, "metrics": metrics}
+            "batchnorm_batches": count, "metrics": metrics, "seconds": round(seconds, 1)}
 
 
 def plan_line(cfg):
