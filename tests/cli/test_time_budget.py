@@ -36,8 +36,8 @@ def test_a_run_with_a_budget_stops_inside_it_validated_with_its_best_and_average
     assert budget["budget_seconds"] == BUDGET and budget["stopped_by_budget"] is True and budget["last_epoch"] == last
     assert 1 < last < 1000 and summary["early_stop"] is False                 # more than the first epoch fitted
     decision = budget["decision"]  # the rule, on the figures it used: one more epoch (+ the averaging) would not fit
-    train, tail = decision["train_seconds"], decision["tail_seconds"]
-    assert decision["at_seconds"] + tail + 2 * (train + tail) > BUDGET - 0.5   # (rounded to 0.1 s)
+    train, tail, after = decision["train_seconds"], decision["tail_seconds"], decision["kept_after_seconds"]
+    assert after > 0 and decision["at_seconds"] + tail + train + tail + after > BUDGET - 0.5   # (rounded to 0.1 s)
     assert budget["spent_seconds"] <= 1.2 * BUDGET                             # generous: the README gives measured
     assert f"max_time: epoch {last} is the last (of epoch_size 1000)" in proc.stdout
     table = read_csv(out / "results.csv")

@@ -10,8 +10,9 @@ keeping its best checkpoint, and ends as a finished run (``summary.json``, exit 
   process's after its first, which compiles; before that an earlier process's, else the first itself, an
   overestimate; ``tail`` 0 before any validation), the epoch is the last when ``spent + tail + (train + tail)``
   exceeds the budget: the Trainer then validates it (its ``final_epoch``), so the run ends with a validated
-  epoch and its best checkpoint. With ``average_checkpoints`` the time of one more epoch and one compilation (the
-  first epoch's training beyond a later one's) is kept for the averaging, which the time spent includes.
+  epoch and its best checkpoint. With ``average_checkpoints`` the averaging's time is kept too (its forward pass
+  over the training data taken as a third of an epoch's training, a validation, and one compilation: the first
+  epoch's training beyond a later one's); the time spent includes it.
 * **Not compressed.** The lr schedule stays the one of ``epoch_size`` epochs, cut where the budget ends (so a
   cosine schedule may not have decayed): set ``epoch_size`` near what fits to get its full decay.
 * **Resume.** A run resumed with its budget spent trains no epoch and ends at once (exit 0); to train on, raise
@@ -69,9 +70,9 @@ class TimeBudget(Callback):
         return train, tail or 0.0, compile_seconds or 0.0
 
     def after_last(self, train, tail, compile_seconds):
-        """Seconds kept after the last epoch: the averaging's pass over the training data, its validation and the
-        compilation of its train-mode forward graph."""
-        return train + tail + compile_seconds if self.averaging else 0.0
+        """Seconds kept after the last epoch: the averaging's pass over the training data (a forward pass, no
+        backward: a third of an epoch's training), its validation and the compilation of its forward graph."""
+        return train / 3 + tail + compile_seconds if self.averaging else 0.0
 
     def state_dict(self):
         """The time spent and the estimates, with the epoch under way (the Trainer writes its state after an
@@ -97,9 +98,9 @@ class TimeBudget(Callback):
                   f"epoch that would not fit (the lr schedule of epoch_size {trainer.cfg.epoch_size} is cut there, "
                   "not compressed)", flush=True)
         train, tail, compile_seconds = self.estimates()
-        if train is not None and (self.spent() + train + tail + self.after_last(train, tail, compile_seconds)
-                                  > self.budget):
-            self._stop(trainer, start_epoch - 1, train, tail)
+        after = self.after_last(train, tail, compile_seconds) if train is not None else 0.0
+        if train is not None and self.spent() + train + tail + after > self.budget:
+            self._stop(trainer, start_epoch - 1, train, tail, after)
 
     def on_epoch_begin(self, trainer, epoch):
         self.epoch_start, self.train_end = time.time(), None
@@ -114,16 +115,16 @@ class TimeBudget(Callback):
         train, tail, compile_seconds = self.estimates()
         after = self.after_last(train, tail, compile_seconds)
         if epoch < trainer.final_epoch and self.spent() + tail + train + tail + after > self.budget:
-            self._stop(trainer, epoch, train, tail)
+            self._stop(trainer, epoch, train, tail, after)
 
     def on_epoch_end(self, trainer, epoch, row):
         if row.get("top1") is not None and self.train_end is not None:
             self.tail_seconds.append(time.time() - self.train_end)
 
-    def _stop(self, trainer, last_epoch, train, tail):
+    def _stop(self, trainer, last_epoch, train, tail, after):
         trainer.final_epoch = self.stopped_after = last_epoch
         self.decision = {"at_seconds": round(self.spent(), 1), "train_seconds": round(train, 1),
-                         "tail_seconds": round(tail, 1)}
+                         "tail_seconds": round(tail, 1), "kept_after_seconds": round(after, 1)}
         if trainer.is_main:
             print(f"max_time: epoch {last_epoch} is the last (of epoch_size {trainer.cfg.epoch_size}): "
                   f"{self.spent():.0f}s of {describe_seconds(self.budget)} spent, an epoch takes up to "

@@ -55,16 +55,24 @@ def test_stops_before_an_epoch_that_would_not_fit_and_validates_the_last(tmp_pat
     budget = facts["max_time"]
     assert budget["stopped_by_budget"] is True and budget["last_epoch"] == 4
     assert budget["spent_seconds"] == 40.0
-    assert budget["decision"] == {"at_seconds": 40.0, "train_seconds": 10.0, "tail_seconds": 0.0}
+    assert budget["decision"] == {"at_seconds": 40.0, "train_seconds": 10.0, "tail_seconds": 0.0,
+                                  "kept_after_seconds": 0.0}
     assert 0.9 * 42 <= budget["spent_seconds"] <= 42
     assert "max_time: epoch 4 is the last (of epoch_size 100): 40s of 42s spent" in capsys.readouterr().out
 
 
 def test_time_kept_for_the_averaging_stops_one_epoch_earlier(tmp_path, clock):
-    """One epoch's time (10 s; no compilation on the fake clock) kept: after epoch 3 (30 s), 30 + 10 + 10 > 42."""
-    rows = fit(budget_run(tmp_path, clock, averaging=True))
+    """A third of an epoch's training kept (no validation time, no compilation on the fake clock): after epoch 3's
+    training (30 s spent), 30 + 10 + 3.3 > 42."""
+    rows = fit(budget_run(tmp_path, clock, budget=42.0, averaging=True))
     assert [row["epoch"] for row in rows] == [1, 2, 3] and validated(rows) == [3]
     assert summary(tmp_path)["max_time"]["last_epoch"] == 3
+
+
+def test_with_the_averaging_kept_a_budget_with_room_for_it_trains_on(tmp_path, clock):
+    """44 s: after epoch 4's training (40 s) 40 + 10 + 3.3 > 44 (so 4 is the last); after epoch 3's, 43.3 <= 44."""
+    rows = fit(budget_run(tmp_path, clock, budget=44.0, averaging=True))
+    assert [row["epoch"] for row in rows] == [1, 2, 3, 4]
 
 
 def test_a_first_epoch_longer_than_the_budget_left_is_the_last(tmp_path, clock):
