@@ -6,13 +6,13 @@ keeping its best checkpoint, and ends as a finished run (``summary.json``, exit 
   writes, summed over the processes of a resumed run (the resume state carries the time spent; an epoch lost to
   an interruption is not counted).
 * **The rule.** After each epoch's last training step, before its validation: with ``train`` the estimate of an
-  epoch's training and ``tail`` that of a validated epoch's validation and writes (each the longest of this
-  process's after its first, which compiles; before that an earlier process's, else the first itself, an
+  epoch's training and ``tail`` that of a validated epoch's validation and writes (each the mean of this
+  process's epochs after its first, which compiles; before that an earlier process's, else the first itself, an
   overestimate; ``tail`` 0 before any validation), the epoch is the last when ``spent + tail + (train + tail)``
   exceeds the budget: the Trainer then validates it (its ``final_epoch``), so the run ends with a validated
-  epoch and its best checkpoint. With ``average_checkpoints`` the averaging's time is kept too (its forward pass
-  over the training data taken as a third of an epoch's training, a validation, and one compilation: the first
-  epoch's training beyond a later one's); the time spent includes it.
+  epoch and its best checkpoint. With ``average_checkpoints`` the averaging's time is kept too: a third of an
+  epoch's training and of the train step's compilation (the first epoch's training beyond a later one's) for its
+  forward pass over the training data, and a validation; the time spent includes it.
 * **Not compressed.** The lr schedule stays the one of ``epoch_size`` epochs, cut where the budget ends (so a
   cosine schedule may not have decayed): set ``epoch_size`` near what fits to get its full decay.
 * **Resume.** A run resumed with its budget spent trains no epoch and ends at once (exit 0); to train on, raise
@@ -33,11 +33,12 @@ def describe_seconds(seconds):
 
 
 def later_or(durations, before):
-    """The longest of ``durations`` after the first (a process's first epoch compiles the train step, its first
-    validation the evaluation graph); else ``before`` (an earlier process's estimate); else the first itself (an
-    overestimate), or None when there is none."""
+    """The mean of ``durations`` after the first (a process's first epoch compiles the train step, its first
+    validation the evaluation graph; the mean, not the longest: on a shared machine one slow epoch would stop the
+    run early); else ``before`` (an earlier process's estimate); else the first itself (an overestimate), or None
+    when there is none."""
     if len(durations) > 1:
-        return max(durations[1:])
+        return sum(durations[1:]) / (len(durations) - 1)
     if before is not None:
         return before
     return durations[0] if durations else None
@@ -70,9 +71,10 @@ class TimeBudget(Callback):
         return train, tail or 0.0, compile_seconds or 0.0
 
     def after_last(self, train, tail, compile_seconds):
-        """Seconds kept after the last epoch: the averaging's pass over the training data (a forward pass, no
-        backward: a third of an epoch's training), its validation and the compilation of its forward graph."""
-        return train / 3 + tail + compile_seconds if self.averaging else 0.0
+        """Seconds kept after the last epoch: the averaging's pass over the training data and the compilation of its
+        forward graph (a forward pass, no backward: a third of an epoch's training and of the train step's
+        compilation), and its validation."""
+        return (train + compile_seconds) / 3 + tail if self.averaging else 0.0
 
     def state_dict(self):
         """The time spent and the estimates, with the epoch under way (the Trainer writes its state after an
@@ -127,7 +129,7 @@ class TimeBudget(Callback):
                          "tail_seconds": round(tail, 1), "kept_after_seconds": round(after, 1)}
         if trainer.is_main:
             print(f"max_time: epoch {last_epoch} is the last (of epoch_size {trainer.cfg.epoch_size}): "
-                  f"{self.spent():.0f}s of {describe_seconds(self.budget)} spent, an epoch takes up to "
+                  f"{self.spent():.0f}s of {describe_seconds(self.budget)} spent, an epoch takes about "
                   f"{train + tail:.0f}s", flush=True)
 
     def on_fit_end(self, trainer):
