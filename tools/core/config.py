@@ -209,7 +209,8 @@ OPTIONS = {
         ("mode", 0, _number(int), "0 = GRAPH_MODE, 1 = PYNATIVE_MODE"),
         ("distribute", False, BOOL, "data-parallel training under msrun"),
         ("val_while_train", True, BOOL, "validate during training (suite default True; MindCV's False)"),
-        ("val_interval", 1, INT, "validate every N epochs"),
+        ("val_interval", 1, INT, "validate every N epochs and always the last (the best checkpoint is chosen "
+                                 "among validated epochs; early_stop_patience counts validations)"),
         ("log_interval", 100, INT, "print a training line every N steps"),
         ("seed", 42, INT, "seed for numpy, random and mindspore"),
         ("device_target", "CPU", STR, "CPU, GPU or Ascend; an unavailable target falls back to CPU"),
