@@ -5,7 +5,9 @@ files run unchanged; the keys this project adds are marked "(suite)" in ``--help
 """
 import argparse
 import difflib
+import math
 import os
+import re
 
 from tools.core.errors import CliParser, UsageError
 from tools.core.fileio import atomic_write_text, first_line, input_file_problem
@@ -137,6 +139,49 @@ def to_class_weights(value):
     return weights
 
 
+DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
+
+
+def to_duration(value):
+    """``max_time``: None (none/empty: no budget), or seconds > 0 from a number or ``90s``, ``30m``, ``2h``,
+    ``1.5h``."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in _NONE):
+        return None
+    text = "" if isinstance(value, bool) else str(value).strip().lower()
+    match = re.fullmatch(r"(\d+\.?\d*|\.\d+)\s*([smh]?)", text)
+    seconds = float(match.group(1)) * DURATION_UNITS[match.group(2)] if match else 0.0
+    if not 0 < seconds < math.inf:
+        raise ValueError("expected a duration > 0 such as 90s, 30m, 2h or a number of seconds (none = no budget)")
+    return seconds
+
+
+def to_resize_schedule(value):
+    """``image_resize_schedule``: [] (none), or pairs ``[E, S]`` -- from E epochs done on, train at S px -- as a YAML
+    list of pairs or CLI items ``E S E S ...`` / ``E:S ...``; E from 0, increasing; S > 0."""
+    if isinstance(value, str) or (isinstance(value, (list, tuple)) and not any(isinstance(v, (list, tuple))
+                                                                               for v in value)):
+        items = " ".join(map(str, value if isinstance(value, (list, tuple)) else [value]))
+        items = items.replace(",", " ").replace(":", " ").split()
+        if len(items) <= 1 and (not items or items[0].lower() in _NONE):
+            return []
+        if len(items) % 2:
+            raise ValueError("expected pairs of (epochs done, size), e.g. 0 64 3 96 or 0:64 3:96")
+        value = [items[i:i + 2] for i in range(0, len(items), 2)]
+    if value is None:
+        return []
+    if any(not isinstance(pair, (list, tuple)) or len(pair) != 2 for pair in value):
+        raise ValueError("expected a list of [epochs done, size] pairs, e.g. [[0, 64], [3, 96]]")
+    try:
+        pairs = [[INT(done), INT(size)] for done, size in value]
+    except (TypeError, ValueError):
+        raise ValueError("epochs done and sizes are whole numbers, e.g. [[0, 64], [3, 96]]") from None
+    if not pairs:
+        return []
+    if pairs[0][0] != 0 or any(b[0] <= a[0] for a, b in zip(pairs, pairs[1:])) or min(s for _, s in pairs) <= 0:
+        raise ValueError("the first pair must start at 0 epochs done, the epochs increase, and sizes are > 0")
+    return pairs
+
+
 def int_or_str(value):
     """A number where one is given (``0``), else the text (``random``)."""
     text = str(value).strip()
@@ -147,7 +192,7 @@ STR, INT, FLOAT, BOOL = str, _number(int), _number(float), to_bool
 OPT_STR, OPT_INT, OPT_FLOAT = _optional(str), _optional(INT), _optional(FLOAT)
 FLOATS, INTS, STRS = _sequence(FLOAT), _sequence(INT), _sequence(str)
 PAIR = _sequence(FLOAT, length=2)
-LIST_TYPES = (FLOATS, INTS, STRS, PAIR, to_multipliers, to_color_jitter, to_class_weights)
+LIST_TYPES = (FLOATS, INTS, STRS, PAIR, to_multipliers, to_color_jitter, to_class_weights, to_resize_schedule)
 
 # The names MindCV 0.3.0's factories accept (create_optimizer, create_loss, create_scheduler compare
 # against these after lowercasing); tests/cli/test_mindcv_configs.py reads them back out of the factories'
@@ -164,7 +209,8 @@ OPTIONS = {
         ("mode", 0, _number(int), "0 = GRAPH_MODE, 1 = PYNATIVE_MODE"),
         ("distribute", False, BOOL, "data-parallel training under msrun"),
         ("val_while_train", True, BOOL, "validate during training (suite default True; MindCV's False)"),
-        ("val_interval", 1, INT, "validate every N epochs"),
+        ("val_interval", 1, INT, "validate every N epochs and always the last (the best checkpoint is chosen "
+                                 "among validated epochs; early_stop_patience counts validations)"),
         ("log_interval", 100, INT, "print a training line every N steps"),
         ("seed", 42, INT, "seed for numpy, random and mindspore"),
         ("device_target", "CPU", STR, "CPU, GPU or Ascend; an unavailable target falls back to CPU"),
@@ -276,6 +322,19 @@ OPTIONS = {
         ("unfreeze_warmup_epochs", 1, INT, "(suite) with freeze_epochs: the backbone's lr rises linearly from 0 to "
                                            "the schedule's over this many epochs after the switch (0: at once)"),
         ("tensorboard", False, BOOL, "(suite) write TensorBoard scalars to <ckpt_save_dir>/tensorboard/"),
+    ],
+    "Time budget and weight averaging (suite)": [
+        ("max_time", None, to_duration, "(suite) time budget of the training loop (90s, 30m, 2h; none = off): the "
+                                        "run stops before an epoch that would not fit, keeping its best checkpoint "
+                                        "(the lr schedule of epoch_size is cut there, not compressed); start-up is "
+                                        "not counted"),
+        ("average_checkpoints", 0, INT, "(suite) after the last epoch, write {model}_avg.ckpt: the mean of the first N "
+                                        "kept epoch checkpoints (top_k: the N best by best_metric; latest_k: the N "
+                                        "newest), BatchNorm statistics recomputed on the training data, validated; "
+                                        "0 = off; at most keep_checkpoint_max"),
+        ("image_resize_schedule", [], to_resize_schedule,
+         "(suite) progressive resizing: [[E, S], ...] trains at S px once E epochs are done (e.g. [[0, 64], [3, 96]]; "
+         "CLI 0:64 3:96); validation and the later scripts use image_resize (FixRes: train low, test high)"),
     ],
     "Optimizer": [
         ("opt", "adam", _name(*OPTIMIZERS), "optimizer: " + ", ".join(OPTIMIZERS)),
@@ -544,6 +603,7 @@ _RULES = {
     "aug_repeats": (lambda v: v >= 0, ">= 0"),
     "early_stop_min_delta": (lambda v: v >= 0, ">= 0"),
     "freeze_epochs": (lambda v: v >= 0, ">= 0"),
+    "average_checkpoints": (lambda v: v >= 0, ">= 0 (0 = off)"),
     "unfreeze_warmup_epochs": (lambda v: v >= 0, ">= 0"),
     "mean": (lambda v: len(v) == 3, "3 values, one per channel (images are read as RGB)"),
     "std": (lambda v: len(v) == 3 and min(v) > 0, "3 values > 0, one per channel (images are read as RGB)"),
@@ -568,6 +628,7 @@ def check_values(values, sources=None):
     if values.get("cache_features"):
         _check_cache_features(values)
     _check_imbalance_and_schedule(values)
+    _check_averaging_and_resizing(values)
 
 
 def update(cfg, source, **changes):
@@ -608,6 +669,17 @@ def _check_cache_features(values):
         if values[key] > 0:
             raise UsageError(f"'cache_features' cannot be used with '{key}' > 0 (images are not mixed in "
                              "cached features)")
+
+
+def _check_averaging_and_resizing(values):
+    """Averaging reads the epoch checkpoints the run keeps; cached features have one image size."""
+    if values.get("average_checkpoints", 0) > values.get("keep_checkpoint_max", 10):
+        raise UsageError(f"'average_checkpoints' {values['average_checkpoints']} is more than the "
+                         f"keep_checkpoint_max {values['keep_checkpoint_max']} epoch checkpoints a run keeps; "
+                         "raise keep_checkpoint_max or lower average_checkpoints")
+    if values.get("image_resize_schedule") and values.get("cache_features"):
+        raise UsageError("'image_resize_schedule' cannot be used with 'cache_features' (cached features have one "
+                         "image size)")
 
 
 def _check_imbalance_and_schedule(values):

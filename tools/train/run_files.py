@@ -27,3 +27,8 @@ def last_checkpoint_name(model):
 def epoch_checkpoint_name(model, epoch):
     """The weights after ``epoch`` (every ckpt_save_interval epochs, keep_checkpoint_max of them kept)."""
     return f"{model}-{epoch}.ckpt"
+
+
+def average_checkpoint_name(model):
+    """average_checkpoints: the mean of kept epoch checkpoints' weights (tools/train/techniques/weight_averaging.py)."""
+    return f"{model}_avg.ckpt"

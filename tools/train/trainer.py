@@ -39,6 +39,7 @@ class Trainer:
         self.callbacks = list(callbacks)  # tools.train.callbacks.Callback: hooks at epoch and step boundaries
         self.saver = _checkpoint_saver(cfg, class_names)
         self.summary_facts = {}  # more entries of summary.json (finetune.py: parameter counts, config digest)
+        self.final_epoch = None  # epoch_size when the loop starts; a callback may lower it (max_time): validated, last
 
     @property
     def out_dir(self):
@@ -116,7 +117,7 @@ class Trainer:
         if self.is_main:
             write_json(os.path.join(self.out_dir, SUMMARY_FILE), {
                 "epochs_done": rows[-1]["epoch"] if rows else 0, "epoch_size": self.cfg.epoch_size,
-                "early_stop": bool(rows) and rows[-1]["epoch"] < self.cfg.epoch_size, "best_top1": self.best_top1,
+                "early_stop": bool(rows) and rows[-1]["epoch"] < self.final_epoch, "best_top1": self.best_top1,
                 "best_checkpoint": self.saver.best_path if self.best_top1 is not None else None,
                 "last_checkpoint": self.saver.last_path, **self._best_and_timing(rows), **self.summary_facts})
         return rows
@@ -137,12 +138,16 @@ class Trainer:
         steps = train_loader.get_dataset_size()
         self.train_loader = train_loader  # a callback may replace it, as it may train_step (same steps per epoch)
         self.run_start = time.time()
+        self.final_epoch = self.cfg.epoch_size
+        self.notify("on_fit_begin", start_epoch)
         for epoch in range(start_epoch, self.cfg.epoch_size + 1):
+            if epoch > self.final_epoch:
+                break
             self.notify("on_epoch_begin", epoch)
             begin = time.time()
             train_loss = self.train_epoch(self.train_loader, epoch, steps)
             row = {"epoch": epoch, "train_loss": train_loss, "lr": self.lrs[min(epoch * steps, len(self.lrs)) - 1]}
-            validate = val_loader is not None and (epoch % self.cfg.val_interval == 0 or epoch == self.cfg.epoch_size)
+            validate = val_loader is not None and (epoch % self.cfg.val_interval == 0 or epoch == self.final_epoch)
             with ema_weights(self.train_step, self.cfg.ema):
                 if validate:
                     result = evaluate(self.network, val_loader, self.cfg.batch_size)

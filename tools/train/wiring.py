@@ -13,10 +13,11 @@ from tools.core.errors import UsageError
 from tools.datasets.loader import SplitData, build_loader, open_split, resolve_num_classes
 from tools.models.factory import check_input_size, create_network
 from tools.models.seeded_dropout import seed_dropouts
+from tools.train import time_budget
 from tools.train.freeze import FreezeReport, apply_freezing, cut_gradients
 from tools.train.optimizer import build_optimizer
 from tools.train.schedule import build_lr_schedule
-from tools.train.techniques import freeze_epochs
+from tools.train.techniques import freeze_epochs, progressive_resize, weight_averaging
 from tools.train.techniques.imbalance import describe_weights, resolve_class_weights
 from tools.train.techniques.linear_probe import cached_training
 from tools.train.techniques.tensorboard import tensorboard_callbacks
@@ -87,7 +88,9 @@ def build_training(cfg, shard=(None, None), verbose=True, extract_features=True,
     if verbose and class_weights is not None:
         print(f"class_weights: {describe_weights(class_weights, train_data.class_names)}")
     network, frozen, loss_fn, lrs, optimizer = build_model(cfg, num_classes, steps, verbose, class_weights, schedule)
+    resizing = progressive_resize.resize_callbacks(cfg, network, train_data, train_loader, num_classes, shard)
     features = None
+    image_loader = resizing[0].loader_at(cfg.epoch_size) if resizing else train_loader  # weight averaging's
     if cfg.cache_features and extract_features:  # the head trains on features computed once
         features = cached_training(cfg, network, train_data.class_names, num_classes, steps, shard)
     if features and not cfg.freeze_epochs:  # the whole run trains the head on them
@@ -95,12 +98,14 @@ def build_training(cfg, shard=(None, None), verbose=True, extract_features=True,
     else:
         trained = cut_gradients(network, frozen.frozen_blocks)
     train_step = build_train_step(cfg, trained, loss_fn, optimizer)
-    callbacks = []
+    callbacks = list(resizing)
     if cfg.freeze_epochs:  # the first epochs train through a second step (cut network or head), same optimizer
         train_step, switch = freeze_epochs.freeze_then_unfreeze(cfg, network, loss_fn, optimizer, train_step,
                                                                 train_loader, features, verbose)
         callbacks.append(switch)
     callbacks += tensorboard_callbacks(cfg, steps, shard[1] or 0)
+    callbacks += weight_averaging.averaging_callbacks(cfg, network, image_loader, val_loader)
+    callbacks += time_budget.budget_callbacks(cfg)  # last: the time it records includes the averaging's
     seed_dropouts(network, cfg.seed, shard[1] or 0)  # repeatable masks that a resume continues (MindSpore's are not)
     return Training(train_data, val_data, num_classes, train_loader, val_loader, steps, network, frozen, loss_fn,
                     lrs, optimizer, train_step, features.seconds if features else None, callbacks, class_weights)
@@ -127,6 +132,11 @@ def describe(cfg, run):
     balance = [f"class_weights: {describe_weights(run.class_weights, names)}"] if run.class_weights is not None else []
     if cfg.sampler == "balanced":
         balance.append("sampler: balanced (every class equally likely in each epoch's draw)")
+    evaluation = ([f"validation: every {cfg.val_interval} epochs and the last; early_stop_patience counts "
+                   "validations"] if cfg.val_interval > 1 and run.val_data else [])
+    evaluation += [progressive_resize.plan_line(cfg)] if cfg.image_resize_schedule else []
+    evaluation += [time_budget.plan_line(cfg)] if cfg.max_time else []
+    evaluation += [weight_averaging.plan_line(cfg)] if cfg.average_checkpoints else []
     return "\n".join([
         f"data: {cfg.data_dir} ({run.train_data.layout}); train: {run.train_data.size} images in "
         f"'{cfg.train_split}'" + (f" ({len(run.train_data.skipped)} unreadable skipped)" if run.train_data.skipped
@@ -140,4 +150,5 @@ def describe(cfg, run):
         "train step: " + "; ".join(step),
         *balance,
         f"best checkpoint and early stop: val {cfg.best_metric} (min delta {cfg.early_stop_min_delta:g})",
+        *evaluation,
     ])
