@@ -33,10 +33,11 @@ from tools.core.fileio import atomic_folder, first_line
 from tools.datasets.inputs import find_images, input_split
 from tools.datasets.loader import build_loader, open_split
 from tools.deploy import bundle, quantize
-from tools.evaluate import calibration, exported, onnx_export
+from tools.evaluate import calibration, exported, onnx_export, thresholds
 from tools.evaluate.inference import predict_logits
 from tools.evaluate.metrics import softmax
 from tools.models.factory import checkpoint_network, class_names_of, numbered_classes, read_checkpoint
+from tools.train import tasks
 from tools.train.checkpoints import write_json
 
 import mindspore as ms
@@ -159,6 +160,8 @@ def main(argv=None):
     temperature, source = calibration.resolve_temperature(0.0, cfg.ckpt_path)
     int8_data = quantize.validation_split(cfg, class_names) if cfg.quantize == "int8" else None  # refused if none
     network = checkpoint_network(cfg, params, class_names)
+    label_thresholds = (thresholds.resolve_thresholds(cfg.ckpt_path, class_names)[0] if tasks.of(cfg).label_sets
+                        else None)  # multi-label: carried in the metadata
     shape = [1, cfg.in_channels, cfg.image_resize, cfg.image_resize]
     base = os.path.join(out, bundle.MODEL_NAME)
     meta_path, checks = exported.metadata_path(base), {}
@@ -170,7 +173,7 @@ def main(argv=None):
                 if None not in checks.values():  # else there are no images to check on (warned once)
                     checks[file_format] = check_parity(cfg, network, path, class_names)
             parity = combined_parity(checks)
-            meta = exported.metadata(cfg, class_names, shape, temperature, parity)
+            meta = exported.metadata(cfg, class_names, shape, temperature, parity, label_thresholds)
             if int8_data is not None:  # --quantize int8: beside the checked ONNX file, in the same staging folder
                 meta["int8"] = quantize.write_int8(cfg, staged + EXTENSIONS["ONNX"], int8_data)
             write_json(exported.metadata_path(staged), {**meta, **ood.export_entry(cfg.ckpt_path)})  # --ood_dir's

@@ -27,7 +27,9 @@ from tools.evaluate.grad_cam import explain_loader, last_feature_map
 from tools.evaluate.tta import tta_mode, view_logits
 from tools.models.factory import checkpoint_network, class_names_of, numbered_classes, read_checkpoint
 from tools.report import evaluation as reports
+from tools.report import multilabel_report
 from tools.report.explanations import HEATMAPS_FILE, write_explanations
+from tools.train import tasks
 
 import numpy as np
 
@@ -83,6 +85,8 @@ def check_values(cfg):
         raise UsageError(f"'temperature' must be > 0 (or 0 for the stored one), got {cfg.temperature}")
     if cfg.min_prob != ood.AUTO and not 0 <= cfg.min_prob <= 1:
         raise UsageError(f"'min_prob' must be in [0, 1], got {cfg.min_prob}")
+    if cfg.explain and tasks.of(cfg).label_sets:
+        raise UsageError("--explain explains one predicted class per image: not available with 'task: multilabel'")
     if cfg.explain and exported_model(cfg)[0]:
         raise UsageError(f"--explain needs the checkpoint's network (gradients): give --ckpt_path, not "
                          f"{exported_model(cfg)[1]}")
@@ -120,12 +124,11 @@ def predict(cfg):
         last_feature_map(network, cfg.model)  # a model it cannot explain is refused before anything is written
     loader = build_loader(cfg, data, len(data.class_names), training=False, batch_size=batch_size)
     views, labels = view_logits(network, loader, batch_size, cfg.tta)
-    probs = calibration.probabilities(views, temperature)
     del network, model, loader
     gc.collect()
     if source:
         print(f"temperature {temperature:.4f} (from {source})")
-    return data, probs, labels
+    return data, tasks.of(cfg).probabilities(views, temperature), labels
 
 
 def output_tag(cfg):
@@ -155,6 +158,8 @@ def main(argv=None):
     update(cfg, "predict.py (predictions are matched to file names by order)", eval_shuffle=False)
     runtime.setup(cfg)
     data, probs, labels = predict(cfg)
+    if tasks.of(cfg).label_sets:  # label sets at per-class thresholds, a probability column per class
+        return predict_label_sets(cfg, data, probs, labels, out_dir)
     records = reports.prediction_records(data.paths, labels, probs, data.class_names,
                                          min(cfg.topk, len(data.class_names)), cfg.min_prob)
     os.makedirs(out_dir, exist_ok=True)
@@ -184,6 +189,27 @@ def explain(cfg, data, classes, folder):
     pairs = explain_loader(network, cfg.model, loader, classes, len(data.class_names), cfg.mean, cfg.std)
     count = write_explanations(folder, data.paths, classes, data.class_names, pairs)
     print(f"Grad-CAM of the predicted class: {count} pictures and {HEATMAPS_FILE} written to {folder}")
+
+
+def predict_label_sets(cfg, data, probs, labels, out_dir):
+    """The multi-label outputs (``tools/report/multilabel_report.py``): predictions file and, with --visualize, the
+    grid of predicted sets."""
+    tag = output_tag(cfg)
+    out = cfg.out or os.path.join(out_dir, f"predictions_{tag}.{cfg.format}")
+    for folder in (out_dir, os.path.dirname(os.path.abspath(out))):
+        os.makedirs(folder, exist_ok=True)
+    path, _ = exported_model(cfg)
+    given = exported.read_metadata(path).get("thresholds") if path else None
+    records = multilabel_report.predict(cfg, data, probs, labels, out, given)
+    if cfg.visualize:
+        chosen = multilabel_report.grid_records(records, cfg.grid_select, cfg.grid_size)
+        if not chosen:
+            print("no image with a wrong label set: no error grid drawn")
+            return 0
+        grid = os.path.join(out_dir, f"grid_{cfg.grid_select}_{tag}.png")
+        multilabel_report.plot_prediction_grid(chosen, grid)
+        print(f"prediction grid written to {grid}")
+    return 0
 
 
 def draw_grid(cfg, records, probs, labels, path):

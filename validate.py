@@ -26,8 +26,10 @@ from tools.evaluate.grad_cam import explain_classes, explainable
 from tools.evaluate.tta import tta_mode, view_logits
 from tools.models.factory import checkpoint_network, class_names_of, read_checkpoint
 from tools.report import evaluation as reports
+from tools.report import multilabel_report
 from tools.report import page as report_page
 from tools.report.explanations import plot_error_heatmaps
+from tools.train import tasks
 from tools.train.checkpoints import write_json
 from tools.train.run_files import CURVES_FILE
 
@@ -53,6 +55,8 @@ EXTRA = {"Validation": [
                          "energy), report AUROC and FPR at 95% TPR, fit the 'unknown' threshold (predict.py "
                          "--min_prob auto) and store it in <checkpoint>.ood.json"),
     ("ood_tpr", 0.95, FLOAT, "the fitted 'unknown' threshold keeps this share of the split's images"),
+    ("tune_thresholds", False, BOOL, "task: multilabel: fit one threshold per class (best F1) on this split and "
+                                     "store them in <checkpoint>.thresholds.json (used by predict.py and export.py)"),
 ]}
 
 
@@ -198,6 +202,14 @@ def check_values(cfg):
         raise UsageError("--ood_dir stores the 'unknown' threshold beside a checkpoint: fit it with --ckpt_path, then "
                          "export again")
     ood.check_tpr(cfg.ood_tpr)
+    if cfg.onnx and cfg.tune_thresholds:
+        raise UsageError("--tune_thresholds stores the thresholds beside a checkpoint: tune with --ckpt_path, then "
+                         "export again")
+    if cfg.ood_dir and tasks.of(cfg).label_sets:
+        raise UsageError("--ood_dir fits a threshold on the top softmax probability: not available with 'task: "
+                         "multilabel'")
+    if cfg.tune_thresholds and not tasks.of(cfg).label_sets:
+        raise UsageError("--tune_thresholds is for multi-label models (task: multilabel)")
     for key in ("grid_size", "top_confused"):
         if getattr(cfg, key) < 0:
             raise UsageError(f"'{key}' must be >= 0, got {getattr(cfg, key)}")
@@ -234,6 +246,12 @@ def main(argv=None):
     num_classes = resolve_num_classes(cfg, data.class_names)
     loader = build_loader(cfg, data, num_classes, training=False, batch_size=batch_size)
     views, labels = view_logits(network, loader, batch_size, cfg.tta)
+    if tasks.of(cfg).label_sets:  # sigmoid outputs: mAP, F1, exact match, thresholds
+        del network, loader
+        gc.collect()
+        multilabel_report.validate(cfg, split, model_path, data, views, labels,
+                                   cfg.report_dir or default_report_dir(model_path, split, cfg.tta))
+        return 0
     ood_paths, ood_views = ood_logits(cfg, network, batch_size, data.class_names) if cfg.ood_dir else (None, None)
     del loader
     probs = calibration.probabilities(views)

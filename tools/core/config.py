@@ -201,6 +201,8 @@ OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "lion", "nadam", "
 LOSSES = ("ce", "bce", "asl_single_label", "asl_multi_label", "jsd")
 SCHEDULERS = ("constant", "cosine_decay", "warmup_cosine_decay", "exponential_decay", "polynomial_decay",
               "step_decay", "multi_step_decay", "one_cycle", "cyclic")
+# task -> the values of best_metric it accepts (tools/train/tasks.py reads them from here)
+BEST_METRICS = {"single": ("top1", "mean_per_class_acc", "val_loss"), "multilabel": ("map", "f1", "val_loss")}
 INTERPOLATIONS = tuple(name.lower() for name in Inter.__members__)  # MindCV silently maps others to bilinear
 
 # (key, default, converter, help); "(suite)" marks keys this project adds to MindCV's.
@@ -244,6 +246,9 @@ OPTIONS = {
         ("split_seed", 0, INT, "(suite) seed of the val_fraction split"),
         ("check_cache_dir", "", STR, "(suite) where image checks are remembered; empty = ~/.cache/..., off = none"),
         ("imbalance_warn_ratio", 10.0, FLOAT, "(suite) warn when largest/smallest class exceeds this (0 = never)"),
+        ("task", "single", choice(*BEST_METRICS), "(suite) single (one class per image) or multilabel (a set of "
+                                                 "labels per image, list layout; needs loss: bce)"),
+        ("label_delimiter", ";", STR, "(suite) task: multilabel: separator of an image's labels in a list file"),
     ],
     "Augmentation": [
         ("image_resize", 224, INT, "input size in pixels"),
@@ -311,11 +316,13 @@ OPTIONS = {
     "Imbalance and schedule (suite)": [
         ("class_weights", None, to_class_weights,
          "(suite) weighted cross-entropy: none, balanced (n / (classes * count of the class) over the training "
-         "split) or one weight per class"),
+         "split) or one weight per class (task: multilabel: per-label positive weights of the BCE, balanced = "
+         "negatives / positives of the label)"),
         ("sampler", "none", choice("none", "balanced"),
          "(suite) balanced: each epoch draws the training split with replacement, every class equally likely"),
-        ("best_metric", "top1", choice("top1", "mean_per_class_acc", "val_loss"),
-         "(suite) the validation metric that picks the best checkpoint and drives early stopping"),
+        ("best_metric", "top1", choice(*dict.fromkeys(sum(BEST_METRICS.values(), ()))),
+         "(suite) the validation metric that picks the best checkpoint and drives early stopping (task: multilabel: "
+         "map, f1 or val_loss)"),
         ("early_stop_min_delta", 0.0, FLOAT, "(suite) a validation counts as better only by more than this"),
         ("freeze_epochs", 0, INT, "(suite) train the first N epochs with the backbone frozen (as freeze_backbone), "
                                   "then unfreeze what freeze_layers/freeze_patterns leave trainable"),
@@ -627,6 +634,7 @@ def check_values(values, sources=None):
         raise UsageError("'aug_repeats' and 'num_samples' cannot be set together (as in MindCV)")
     if values.get("cache_features"):
         _check_cache_features(values)
+    _check_task(values)
     _check_imbalance_and_schedule(values)
     _check_averaging_and_resizing(values)
 
@@ -682,6 +690,26 @@ def _check_averaging_and_resizing(values):
                          "image size)")
 
 
+def _check_task(values):
+    """A multi-label run trains with binary cross-entropy and is judged by multi-label metrics (and the reverse)."""
+    task = values.get("task", "single")
+    if values.get("label_delimiter", ";") == "":
+        raise UsageError("'label_delimiter' must not be empty")
+    if values.get("best_metric", "top1") not in BEST_METRICS[task]:
+        raise UsageError(f"'best_metric: {values['best_metric']}' is not a metric of 'task: {task}': use "
+                         f"{', '.join(BEST_METRICS[task])}")
+    if task == "multilabel":
+        if values.get("loss", "bce") != "bce":
+            raise UsageError(f"'task: multilabel' needs 'loss: bce' (sigmoid + binary cross-entropy), got "
+                             f"'{values['loss']}'")
+        if values.get("val_fraction"):
+            raise UsageError("'val_fraction' splits a folder of class folders, which cannot hold label sets: not "
+                             "available with 'task: multilabel' (give train and val list files)")
+        if values.get("sampler") == "balanced":
+            raise UsageError("'sampler: balanced' draws by class, which a multi-label image has several of: not "
+                             "available with 'task: multilabel' (class_weights: balanced weighs positives instead)")
+
+
 def _check_imbalance_and_schedule(values):
     """freeze_epochs needs something to unfreeze; the balanced sampler draws the whole split itself."""
     if values.get("freeze_epochs"):
@@ -692,7 +720,8 @@ def _check_imbalance_and_schedule(values):
                              "changed during the frozen epochs in GRAPH mode with accumulation: not supported)")
     if values.get("sampler") == "balanced" and (values.get("aug_repeats") or values.get("num_samples")):
         raise UsageError("'sampler: balanced' cannot be set with 'aug_repeats' or 'num_samples'")
-    if values.get("class_weights") is not None and values.get("loss", "ce") != "ce":
+    if (values.get("class_weights") is not None and values.get("loss", "ce") != "ce"
+            and values.get("task", "single") == "single"):
         raise UsageError(f"'class_weights' needs 'loss: ce', got '{values['loss']}'")
 
 

@@ -10,7 +10,25 @@ IMBALANCE_OPTIONS = ("class_weights: balanced, sampler: balanced, best_metric: m
 
 
 def class_counts(labels, num_classes):
+    """Images per class (of multi-hot labels ``(images, classes)``: images per label)."""
+    if np.ndim(labels) == 2:
+        return np.asarray(labels).sum(axis=0).astype(np.int64)
     return np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes)[:num_classes]
+
+
+def label_set_summary(split, labels, class_names):
+    """One line of a multi-label split: images, labels, images per label min / median / max, labels per image
+    min / mean / max and the images without a label."""
+    counts, per_image = class_counts(labels, len(class_names)), np.asarray(labels).sum(axis=1)
+    line = (f"split '{split}': {len(per_image)} images, {len(counts)} labels; images per label min {int(counts.min())} "
+            f"/ median {float(np.median(counts)):g} / max {int(counts.max())}, imbalance ratio "
+            f"{imbalance_ratio(counts):.1f}; labels per image min {int(per_image.min())} / mean "
+            f"{float(per_image.mean()):.2f} / max {int(per_image.max())}, {int((per_image == 0).sum())} without "
+            "a label")
+    empty = int((counts == 0).sum())
+    if empty:
+        line += f"; {empty} labels without images (e.g. '{class_names[int(np.flatnonzero(counts == 0)[0])]}')"
+    return line
 
 
 def imbalance_ratio(counts):

@@ -37,7 +37,8 @@ MAX_BAD = 100
 
 
 class ImageFiles:
-    """Random-access source of ``(encoded image bytes, int32 label)`` over checked image files."""
+    """Random-access source of ``(encoded image bytes, int32 label)`` over checked image files (or, for
+    multi-label data, a float32 multi-hot label vector)."""
 
     replace_bad = False  # True (training): an image found bad when read is replaced by the next good one
 
@@ -50,7 +51,7 @@ class ImageFiles:
         _report_bad(self.skipped, len(paths), split, skip_bad, max_bad)
         kept = [i for i, check in enumerate(checks) if check[0]]
         self.paths = [paths[i] for i in kept]
-        self.labels = np.array(labels, dtype=np.int32)[kept]
+        self.labels = np.array(labels, dtype=np.float32 if np.ndim(labels) == 2 else np.int32)[kept]  # 2-D: multi-hot
         self.to_convert = {j for j, i in enumerate(kept) if checks[i][2]}
         self.crcs = [checks[i][3] for i in kept]
 

@@ -11,14 +11,16 @@ An entry says:
   not there; ``expected``: ``(cfg, split) -> str``, the split in this layout, for the "split not found" error;
 * ``splits``: ``cfg -> [split names]`` of this layout in ``cfg.data_dir``;
 * ``read``: ``(cfg, split, class names of the training split or None) -> (paths, labels, class names)``, the
-  reader; ``tools.datasets.loader.open_source`` turns its files into the checked ``ImageFiles``.
+  reader; ``tools.datasets.loader.open_source`` turns its files into the checked ``ImageFiles``;
+* ``read_sets``: the same for multi-label data (``task: multilabel``, labels a multi-hot array), or None when
+  the layout cannot hold an image's several labels.
 
 ``dataset_format: auto`` takes the first entry that finds the split (a folder, else a list file, else
 annotations).
 """
 import os
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 from tools.datasets.readers import aircraft, folder, list_file
 
@@ -32,6 +34,7 @@ class Layout:
     expected: Callable
     splits: Callable
     read: Callable
+    read_sets: Optional[Callable] = None
 
 
 def list_dir(cfg):
@@ -59,7 +62,10 @@ LIST = Layout(
     expected=lambda cfg, split: f"a list file {split}.csv or {split}.txt",
     splits=lambda cfg: list_file.available_splits(list_dir(cfg)),
     read=lambda cfg, split, names: list_file.read_split(
-        cfg.data_dir, list_file.list_file(list_dir(cfg), split), cfg.image_column, cfg.label_column, names))
+        cfg.data_dir, list_file.list_file(list_dir(cfg), split), cfg.image_column, cfg.label_column, names),
+    read_sets=lambda cfg, split, names: list_file.read_label_sets(
+        cfg.data_dir, list_file.list_file(list_dir(cfg), split), cfg.label_delimiter, cfg.image_column,
+        cfg.label_column, names))
 ANNOTATION = Layout(
     "annotation", "images_<level>_<split>.txt",
     found=lambda cfg, split: aircraft.has_annotations(cfg.data_dir, cfg.label_level, split),

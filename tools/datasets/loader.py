@@ -25,6 +25,7 @@ from tools.datasets.check_cache import resolve_dir
 from tools.datasets.image_files import ImageFiles, checked_iterator, image_dataset
 from tools.datasets.readers.folder import check_data_dir
 from tools.datasets.seeded_augment import SeededAugmentation
+from tools.train import tasks
 from tools.train.techniques.imbalance import BalancedSampler
 
 import mindspore as ms
@@ -103,7 +104,11 @@ def known_splits(cfg):
 def open_source(cfg, split, class_names=None):
     """``(layout, ImageFiles)`` of ``split``: the checked file list, before any dataset is built."""
     kind = detect_layout(cfg, split)
-    paths, labels, names = layouts.named(kind).read(cfg, split, class_names)
+    layout, task = layouts.named(kind), tasks.of(cfg)
+    if task.label_sets and layout.read_sets is None:
+        raise UsageError(f"'task: {task.name}' needs the list layout (<split>.csv or .txt, labels separated by "
+                         f"label_delimiter): split '{split}' of {cfg.data_dir} is in the {kind} layout")
+    paths, labels, names = (layout.read_sets if task.label_sets else layout.read)(cfg, split, class_names)
     source = ImageFiles(paths, labels, names, split, cfg.skip_bad_images, cfg.max_bad_images,
                         resolve_dir(cfg.check_cache_dir))
     if len(source) == 0:
@@ -112,9 +117,13 @@ def open_source(cfg, split, class_names=None):
 
 
 def report_balance(cfg, split, source):
-    """Print the split's class balance; warn (stderr) above ``imbalance_warn_ratio``."""
+    """Print the split's class balance (multi-label: images per label, labels per image); warn (stderr) above
+    ``imbalance_warn_ratio``."""
     counts = class_balance.class_counts(source.labels, len(source.class_names))
-    print(class_balance.summary(split, counts, source.class_names), flush=True)
+    if source.labels.ndim == 2:  # multi-hot: images per label and labels per image
+        print(class_balance.label_set_summary(split, source.labels, source.class_names), flush=True)
+    else:
+        print(class_balance.summary(split, counts, source.class_names), flush=True)
     warning = class_balance.warning(split, counts, source.class_names, cfg.imbalance_warn_ratio)
     if warning:
         print(warning, file=sys.stderr, flush=True)
@@ -203,8 +212,9 @@ def build_loader(cfg, data, num_classes, training, batch_size=None):
 
     Training augmentation runs per sample, seeded from (seed, epoch, sample index)
     (``tools.datasets.seeded_augment``; ``aug_splits`` keeps MindCV's own, unseeded, mapping).
-    Evaluation keeps every image exactly once: no shuffling, no dropped remainder. The loader's iterators raise the
-    DataError of an image found bad when read (``tools.datasets.image_files.checked_iterator``).
+    Evaluation keeps every image exactly once: no shuffling, no dropped remainder. Labels are cast to the task's
+    label type (``tools.train.tasks``), which also says who mixes them under mixup/cutmix. The loader's iterators
+    raise the DataError of an image found bad when read (``tools.datasets.image_files.checked_iterator``).
     """
     dataset, transform, augmentation = data.dataset, build_transforms(cfg, training), None
     if "index" in dataset.get_col_names():
@@ -215,15 +225,20 @@ def build_loader(cfg, data, num_classes, training, batch_size=None):
             transform = [TypeCast(ms.float32)]  # create_loader needs an image op; the images are float32 already
         else:
             dataset = dataset.project(["image", "label"])
+    task = tasks.of(cfg)
+    mixes = training and task.mix is None  # create_loader's mixup one-hot encodes class indices
     try:
         loader = create_loader(
             dataset=dataset, batch_size=batch_size or cfg.batch_size,
             drop_remainder=cfg.drop_remainder if training else False, is_training=training,
-            mixup=cfg.mixup if training else 0.0, cutmix=cfg.cutmix if training else 0.0,
+            mixup=cfg.mixup if mixes else 0.0, cutmix=cfg.cutmix if mixes else 0.0,
             cutmix_prob=cfg.cutmix_prob, num_classes=num_classes, transform=transform,
+            target_transform=TypeCast(task.label_type),
             num_parallel_workers=cfg.num_parallel_workers, separate=training and cfg.aug_splits > 0)
     except (ValueError, AssertionError) as err:
         raise UsageError(f"cannot build the data pipeline: {err}") from None
+    if training and task.mix is not None:
+        loader = task.mix(cfg, loader, batch_size or cfg.batch_size, num_classes)
     loader.seeded_augmentation = augmentation
     if data.source is not None:
         loader.create_tuple_iterator = checked_iterator(loader.create_tuple_iterator, data.source)

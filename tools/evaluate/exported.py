@@ -2,7 +2,8 @@
 and loading them.
 
 The metadata holds what running the MindIR or the ONNX file needs besides the graph: the class names, the input
-shape, the temperature (divide the logits by it before the softmax) and the evaluation
+shape, the temperature (divide the logits by it before the softmax), for a multi-label model ``task: multilabel``
+and ``thresholds`` (one per class: a label is predicted when its sigmoid probability is >= it), and the evaluation
 preprocessing (resize the shorter side to ``resize``, centre-crop ``crop`` x ``crop``, subtract
 ``mean`` and divide by ``std`` per RGB channel on the 0-255 scale, NCHW). ``predict.py --mindir/--onnx``
 and ``validate.py --onnx`` take the preprocessing from it, so no config is needed.
@@ -19,6 +20,7 @@ from tools.evaluate.onnx_export import OnnxRuntimeModel
 import mindspore as ms
 import numpy as np
 
+MULTILABEL = "multilabel"  # the metadata's task of a multi-label model (no task: single-label)
 PREPROCESSING_KEYS = ("image_resize", "crop_pct", "interpolation", "mean", "std")
 INT8_SUFFIX = ".int8.onnx"   # export.py --quantize int8: model.int8.onnx beside model.onnx
 
@@ -38,10 +40,14 @@ def preprocessing(cfg):
             "crop_pct": cfg.crop_pct, "image_resize": cfg.image_resize, "color": "RGB", "layout": "NCHW"}
 
 
-def metadata(cfg, class_names, shape, temperature, parity):
-    """What ``<model>.classes.json`` holds (see the module docstring); ``parity``: what export.py checked."""
-    return {"model": cfg.model, "input_shape": shape, "class_names": list(class_names), "output": "logits",
+def metadata(cfg, class_names, shape, temperature, parity, thresholds=None):
+    """What ``<model>.classes.json`` holds (see the module docstring); ``parity``: what export.py checked. A
+    multi-label model's (``thresholds``: one per class) also holds ``task: multilabel`` and the thresholds."""
+    meta = {"model": cfg.model, "input_shape": shape, "class_names": list(class_names), "output": "logits",
             "temperature": temperature, "preprocessing": preprocessing(cfg), "parity_check": parity}
+    if thresholds is not None:
+        meta.update(task=MULTILABEL, thresholds=[float(t) for t in thresholds])
+    return meta
 
 
 def format_name(path):
@@ -89,6 +95,8 @@ def apply_metadata(cfg, model_path, flag):
             raise UsageError(f"{model_path} was exported with {key} {value}, not {mine}: {hint}")
         update(cfg, f"{model_path}'s metadata", **{key: value})
     update(cfg, f"{model_path}'s metadata", in_channels=meta["input_shape"][1])
+    if meta.get("task") == MULTILABEL:  # the keys a multi-label config must have with it
+        update(cfg, f"{model_path}'s metadata", task=MULTILABEL, loss="bce", best_metric="map")
     return meta
 
 

@@ -5,7 +5,6 @@ import signal
 from contextlib import contextmanager
 
 from tools.core import stop_signals
-from tools.evaluate import metrics
 from tools.train.train_step import overwrite
 
 import numpy as np
@@ -56,12 +55,10 @@ def predict_logits(network, loader, batch_size):
     return np.concatenate(all_logits), np.concatenate(all_labels)
 
 
-def evaluate(network, loader, batch_size):
-    """Top-1, Top-5, loss, mean per-class accuracy and sample count over the whole loader (each image once)."""
-    logits, labels = predict_logits(network, loader, batch_size)
-    result = metrics.summarize(logits, labels)
-    result["mean_per_class_acc"] = metrics.mean_per_class_accuracy(labels, logits.argmax(axis=1), logits.shape[1])
-    return result
+def evaluate(network, loader, batch_size, task):
+    """The validation metrics of ``task`` (``tools.train.tasks``: val_loss, top1, top5, mean_per_class_acc; or
+    val_loss, map, f1) over the whole loader (each image once), keyed as in a results row."""
+    return task.validation(*predict_logits(network, loader, batch_size))
 
 
 @contextmanager

@@ -102,12 +102,19 @@ def gather(splits):
     """One record per (split, readable file): split, path, label name and its description."""
     from tools.datasets.check_cache import parallel_map
 
-    items = [(split, path, source.class_names[label])
+    items = [(split, path, _label_name(source.class_names, label))
              for split, source in splits.items() for path, label in zip(source.paths, source.labels)]
     unique = sorted({path for _, path, _ in items})
     described = dict(zip(unique, parallel_map(describe, unique)))
     return [dict(split=s, path=p, label=lab, sha=described[p][0], phash=described[p][1], size=described[p][2],
                  mode=described[p][3], format=described[p][4]) for s, p, lab in items]
+
+
+def _label_name(class_names, label):
+    """A class index's name, or a multi-hot label's names joined by ';' (multi-label data)."""
+    if np.ndim(label):
+        return ";".join(name for name, on in zip(class_names, label) if on)
+    return class_names[label]
 
 
 def exact_duplicates(records):
@@ -173,11 +180,12 @@ def count_table(splits):
 
 
 def markdown(data_dir, splits, records, threshold):
-    from tools.datasets.class_balance import summary
+    from tools.datasets.class_balance import label_set_summary, summary
 
     names, table = count_table(splits)
     lines = [f"# Data report: {data_dir}", ""]
-    lines += [f"- {summary(split, table[split], names)}" for split in splits]
+    lines += [f"- {label_set_summary(split, source.labels, source.class_names)}" if source.labels.ndim == 2
+              else f"- {summary(split, table[split], names)}" for split, source in splits.items()]
     lines += ["", "## Images per class and split", "", "| class | " + " | ".join(splits) + " |",
               "|---|" + "---|" * len(splits)]
     lines += [f"| {_cell(n)} | " + " | ".join(str(table[s][i]) for s in splits) + " |" for i, n in enumerate(names)]

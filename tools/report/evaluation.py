@@ -26,6 +26,7 @@ CURVES_SIZE = (10.0, 4.0)                    # training curves: inches
 RELIABILITY_SIZE = (5.0, 6.0)                # reliability diagram: inches
 ANNOTATE_MAX_CLASSES = 20                    # write the counts in the cells up to this many classes
 RIGHT, WRONG, UNKNOWN = "green", "red", "black"
+CURVE_METRICS = {"top1": ("Validation Top-1", "top-1 accuracy"), "map": ("Validation mAP", "mean average precision")}
 FIGURE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}  # file extension -> what save_figure writes
 
 
@@ -181,10 +182,11 @@ def plot_confusion_matrix(matrix, class_names, png_path):
     save_figure(fig, png_path)
 
 
-def plot_training_curves(rows, png_path):
-    """Two panels per epoch: train and val loss, and val Top-1 (rows without validation are skipped).
+def plot_training_curves(rows, png_path, metric="top1"):
+    """Two panels per epoch: train and val loss, and val Top-1 (or the task's ``metric``: ``map``; rows without
+    validation are skipped).
 
-    ``rows``: dicts with ``epoch``, ``train_loss`` and, when validated, ``val_loss`` and ``top1``.
+    ``rows``: dicts with ``epoch``, ``train_loss`` and, when validated, ``val_loss`` and ``metric``.
     """
     fig, (loss_ax, top1_ax) = plt.subplots(1, 2, figsize=CURVES_SIZE)
     epochs = [r["epoch"] for r in rows]
@@ -193,9 +195,10 @@ def plot_training_curves(rows, png_path):
     loss_ax.plot([r["epoch"] for r in val], [r["val_loss"] for r in val], "s-", label="val")
     loss_ax.set(title="Loss", xlabel="epoch", ylabel="loss")
     loss_ax.legend()
-    scored = [r for r in rows if r.get("top1") is not None]
-    top1_ax.plot([r["epoch"] for r in scored], [r["top1"] for r in scored], "s-", color="tab:green")
-    top1_ax.set(title="Validation Top-1", xlabel="epoch", ylabel="top-1 accuracy", ylim=(0, 1))
+    scored = [r for r in rows if r.get(metric) is not None]
+    top1_ax.plot([r["epoch"] for r in scored], [r[metric] for r in scored], "s-", color="tab:green")
+    title, label = CURVE_METRICS.get(metric, (metric, metric))
+    top1_ax.set(title=title, xlabel="epoch", ylabel=label, ylim=(0, 1))
     for ax in (loss_ax, top1_ax):
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)

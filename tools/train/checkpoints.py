@@ -13,6 +13,7 @@ from tools.core.errors import DataError
 from tools.core.fileio import atomic_path, atomic_write_text
 from tools.evaluate.metrics import as_score
 from tools.models.factory import CLASS_NAMES_KEY, quiet_mindspore_log, read_checkpoint
+from tools.train import tasks
 from tools.train.run_files import (
     PREVIOUS_RESUME_FILE,
     RESULTS_CSV_FILE,
@@ -52,7 +53,9 @@ def save_weights(network, path, class_names, extra=None):
 write_text = atomic_write_text
 
 
-RESULT_COLUMNS = ["epoch", "train_loss", "val_loss", "top1", "top5", "mean_per_class_acc", "lr", "seconds"]
+def result_columns(metrics):
+    """The columns of the results tables around a task's validation ``metrics`` (``tools.train.tasks``)."""
+    return ["epoch", "train_loss", *metrics, "lr", "seconds"]
 
 
 def _fmt(value):
@@ -63,18 +66,20 @@ def _fmt(value):
     return str(value)
 
 
-def write_results(directory, rows):
-    """``results.txt`` (aligned table) and ``results.csv`` with one row per epoch."""
-    table = [RESULT_COLUMNS] + [[_fmt(row.get(c)) for c in RESULT_COLUMNS] for row in rows]
-    widths = [max(len(r[i]) for r in table) for i in range(len(RESULT_COLUMNS))]
+def write_results(directory, rows, metrics=tasks.SINGLE.columns):
+    """``results.txt`` (aligned table) and ``results.csv`` with one row per epoch: loss, the validation ``metrics``,
+    lr and time."""
+    columns = result_columns(metrics)
+    table = [columns] + [[_fmt(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(columns))]
     text = "\n".join("  ".join(cell.rjust(w) for cell, w in zip(r, widths)) for r in table) + "\n"
     write_text(os.path.join(directory, RESULTS_TABLE_FILE), text)
     csv_path = os.path.join(directory, RESULTS_CSV_FILE)
     with atomic_path(csv_path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=RESULT_COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         for row in rows:
-            writer.writerow({c: "" if row.get(c) is None else row.get(c) for c in RESULT_COLUMNS})
+            writer.writerow({c: "" if row.get(c) is None else row.get(c) for c in columns})
 
 
 def write_json(path, data):
@@ -130,7 +135,7 @@ class CheckpointSaver:
             self._keep(epoch, path, row)
 
     def _keep(self, epoch, path, row):
-        score = -math.inf if row.get("top1") is None else as_score(self.metric, row[self.metric])
+        score = -math.inf if row.get(self.metric) is None else as_score(self.metric, row[self.metric])
         self.saved_epochs.append((score, epoch, path))
         if self.policy == "top_k":
             self.saved_epochs.sort(key=lambda item: (-item[0], -item[1]))

@@ -15,6 +15,7 @@ from tools.evaluate.inference import batches, ema_weights, evaluate
 from tools.evaluate.metrics import as_score
 from tools.models.seeded_dropout import is_dropout_counter
 from tools.report.evaluation import plot_training_curves
+from tools.train import tasks
 from tools.train.checkpoints import CheckpointSaver, write_json, write_results
 from tools.train.progress import Progress
 from tools.train.run_files import CURVES_FILE, SUMMARY_FILE
@@ -35,6 +36,7 @@ class Trainer:
         self.rows, self.best_top1, self.stale, self.improved = [], None, 0, False
         self.resume_step = (0, 0.0)  # (steps done, their summed loss) of a resumed, unfinished epoch
         self.best_metric = getattr(cfg, "best_metric", "top1")
+        self.task = tasks.of(cfg)  # its validation metrics (top1 ... or mAP, F1) fill the results rows
         self.best_value = None  # best_metric's value at the best epoch (best_top1: that epoch's top1)
         self.callbacks = list(callbacks)  # tools.train.callbacks.Callback: hooks at epoch and step boundaries
         self.saver = _checkpoint_saver(cfg, class_names)
@@ -118,7 +120,7 @@ class Trainer:
             write_json(os.path.join(self.out_dir, SUMMARY_FILE), {
                 "epochs_done": rows[-1]["epoch"] if rows else 0, "epoch_size": self.cfg.epoch_size,
                 "early_stop": bool(rows) and rows[-1]["epoch"] < self.final_epoch, "best_top1": self.best_top1,
-                "best_checkpoint": self.saver.best_path if self.best_top1 is not None else None,
+                "best_checkpoint": self.saver.best_path if self.best_value is not None else None,
                 "last_checkpoint": self.saver.last_path, **self._best_and_timing(rows), **self.summary_facts})
         return rows
 
@@ -129,7 +131,7 @@ class Trainer:
                     None)
         seconds = [r["seconds"] for r in rows]
         return {"best_metric": self.best_metric, "best_epoch": best["epoch"] if best else None,
-                "best_metrics": ({k: best[k] for k in ("top1", "top5", "mean_per_class_acc", "val_loss")}
+                "best_metrics": ({k: best[k] for k in self.task.columns[1:] + self.task.columns[:1]}
                                  if best else None),
                 "sec_per_epoch": ((sum(seconds[1:]) / (len(seconds) - 1) if len(seconds) > 1 else seconds[0])
                                   if seconds else None)}
@@ -150,9 +152,7 @@ class Trainer:
             validate = val_loader is not None and (epoch % self.cfg.val_interval == 0 or epoch == self.final_epoch)
             with ema_weights(self.train_step, self.cfg.ema):
                 if validate:
-                    result = evaluate(self.network, val_loader, self.cfg.batch_size)
-                    row.update(val_loss=result["loss"], top1=result["top1"], top5=result["top5"],
-                               mean_per_class_acc=result["mean_per_class_acc"])
+                    row.update(evaluate(self.network, val_loader, self.cfg.batch_size, self.task))
                     self.track_best(row)
                 row["seconds"] = time.time() - begin
                 self.rows.append(row)
@@ -160,7 +160,7 @@ class Trainer:
                     self._save(epoch, row)
             if self.is_main:
                 self.save_state(epoch)
-                print(_epoch_line(self.cfg.epoch_size, row), flush=True)
+                print(_epoch_line(self.cfg.epoch_size, row, self.task.columns), flush=True)
             self.notify("on_epoch_end", epoch, row)
             if self.cfg.early_stop_patience and self.stale >= self.cfg.early_stop_patience:
                 if self.is_main:
@@ -179,14 +179,14 @@ class Trainer:
         margin = getattr(self.cfg, "early_stop_min_delta", 0.0)
         score = as_score(self.best_metric, value)
         if self.best_value is None or score > as_score(self.best_metric, self.best_value) + margin:
-            self.best_value, self.best_top1, self.stale, self.improved = value, row["top1"], 0, True
+            self.best_value, self.best_top1, self.stale, self.improved = value, row.get("top1"), 0, True
         else:
             self.stale, self.improved = self.stale + 1, False
 
     def _save(self, epoch, row):
-        self.saver.save(self.network, epoch, row, best=row.get("top1") is not None and self.improved)
-        write_results(self.out_dir, self.rows)
-        plot_training_curves(self.rows, os.path.join(self.out_dir, CURVES_FILE))
+        self.saver.save(self.network, epoch, row, best=row.get("val_loss") is not None and self.improved)
+        write_results(self.out_dir, self.rows, self.task.columns)
+        plot_training_curves(self.rows, os.path.join(self.out_dir, CURVES_FILE), self.task.headline)
 
     def save_state(self, epoch, step=(0, 0.0)):
         """Write the resume state: everything a resumed run needs, after ``epoch`` finished epochs and
@@ -309,13 +309,10 @@ def weights_digest(network):
     return digest.hexdigest()[:16]
 
 
-def _epoch_line(epochs, row):
+def _epoch_line(epochs, row, columns):
+    """The epoch's line: losses, the task's validation ``columns`` that have a value, lr and time."""
     parts = [f"epoch {row['epoch']}/{epochs}", f"train_loss {row['train_loss']:.4f}"]
-    if row.get("top1") is not None:
-        parts.append(f"val_loss {row['val_loss']:.4f}")
-        parts.append(f"top1 {row['top1']:.4f}")
-        if row.get("top5") is not None:
-            parts.append(f"top5 {row['top5']:.4f}")
-        parts.append(f"mean_per_class_acc {row['mean_per_class_acc']:.4f}")
+    if row.get("val_loss") is not None:
+        parts += [f"{key} {row[key]:.4f}" for key in columns if row.get(key) is not None]
     parts += [f"lr {row['lr']:.3g}", f"{row['seconds']:.1f}s"]
     return "  ".join(parts)

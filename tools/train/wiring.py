@@ -13,18 +13,15 @@ from tools.core.errors import UsageError
 from tools.datasets.loader import SplitData, build_loader, open_split, resolve_num_classes
 from tools.models.factory import check_input_size, create_network
 from tools.models.seeded_dropout import seed_dropouts
-from tools.train import time_budget
+from tools.train import tasks, time_budget
 from tools.train.freeze import FreezeReport, apply_freezing, cut_gradients
 from tools.train.optimizer import build_optimizer
 from tools.train.schedule import build_lr_schedule
 from tools.train.techniques import freeze_epochs, progressive_resize, weight_averaging
-from tools.train.techniques.imbalance import describe_weights, resolve_class_weights
+from tools.train.techniques.imbalance import describe_weights
 from tools.train.techniques.linear_probe import cached_training
 from tools.train.techniques.tensorboard import tensorboard_callbacks
 from tools.train.train_step import build_train_step
-
-from mindcv.loss import create_loss
-from mindspore import Tensor
 
 
 @dataclass
@@ -60,9 +57,7 @@ def build_model(cfg, num_classes, steps, verbose=True, class_weights=None, sched
     network = create_network(cfg, num_classes)
     check_input_size(network, cfg)
     frozen = apply_freezing(network, cfg.freeze_backbone, cfg.freeze_layers, cfg.freeze_patterns, cfg.freeze_bn_stats)
-    weight = None if class_weights is None else Tensor(class_weights)
-    loss_fn = create_loss(name=cfg.loss, weight=weight, reduction=cfg.reduction, label_smoothing=cfg.label_smoothing,
-                          aux_factor=cfg.aux_factor)
+    loss_fn = tasks.of(cfg).loss(cfg, class_weights)  # softmax CE, or sigmoid BCE for multi-label
     lrs = schedule(steps) if schedule else build_lr_schedule(cfg, steps)
     held = freeze_epochs.held_backbone(network, cfg.freeze_epochs, cfg.unfreeze_warmup_epochs, steps, len(lrs))
     optimizer = build_optimizer(cfg, network, lrs, verbose=verbose, regroup=held)
@@ -84,7 +79,7 @@ def build_training(cfg, shard=(None, None), verbose=True, extract_features=True,
     if steps == 0:
         raise UsageError(f"{train_data.size} training images make no full batch of {cfg.batch_size}; "
                          "lower batch_size or set drop_remainder: False")
-    class_weights = resolve_class_weights(cfg.class_weights, train_data.labels, num_classes)
+    class_weights = tasks.of(cfg).class_weights(cfg.class_weights, train_data.labels, num_classes)
     if verbose and class_weights is not None:
         print(f"class_weights: {describe_weights(class_weights, train_data.class_names)}")
     network, frozen, loss_fn, lrs, optimizer = build_model(cfg, num_classes, steps, verbose, class_weights, schedule)

@@ -9,6 +9,11 @@ A label is a class name, or an integer index: when every label of a split is a n
 and there is no ``classes.txt``, the classes are ``0 .. max``, of which at least half must have an image
 (a stray ``100000000`` among ``0 .. 9`` is a typo, not 100 million classes); with ``<data_dir>/classes.txt``
 a label is one of its names or an index into it. Otherwise the classes are the sorted labels.
+
+Multi-label (``task: multilabel``, :func:`read_label_sets`): the label field holds the image's labels separated
+by ``label_delimiter`` (``cat;sofa``); an empty field (a txt line with the path alone) is an image with no label
+(all negatives). The classes are ``classes.txt`` (a label not in it is an error) or the sorted set of all labels;
+labels are names, never indices. A split's labels are then a float32 multi-hot array ``(images, classes)``.
 """
 import csv
 import os
@@ -18,6 +23,8 @@ from tools.core.fileio import read_text_lines
 from tools.datasets.class_names import CLASSES_FILE, read_names
 from tools.datasets.image_check import IMAGE_EXTENSIONS
 from tools.datasets.readers.aircraft import split_line
+
+import numpy as np
 
 EXTENSIONS = (".csv", ".txt")
 
@@ -50,13 +57,15 @@ def _starts_with_image(path):
     return os.path.splitext(first.strip().partition(" ")[0])[1].lower() in IMAGE_EXTENSIONS
 
 
-def read_list(path, image_column="image", label_column="label"):
+def read_list(path, image_column="image", label_column="label", empty_labels=False):
     """``[(line number, image path as written, label), ...]`` of a list file, in file order.
 
-    A malformed row, an empty image or label, or an image listed twice is an error naming file and line.
+    A malformed row, an empty image or label (an empty label is allowed with ``empty_labels``), or an image
+    listed twice is an error naming file and line.
     """
     lines = read_text_lines(path)
-    rows = _csv_rows(path, lines, image_column, label_column) if path.endswith(".csv") else _txt_rows(path, lines)
+    rows = (_csv_rows(path, lines, image_column, label_column, empty_labels) if path.endswith(".csv")
+            else _txt_rows(path, lines, empty_labels))
     seen, entries = {}, []
     for lineno, image, label in rows:
         if image in seen:
@@ -68,18 +77,18 @@ def read_list(path, image_column="image", label_column="label"):
     return entries
 
 
-def _txt_rows(path, lines):
+def _txt_rows(path, lines, empty_labels=False):
     for lineno, line in enumerate(lines, 1):
         line = line.rstrip("\r\n")
         if not line.strip():
             continue
         image, label = split_line(line)
-        if not label:
+        if not label and not empty_labels:
             raise DataError(f"{path}:{lineno}: malformed line {line!r} (expected '<image path> <label>')")
         yield lineno, image, label
 
 
-def _csv_rows(path, lines, image_column, label_column):
+def _csv_rows(path, lines, image_column, label_column, empty_labels=False):
     reader = csv.reader(lines)
     try:
         header = [name.strip() for name in next(reader)]
@@ -91,7 +100,7 @@ def _csv_rows(path, lines, image_column, label_column):
             if len(row) != len(header):
                 raise DataError(f"{path}:{reader.line_num}: {len(row)} fields, the header has {len(header)}")
             image, label = (row[i].strip() for i in columns)
-            if not image or not label:
+            if not image or not (label or empty_labels):
                 raise DataError(f"{path}:{reader.line_num}: empty {'image' if not image else 'label'} field")
             yield reader.line_num, image, label
     except StopIteration:
@@ -137,6 +146,50 @@ def read_split(data_dir, list_path, image_column="image", label_column="label", 
             raise DataError(f"{list_path}:{lineno}: image file not found: {path}")
         paths.append(path)
     return paths, label_indices, class_names
+
+
+def read_label_sets(data_dir, list_path, delimiter, image_column="image", label_column="label", class_names=None):
+    """``(paths, multi-hot float32 labels (images, classes), class_names)`` of a multi-label list file (see the
+    module docstring); an empty label between delimiters, a label given twice on a line, a label that is not a
+    class of ``classes.txt`` (or of ``class_names``, the training split's) and a missing image are errors naming
+    file and line."""
+    entries = read_list(list_path, image_column, label_column, empty_labels=True)
+    names_path = os.path.join(data_dir, CLASSES_FILE)
+    sets = [(lineno, image, _label_set(list_path, lineno, label, delimiter)) for lineno, image, label in entries]
+    source = "the training split"
+    if class_names is None:
+        if os.path.isfile(names_path):
+            class_names, source = read_names(names_path), names_path
+        else:
+            class_names = sorted({name for _, _, names in sets for name in names})
+    if not class_names:
+        raise DataError(f"{list_path}: no image has a label (a multi-label split needs at least one class)")
+    index = {name: i for i, name in enumerate(class_names)}
+    paths, multi_hot = [], np.zeros((len(sets), len(class_names)), np.float32)
+    for row, (lineno, image, names) in enumerate(sets):
+        unknown = next((name for name in names if name not in index), None)
+        if unknown is not None:
+            raise DataError(f"{list_path}:{lineno}: label '{unknown}' is not a class of {source} "
+                            f"({len(class_names)} classes)")
+        multi_hot[row, [index[name] for name in names]] = 1.0
+        path = os.path.join(data_dir, image)
+        if not os.path.lexists(path):
+            raise DataError(f"{list_path}:{lineno}: image file not found: {path}")
+        paths.append(path)
+    return paths, multi_hot, list(class_names)
+
+
+def _label_set(list_path, lineno, field, delimiter):
+    """The labels of one multi-label field, in order; '' is no label."""
+    if not field.strip():
+        return []
+    names = [name.strip() for name in field.split(delimiter)]
+    if "" in names:
+        raise DataError(f"{list_path}:{lineno}: empty label between delimiters '{delimiter}' in {field!r}")
+    twice = next((name for name in names if names.count(name) > 1), None)
+    if twice is not None:
+        raise DataError(f"{list_path}:{lineno}: label '{twice}' is given twice in {field!r}")
+    return names
 
 
 def _numbered_classes(list_path, entries):

@@ -13,9 +13,10 @@ from tools.datasets.loader import build_loader, open_split
 from tools.evaluate.inference import predict_logits
 from tools.models.blocks import feature_blocks
 from tools.models.stages import split_forward
+from tools.train import tasks
 
+import mindspore as ms
 import mindspore.dataset as ds
-import numpy as np
 from mindspore import nn
 
 
@@ -54,7 +55,8 @@ def cached_training(cfg, network, class_names, num_classes, steps, shard=(None, 
                                       cfg.batch_size)
     print(f"cache_features: {len(labels)} training images through the frozen backbone once in "
           f"{time.perf_counter() - begin:.1f}s; training augmentation is not applied to cached features", flush=True)
-    dataset = ds.NumpySlicesDataset((features, labels.astype(np.int32)), column_names=["image", "label"],
+    label_type = ms.dtype_to_nptype(tasks.of(cfg).label_type)  # class indices, or multi-hot vectors
+    dataset = ds.NumpySlicesDataset((features, labels.astype(label_type)), column_names=["image", "label"],
                                     shuffle=cfg.shuffle, num_samples=cfg.num_samples)
     loader = dataset.batch(cfg.batch_size, drop_remainder=cfg.drop_remainder)
     if loader.get_dataset_size() != steps:

@@ -12,7 +12,8 @@ from tools.train.callbacks import Callback
 from tools.train.run_files import TENSORBOARD_DIR
 
 EPOCH_SCALARS = {"train/epoch_loss": "train_loss", "val/loss": "val_loss", "val/top1": "top1", "val/top5": "top5",
-                 "val/mean_per_class_acc": "mean_per_class_acc", "time/seconds_per_epoch": "seconds"}
+                 "val/mean_per_class_acc": "mean_per_class_acc", "val/map": "map", "val/f1": "f1",
+                 "time/seconds_per_epoch": "seconds"}
 
 
 class TensorBoardLog(Callback):
