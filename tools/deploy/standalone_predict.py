@@ -89,6 +89,9 @@ def read_metadata(folder=HERE):
         raise DataError(f"metadata not found: {path} (copy the whole bundle folder)") from None
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise DataError(f"cannot read {path} ({err.__class__.__name__}: {err}): export the bundle again") from None
+    if meta.get("task", "single") != "single":
+        raise DataError(f"{path}: a {meta['task']} model: this script answers one class per image; use the suite's "
+                        "predict.py --onnx")
     if checked["interpolation"] not in INTERPOLATIONS:
         raise DataError(f"{path}: interpolation '{checked['interpolation']}' is not reproduced by this script "
                         f"(only {', '.join(INTERPOLATIONS)}); use the suite's predict.py --onnx")

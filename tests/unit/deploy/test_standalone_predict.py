@@ -2,6 +2,7 @@
 MindSpore's, step by step and as a whole, bit for bit; it imports nothing of MindSpore or the suite."""
 import ast
 import io
+import json
 import math
 import os
 import sys
@@ -141,6 +142,17 @@ def test_an_interpolation_it_cannot_reproduce_is_refused(tmp_path):
     (tmp_path / standalone.METADATA).write_text(str(meta).replace("'", '"'))
     with pytest.raises(standalone.DataError, match="interpolation 'bicubic' is not reproduced"):
         standalone.read_metadata(str(tmp_path))
+
+
+def test_a_multilabel_model_is_refused_not_read_as_one_class(tmp_path):
+    meta = {"class_names": ["a", "b"], "input_shape": [1, 3, 8, 8], "temperature": 1.0, "task": "multilabel",
+            "preprocessing": {"resize": 8, "crop": 8, "interpolation": "bilinear", "mean": [0] * 3, "std": [1] * 3}}
+    (tmp_path / standalone.METADATA).write_text(json.dumps(meta))
+    with pytest.raises(standalone.DataError, match="a multilabel model: this script answers one class per image"):
+        standalone.read_metadata(str(tmp_path))
+    meta["task"] = "single"
+    (tmp_path / standalone.METADATA).write_text(json.dumps(meta))
+    assert standalone.read_metadata(str(tmp_path))["class_names"] == ["a", "b"]
 
 
 def test_it_imports_only_the_standard_library_numpy_onnxruntime_and_pillow():
