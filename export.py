@@ -36,7 +36,7 @@ from tools.deploy import bundle, quantize
 from tools.evaluate import calibration, exported, onnx_export, thresholds
 from tools.evaluate.inference import predict_logits
 from tools.evaluate.metrics import softmax
-from tools.models.factory import checkpoint_network, class_names_of, numbered_classes, read_checkpoint
+from tools.models.factory import check_task, checkpoint_network, class_names_of, numbered_classes, read_checkpoint
 from tools.train import tasks
 from tools.train.checkpoints import write_json
 
@@ -156,6 +156,7 @@ def main(argv=None):
         quantize.check_request(cfg, FORMATS[cfg.format])
     runtime.setup(cfg)
     params = read_checkpoint(cfg.ckpt_path)
+    check_task(params, cfg)
     class_names = class_names_of(params) or numbered_classes(cfg)
     temperature, source = calibration.resolve_temperature(0.0, cfg.ckpt_path)
     int8_data = quantize.validation_split(cfg, class_names) if cfg.quantize == "int8" else None  # refused if none

@@ -25,7 +25,7 @@ from tools.datasets.loader import build_loader, open_split, second_pass
 from tools.evaluate import calibration, exported
 from tools.evaluate.grad_cam import explain_loader, last_feature_map
 from tools.evaluate.tta import tta_mode, view_logits
-from tools.models.factory import checkpoint_network, class_names_of, numbered_classes, read_checkpoint
+from tools.models.factory import check_task, checkpoint_network, class_names_of, numbered_classes, read_checkpoint
 from tools.report import evaluation as reports
 from tools.report import multilabel_report
 from tools.report.explanations import HEATMAPS_FILE, write_explanations
@@ -103,6 +103,7 @@ def load_model(cfg):
         source = "--temperature" if cfg.temperature else exported.metadata_path(path)
         return exported.load_model(path), meta["input_shape"][0], meta["class_names"], temperature, source
     params = read_checkpoint(cfg.ckpt_path)
+    check_task(params, cfg)
     class_names = class_names_of(params) or (numbered_classes(cfg) if cfg.input else None)
     temperature, source = calibration.resolve_temperature(cfg.temperature, cfg.ckpt_path)
     return params, cfg.batch_size, class_names, temperature, source

@@ -24,7 +24,7 @@ from tools.datasets.loader import build_loader, open_split, resolve_num_classes,
 from tools.evaluate import calibration, exported, metrics
 from tools.evaluate.grad_cam import explain_classes, explainable
 from tools.evaluate.tta import tta_mode, view_logits
-from tools.models.factory import checkpoint_network, class_names_of, read_checkpoint
+from tools.models.factory import check_task, checkpoint_network, class_names_of, read_checkpoint
 from tools.report import evaluation as reports
 from tools.report import multilabel_report
 from tools.report import page as report_page
@@ -223,6 +223,7 @@ def load_model(cfg, split):
         data = open_split(cfg, split, class_names=meta["class_names"])
         return exported.load_model(cfg.onnx), meta["input_shape"][0], data, meta.get("temperature")
     params = read_checkpoint(cfg.ckpt_path)
+    check_task(params, cfg)
     data = open_split(cfg, split, class_names=class_names_of(params))
     return (checkpoint_network(cfg, params, data.class_names), cfg.batch_size, data,
             calibration.stored_temperature(cfg.ckpt_path)[0])

@@ -89,11 +89,11 @@ def test_export_carries_the_task_and_the_thresholds_and_the_mindir_predicts_the_
     out, base = mosaic_run["out"], mosaic_run["base"]
     export = run_script("export.py", *base, "--format", "MINDIR", "--out", os.path.join(out, "model"))
     assert export.returncode == 0, export.stderr
-    meta = json.load(open(os.path.join(out, "model.classes.json")))
+    meta = json.load(open(os.path.join(out, "model", "model.classes.json")))                   # the bundle
     stored = json.load(open(os.path.join(out, f"{MODEL}_best.thresholds.json")))["thresholds"]
     assert meta["task"] == "multilabel" and meta["thresholds"] == [stored[n] for n in meta["class_names"]]
-    mindir = run_script("predict.py", "--mindir", os.path.join(out, "model.mindir"), "--data_dir", mosaic_run["data"],
-                        "--split", "val", "--out_dir", os.path.join(out, "mindir"), "--mode", "1")
+    mindir = run_script("predict.py", "--mindir", os.path.join(out, "model", "model.mindir"), "--data_dir",
+                        mosaic_run["data"], "--split", "val", "--out_dir", os.path.join(out, "mindir"), "--mode", "1")
     assert mindir.returncode == 0, mindir.stderr
     assert "thresholds from the exported metadata" in mindir.stdout
     _, ckpt_rows = read_predictions(os.path.join(out, f"predictions_{MODEL}_best_val.csv"))
@@ -129,3 +129,14 @@ def test_data_report_counts_images_per_label_and_labels_per_image(mosaic_run, tm
                 f"{per_image.count(0)} without a label" in report)
     bag = sum("Bag" in label.split(";") for _, label in train)
     assert any(line.startswith(f"| Bag | {bag} |") for line in report.splitlines())
+
+
+@pytest.mark.parametrize("script", ["validate.py", "predict.py", "export.py"])
+def test_a_multilabel_checkpoint_read_as_single_label_is_refused(mosaic_run, script, tmp_path):
+    """The checkpoint carries its task: a config without ``task: multilabel`` would read its sigmoid outputs as a
+    softmax, so the scripts refuse it in one line (before writing anything)."""
+    proc = run_main(script, "--data_dir", mosaic_run["data"], "--dataset_format", "list", "--ckpt_path",
+                    os.path.join(mosaic_run["out"], f"{MODEL}_best.ckpt"), "--model", MODEL,
+                    "--out_dir" if script == "predict.py" else "--out", tmp_path / "o")
+    assert_one_line_error(proc, "was trained with task: multilabel, this config has task: single", code=2)
+    assert not (tmp_path / "o").exists()

@@ -27,6 +27,7 @@ from mindcv.utils.amp import auto_mixed_precision
 from mindcv.utils.download import DownLoad
 
 CLASS_NAMES_KEY = "suite_class_names"
+TASK_KEY = "suite_task"  # present when not single-label
 MIN_MATCHED_FRACTION = 0.5
 
 
@@ -206,6 +207,16 @@ def load_weights(network, path, model_name, params=None, drop_head=True):
     missing = len(own) - len(kept)
     return (f"{len(kept)} tensors loaded, {len(dropped)} classifier tensors dropped (shape differs from "
             f"num_classes), {ignored} non-model entries ignored, {missing} left at initialisation")
+
+
+def check_task(params, cfg):
+    """A checkpoint trained for another task than ``cfg.task`` (e.g. multi-label read with a config that lacks
+    ``task``) is refused in one line: its outputs would be read with the wrong activation."""
+    saved = params.get(TASK_KEY) or "single"
+    saved = saved if isinstance(saved, str) else "single"
+    if saved != cfg.task:
+        raise UsageError(f"{cfg.ckpt_path} was trained with task: {saved}, this config has task: {cfg.task}: pass the "
+                         f"run's config.yaml (or --task {saved})")
 
 
 def class_names_of(params):

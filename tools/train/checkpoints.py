@@ -12,7 +12,7 @@ import os
 from tools.core.errors import DataError
 from tools.core.fileio import atomic_path, atomic_write_text
 from tools.evaluate.metrics import as_score
-from tools.models.factory import CLASS_NAMES_KEY, quiet_mindspore_log, read_checkpoint
+from tools.models.factory import CLASS_NAMES_KEY, TASK_KEY, quiet_mindspore_log, read_checkpoint
 from tools.train import tasks
 from tools.train.run_files import (
     PREVIOUS_RESUME_FILE,
@@ -42,9 +42,11 @@ def write_checkpoint(cell, tmp, append_dict):
             os.remove(own_tmp)
 
 
-def save_weights(network, path, class_names, extra=None):
-    """Save model weights with the class names inside; atomic, with a CRC."""
+def save_weights(network, path, class_names, extra=None, task="single"):
+    """Save model weights with the class names (and a task other than single-label) inside; atomic, with a CRC."""
     append = {CLASS_NAMES_KEY: json.dumps(list(class_names), ensure_ascii=False)}
+    if task != "single":
+        append[TASK_KEY] = task
     append.update(extra or {})
     with atomic_path(path, ".tmp.ckpt") as tmp:
         write_checkpoint(network, tmp, append)
@@ -98,8 +100,9 @@ class CheckpointSaver:
       of kept epoch checkpoints (``saved_epochs``), so that a resumed run rotates the files of its first part.
     """
 
-    def __init__(self, folder, model, class_names, keep_max=10, policy="latest_k", interval=1, metric="top1"):
-        self.folder, self.model, self.class_names = folder, model, class_names
+    def __init__(self, folder, model, class_names, keep_max=10, policy="latest_k", interval=1, metric="top1",
+                 task="single"):
+        self.folder, self.model, self.class_names, self.task = folder, model, class_names, task
         self.keep_max, self.policy, self.interval, self.metric = keep_max, policy, interval, metric
         self.saved_epochs = []  # (score, epoch, path) of the kept epoch checkpoints, the first to keep first
 
@@ -126,12 +129,12 @@ class CheckpointSaver:
         """The checkpoints after ``epoch`` (its results ``row``): last, best when ``best``, and the epoch's own
         every ``interval`` epochs, deleting the one that falls out of the kept ``keep_max``."""
         extra = {"epoch": epoch}
-        save_weights(network, self.last_path, self.class_names, extra)
+        save_weights(network, self.last_path, self.class_names, extra, self.task)
         if best:
-            save_weights(network, self.best_path, self.class_names, extra)
+            save_weights(network, self.best_path, self.class_names, extra, self.task)
         if epoch % self.interval == 0:
             path = self.epoch_path(epoch)
-            save_weights(network, path, self.class_names, extra)
+            save_weights(network, path, self.class_names, extra, self.task)
             self._keep(epoch, path, row)
 
     def _keep(self, epoch, path, row):

@@ -273,9 +273,9 @@ def _differ(saved, now):
 def _checkpoint_saver(cfg, class_names):
     """The CheckpointSaver of a run's config; keys a hand-made config lacks take the options table's defaults."""
     table = option_table()
-    keys = ("keep_checkpoint_max", "ckpt_save_policy", "ckpt_save_interval", "best_metric")
-    keep_max, policy, interval, metric = (getattr(cfg, key, table[key][0]) for key in keys)
-    return CheckpointSaver(cfg.ckpt_save_dir, cfg.model, class_names, keep_max, policy, interval, metric)
+    keys = ("keep_checkpoint_max", "ckpt_save_policy", "ckpt_save_interval", "best_metric", "task")
+    keep_max, policy, interval, metric, task = (getattr(cfg, key, table[key][0]) for key in keys)
+    return CheckpointSaver(cfg.ckpt_save_dir, cfg.model, class_names, keep_max, policy, interval, metric, task)
 
 
 RESUME_FIXED_INPUTS = ("mean", "std", "tf_same_padding")  # image_resize may change: a CNN fits any size

@@ -126,7 +126,8 @@ class WeightAveraging(Callback):
             layers, count = recompute_batch_norm(self.network, self.train_loader)
             path = os.path.join(saver.folder, average_checkpoint_name(saver.model))
             epochs = [epoch for epoch, _ in kept]
-            save_weights(self.network, path, saver.class_names, {AVERAGED_EPOCHS_KEY: ",".join(map(str, epochs))})
+            save_weights(self.network, path, saver.class_names, {AVERAGED_EPOCHS_KEY: ",".join(map(str, epochs))},
+                         saver.task)
             result = evaluate(self.network, self.val_loader, self.batch_size) if self.val_loader is not None else None
         finally:
             assign_weights(self.network, own)
