@@ -6,6 +6,7 @@ from tools.core.config import parse_config
 from tools.core.errors import UsageError
 from tools.evaluate.inference import batches
 from tools.train.checkpoints import save_weights
+from tools.train.techniques.distillation import DistilledWithLoss
 from tools.train.wiring import build_training, describe
 
 import mindspore as ms
@@ -76,7 +77,7 @@ def test_first_step_loss_equals_numpy_and_the_teacher_never_changes(tiny_aircraf
     run = build_training(cfg, verbose=False)
     before = teacher_state(run)
     assert any(name.endswith("moving_mean") for name in before)
-    assert not [p.name for p in run.train_step.get_parameters() if p.name.startswith("teacher.")]  # not saved, no EMA
+    assert not [p.name for p in run.train_step.get_parameters() if "teacher." in p.name]  # not saved or trained
     images, labels = first_batch(run)
     student = run.network(images).asnumpy()                   # train mode, as in the step (no dropout in resnet18)
     teacher = run.teacher.network(images).asnumpy()           # inference mode
@@ -90,6 +91,16 @@ def test_first_step_loss_equals_numpy_and_the_teacher_never_changes(tiny_aircraf
     for name, value in before.items():
         assert np.array_equal(after[name], value), name
     assert "distillation: teacher mobilenet_v3_small_100" in describe(cfg, run)
+
+
+def test_both_steps_of_freeze_epochs_distil_and_ema_holds_no_teacher(tiny_aircraft, teacher_ckpt):
+    run = build_training(config(tiny_aircraft, teacher_ckpt, "--freeze_epochs", "1", "--ema", "True"), verbose=False)
+    switch = run.callbacks[0]
+    for step in (switch.frozen_step, switch.full_step):
+        assert isinstance(step.network, DistilledWithLoss)
+        names = [p.name for p in step.get_parameters()]
+        assert any(name.startswith("ema.") for name in names)
+        assert not [name for name in names if "teacher." in name]
 
 
 def test_cached_logits_are_the_online_teachers_on_the_same_views(tiny_aircraft, teacher_ckpt):
