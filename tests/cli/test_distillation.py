@@ -3,9 +3,12 @@
 dry-run plan names the teacher, validate.py takes the student's checkpoint as any; bad teachers are one line each."""
 import json
 import os
+import re
+import subprocess
+import sys
 from types import SimpleNamespace
 
-from conftest import TINY_TRAIN_ARGS, assert_one_line_error, make_tiny_aircraft, run_main, run_script
+from conftest import ROOT, TINY_TRAIN_ARGS, assert_one_line_error, free_port, make_tiny_aircraft, run_main, run_script
 from tools.train.checkpoints import save_weights
 
 import mindspore as ms
@@ -124,3 +127,22 @@ def test_a_checkpoint_that_is_not_teacher_model_is_one_line(setup, tmp_path):
 def test_refused_settings_are_one_line_exit_2(setup, tmp_path, flags, needle):
     proc = run_main("finetune.py", *setup.args, *flags, "--ckpt_save_dir", tmp_path / "o")
     assert_one_line_error(proc, needle, code=2)
+
+
+def test_msrun_ranks_distil_their_shards_from_cached_logits(setup, tmp_path):
+    """Two workers, each with its own shard and the whole split's cached logits (an epoch's shuffle deals each
+    rank other images), end with identical weights."""
+    log_dir = tmp_path / "logs"
+    env = dict(os.environ, GLOG_v="3", PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    cmd = ["msrun", "--worker_num=2", "--local_worker_num=2", f"--master_port={free_port()}", f"--log_dir={log_dir}",
+           "--join=True", os.path.join(ROOT, "finetune.py"),
+           *setup.args, "--distribute", "True", "--epoch_size", "1", "--batch_size", "8", "--cache_teacher", "True",
+           "--scale", "1", "1", "--ratio", "1", "1", "--hflip", "0", "--ckpt_save_dir", str(tmp_path / "out")]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    logs = [open(log_dir / f"worker_{r}.log").read() for r in (0, 1)]
+    assert proc.returncode == 0, logs
+    digests = [re.search(r"rank (\d): final weights digest (\w+)", log).groups() for log in logs]
+    assert {d[0] for d in digests} == {"0", "1"} and digests[0][1] == digests[1][1]
+    for log in logs:
+        assert "cache_teacher: 40 training views through the teacher once" in log
+    assert "2 steps/epoch" in logs[0]   # 40 images, 2 workers, batches of 8: each rank steps through its 20
