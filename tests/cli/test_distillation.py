@@ -90,6 +90,15 @@ def test_dry_run_plan_names_the_teacher(setup, tmp_path):
     assert not os.path.exists(tmp_path / "o")
 
 
+def test_a_run_folder_teaches_with_its_best_checkpoint_and_must_be_of_teacher_model(setup, reference, tmp_path):
+    proc = run_main("finetune.py", *setup.args, "--teacher_model", "resnet18", "--teacher_ckpt", reference.out,
+                    "--dry_run", "True", "--ckpt_save_dir", tmp_path / "o")
+    assert proc.returncode == 0, proc.stderr
+    assert f"distillation: teacher resnet18 from {reference.out / 'resnet18_best.ckpt'}," in proc.stdout
+    proc = run_main("finetune.py", *setup.args, "--teacher_ckpt", reference.out, "--ckpt_save_dir", tmp_path / "o")
+    assert_one_line_error(proc, f"the run in {reference.out} trained resnet18, teacher_model is {TEACHER}", code=2)
+
+
 def test_a_teacher_of_other_classes_is_one_line(setup, tmp_path):
     other = str(tmp_path / "other.ckpt")
     net = create_model(TEACHER, num_classes=len(CLASSES))
