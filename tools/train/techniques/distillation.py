@@ -67,8 +67,6 @@ def teacher_checkpoint(cfg):
     ``{teacher_model}_best.ckpt`` with the folder's config.yaml (which must name ``teacher_model``)."""
     path = cfg.teacher_ckpt
     if not os.path.isdir(path):
-        if not os.path.exists(path):
-            raise DataError(f"teacher_ckpt: checkpoint not found: {path}")
         return path, {}
     run_config = {}
     config_path = os.path.join(path, RUN_CONFIG_FILE)
@@ -91,7 +89,10 @@ def load_teacher(cfg, class_names):
     The architecture follows the run folder's config (``tf_same_padding``) when a folder is given, else the
     student's config."""
     path, run_config = teacher_checkpoint(cfg)
-    params = read_checkpoint(path)
+    try:
+        params = read_checkpoint(path)
+    except DataError as err:  # missing, empty, damaged, unreadable
+        raise DataError(f"teacher_ckpt: {err}") from None
     names = class_names_of(params)
     if names is None:
         raise DataError(f"teacher_ckpt: {path} holds no class names (not written by finetune.py): the teacher must be "
