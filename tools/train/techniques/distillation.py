@@ -27,7 +27,7 @@ from tools.core.errors import DataError, UsageError
 from tools.datasets.loader import build_loader, open_split
 from tools.evaluate.inference import predict_logits
 from tools.models.factory import check_input_size, class_names_of, create_network, load_weights, read_checkpoint
-from tools.train.run_files import best_checkpoint_name
+from tools.train.run_files import CONFIG_FILE_NAME, best_checkpoint_name
 
 import mindspore as ms
 import numpy as np
@@ -35,7 +35,6 @@ import yaml
 from mindspore import Parameter, Tensor, nn, ops
 
 TEACHER_PREFIX = "teacher."  # the teacher's parameter names: GRAPH mode needs them apart from the student's
-RUN_CONFIG_FILE = "config.yaml"  # finetune.py's resolved config in a run folder (tools/core/config.save_config)
 
 
 @dataclasses.dataclass
@@ -69,7 +68,7 @@ def teacher_checkpoint(cfg):
     if not os.path.isdir(path):
         return path, {}
     run_config = {}
-    config_path = os.path.join(path, RUN_CONFIG_FILE)
+    config_path = os.path.join(path, CONFIG_FILE_NAME)
     if os.path.isfile(config_path):
         with open(config_path, encoding="utf-8") as f:
             run_config = yaml.safe_load(f) or {}
