@@ -23,6 +23,7 @@ import os
 import time
 from typing import Any, Optional
 
+from tools.core.config import update
 from tools.core.errors import DataError, UsageError
 from tools.datasets.loader import build_loader, open_split
 from tools.evaluate.inference import predict_logits
@@ -99,9 +100,9 @@ def load_teacher(cfg, class_names):
     if list(names) != list(class_names):
         raise DataError(f"teacher_ckpt: {path} was trained on other classes or another class order "
                         f"({_first_difference(names, list(class_names))}); distil from a teacher of this data")
-    teacher_cfg = copy.copy(cfg)
-    teacher_cfg.model, teacher_cfg.drop_rate, teacher_cfg.drop_path_rate = cfg.teacher_model, None, None
-    teacher_cfg.tf_same_padding = run_config.get("tf_same_padding", cfg.tf_same_padding)
+    padding = bool(run_config.get("tf_same_padding", cfg.tf_same_padding))
+    teacher_cfg = update(copy.copy(cfg), "the teacher's build", model=cfg.teacher_model, drop_rate=None,
+                         drop_path_rate=None, tf_same_padding=padding)
     network = create_network(teacher_cfg, len(class_names), init_from_ckpt=False)
     try:
         report = load_weights(network, path, cfg.teacher_model, params=params, drop_head=False)
@@ -147,9 +148,8 @@ def cache_logits(cfg, teacher, class_names, num_classes):
     """The teacher's logits of every training image's (fixed) training view, in sample-index order: one pass,
     unshuffled and unsharded (a data-parallel rank's shard changes with each epoch's shuffle)."""
     begin = time.perf_counter()
-    whole = copy.copy(cfg)
-    whole.shuffle, whole.sampler, whole.aug_repeats, whole.num_samples, whole.drop_remainder = (False, "none", 0,
-                                                                                                None, False)
+    whole = update(copy.copy(cfg), "cache_teacher's pass", shuffle=False, sampler="none", aug_repeats=0,
+                   num_samples=None, drop_remainder=False)
     data = indexed_labels(open_split(whole, cfg.train_split, class_names=class_names, training=True), num_classes)
     logits, keys = predict_logits(teacher.network, build_loader(whole, data, num_classes, training=True),
                                   cfg.batch_size)
