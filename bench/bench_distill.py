@@ -76,10 +76,10 @@ def main(argv=None):
     teach = ["--teacher_model", TEACHER_MODEL, "--teacher_ckpt", args.teacher_dir]
     plans = {"alone": [*student, "--epoch_size", str(args.epochs)],
              "distilled": [*student, *teach, "--epoch_size", str(args.epochs)]}
-    rows = [["teacher " + TEACHER_MODEL, results["teacher"]["best_top1"]]]
+    rows = [["teacher " + TEACHER_MODEL, f"{results['teacher']['best_top1']:.4f}"]]
     for name in args.runs:
         results[name] = finetune(args, os.path.join(args.out, name), plans[name])
-        rows.append([f"student {args.student}: {name}", results[name]["best_top1"]])
+        rows.append([f"student {args.student}: {name}", f"{results[name]['best_top1']:.4f}"])
     common.print_table(["run", "best top1"], rows)
     timing = epoch_timing(args) if args.epoch_repeats else None
     print(f"load average at end {[round(x, 2) for x in os.getloadavg()]}")
