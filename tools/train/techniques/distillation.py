@@ -122,6 +122,7 @@ def load_teacher(cfg, class_names):
 
 
 def _first_difference(saved, now):
+    """Where the teacher's class list and the student's part: the first differing position, or the counts."""
     for index, (a, b) in enumerate(zip(saved, now)):
         if a != b:
             return f"class {index} is '{a}' there, '{b}' here"
