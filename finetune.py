@@ -80,6 +80,8 @@ def main(argv=None):
         trainer.summary_facts.update(trainable_params=run.frozen.trainable_params,
                                      frozen_params=run.frozen.frozen_params,
                                      config_sha256=file_sha256(os.path.join(cfg.ckpt_save_dir, CONFIG_FILE_NAME)))
+        if run.teacher:
+            trainer.summary_facts.update(run.teacher.facts(cfg))
         print(run.frozen.summary())
         print(f"{cfg.model}: {run.num_classes} classes, {run.train_data.size} train images ({run.train_data.layout}), "
               f"{run.val_data.size if run.val_data else 0} val images, {run.steps} steps/epoch, {cfg.epoch_size} "

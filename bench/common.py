@@ -246,6 +246,7 @@ class SuiteRun:
                                                                 run.train_loader, run.steps)
         self.network, self.frozen, self.train_step = run.network, run.frozen, run.train_step
         self.extract_seconds = run.extract_seconds
+        self.teacher = run.teacher  # distillation's Teacher (its cache_seconds with cache_teacher), or None
         self.trainer = Trainer(cfg, self.network, self.train_step, run.lrs, self.data.class_names)
 
     def epoch(self, epoch=1):

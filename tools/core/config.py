@@ -343,6 +343,17 @@ OPTIONS = {
          "(suite) progressive resizing: [[E, S], ...] trains at S px once E epochs are done (e.g. [[0, 64], [3, 96]]; "
          "CLI 0:64 3:96); validation and the later scripts use image_resize (FixRes: train low, test high)"),
     ],
+    "Distillation (suite)": [
+        ("teacher_model", None, OPT_STR, "(suite) distil from this fine-tuned model (e.g. mobilenet_v2_100); needs "
+                                         "teacher_ckpt"),
+        ("teacher_ckpt", "", STR, "(suite) the teacher's weights: a checkpoint of finetune.py trained on the same "
+                                  "classes, or its run folder (its {teacher_model}_best.ckpt)"),
+        ("distill_alpha", 0.5, FLOAT, "(suite) weight of the hard-label loss; the teacher's term gets 1 - alpha "
+                                      "(0 = pure distillation)"),
+        ("distill_temperature", 4.0, FLOAT, "(suite) softmax temperature T of the teacher's and student's logits"),
+        ("cache_teacher", False, BOOL, "(suite) compute the teacher's logits once before training (needs fixed "
+                                       "training views: no random augmentation)"),
+    ],
     "Optimizer": [
         ("opt", "adam", _name(*OPTIMIZERS), "optimizer: " + ", ".join(OPTIMIZERS)),
         ("momentum", 0.9, FLOAT, "momentum"),
@@ -614,6 +625,8 @@ _RULES = {
     "unfreeze_warmup_epochs": (lambda v: v >= 0, ">= 0"),
     "mean": (lambda v: len(v) == 3, "3 values, one per channel (images are read as RGB)"),
     "std": (lambda v: len(v) == 3 and min(v) > 0, "3 values > 0, one per channel (images are read as RGB)"),
+    "distill_alpha": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "distill_temperature": (lambda v: v > 0, "> 0"),
 }
 
 
@@ -637,6 +650,7 @@ def check_values(values, sources=None):
     _check_task(values)
     _check_imbalance_and_schedule(values)
     _check_averaging_and_resizing(values)
+    _check_distillation(values)
 
 
 def update(cfg, source, **changes):
@@ -723,6 +737,42 @@ def _check_imbalance_and_schedule(values):
     if (values.get("class_weights") is not None and values.get("loss", "ce") != "ce"
             and values.get("task", "single") == "single"):
         raise UsageError(f"'class_weights' needs 'loss: ce', got '{values['loss']}'")
+
+
+def random_augmentation(values):
+    """The configured keys that make the training view of an image vary between epochs (empty: fixed
+    views). The crop is fixed only with ``scale`` and ``ratio`` both [1, 1] (the whole image, or its
+    centre square); colour jitter of strength 0 changes nothing."""
+    jitter = values.get("color_jitter")
+    jitter = [] if jitter is None else jitter if isinstance(jitter, (list, tuple)) else [jitter]
+    on = {"scale": list(values["scale"]) != [1.0, 1.0], "ratio": list(values["ratio"]) != [1.0, 1.0],
+          "hflip": values["hflip"] > 0, "vflip": values["vflip"] > 0, "color_jitter": any(float(v) > 0 for v in jitter),
+          "auto_augment": bool(values.get("auto_augment")), "re_prob": values["re_prob"] > 0,
+          "mixup": values["mixup"] > 0, "cutmix": values["cutmix"] > 0, "aug_splits": values.get("aug_splits", 0) > 0}
+    return [key for key, varies in on.items() if varies]
+
+
+def _check_distillation(values):
+    """A teacher is a model and its weights; cached logits need views that never change and the images the
+    head-only linear probe does not see."""
+    model, ckpt = values.get("teacher_model"), values.get("teacher_ckpt")
+    if bool(model) != bool(ckpt):
+        raise UsageError("'teacher_model' and 'teacher_ckpt' go together: " + ("set teacher_ckpt (the teacher's "
+                         "checkpoint or run folder)" if model else "set teacher_model (the teacher's architecture)"))
+    if values.get("cache_teacher") and not model:
+        raise UsageError("'cache_teacher: True' needs a teacher (teacher_model and teacher_ckpt)")
+    if model and values.get("task", "single") != "single":
+        raise UsageError("'teacher_model' distils a softmax over one class per image: not available with 'task: "
+                         f"{values['task']}'")
+    if model and values.get("cache_features"):
+        raise UsageError("'teacher_model' cannot be used with 'cache_features' (the head trains on cached features: "
+                         "the teacher would not see the images)")
+    if values.get("cache_teacher"):
+        varying = random_augmentation(values)
+        if varying:
+            raise UsageError(f"'cache_teacher: True' needs fixed training views, but '{varying[0]}' augments at "
+                             f"random ({', '.join(varying)} on); set cache_teacher: False (the teacher then sees each "
+                             "augmented batch) or turn the augmentation off (scale and ratio [1, 1], hflip 0, ...)")
 
 
 # what a command does to the folder it names, not a setting of the run: a config.yaml used again with

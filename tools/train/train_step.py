@@ -102,7 +102,10 @@ def build_train_step(cfg, network, loss_fn, optimizer):
     """The train step around ``network``: mixed precision, loss, loss scale, EMA, clipping, accumulation."""
     if cfg.amp_level != "O0":
         auto_mixed_precision(network, cfg.amp_level, cfg.amp_cast_list)
-    net_with_loss = add_loss_network(network, loss_fn, cfg.amp_level)
+    if hasattr(loss_fn, "loss_network"):  # distillation: its teacher needs the images, so it builds the loss network
+        net_with_loss = loss_fn.loss_network(network)
+    else:
+        net_with_loss = add_loss_network(network, loss_fn, cfg.amp_level)
     train_step = SuiteTrainStep(net_with_loss, optimizer, scale_sense(cfg), ema=cfg.ema, ema_decay=cfg.ema_decay,
                                 clip_grad=cfg.clip_grad, clip_value=cfg.clip_value,
                                 gradient_accumulation_steps=cfg.gradient_accumulation_steps).set_train()

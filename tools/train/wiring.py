@@ -17,7 +17,7 @@ from tools.train import tasks, time_budget
 from tools.train.freeze import FreezeReport, apply_freezing, cut_gradients
 from tools.train.optimizer import build_optimizer
 from tools.train.schedule import build_lr_schedule
-from tools.train.techniques import freeze_epochs, progressive_resize, weight_averaging
+from tools.train.techniques import distillation, freeze_epochs, progressive_resize, weight_averaging
 from tools.train.techniques.imbalance import describe_weights
 from tools.train.techniques.linear_probe import cached_training
 from tools.train.techniques.tensorboard import tensorboard_callbacks
@@ -43,6 +43,7 @@ class Training:
     extract_seconds: Any = None  # cache_features: seconds of the one pass over the data, else None
     callbacks: List = field(default_factory=list)  # Trainer callbacks (freeze_epochs, tensorboard)
     class_weights: Any = None  # the loss's per-class weights (numpy), or None
+    teacher: Any = None  # distillation's Teacher (tools/train/techniques/distillation.py), or None
 
     @property
     def class_names(self):
@@ -73,6 +74,7 @@ def build_training(cfg, shard=(None, None), verbose=True, extract_features=True,
     train_data = open_split(cfg, cfg.train_split, training=True, shard=shard)
     num_classes = resolve_num_classes(cfg, train_data.class_names)
     val_data = open_split(cfg, cfg.val_split, class_names=train_data.class_names) if cfg.val_while_train else None
+    train_data, teacher = distillation.prepare(cfg, train_data, num_classes, cache=extract_features)
     train_loader = build_loader(cfg, train_data, num_classes, training=True)
     val_loader = build_loader(cfg, val_data, num_classes, training=False) if val_data else None
     steps = train_loader.get_dataset_size()
@@ -83,6 +85,7 @@ def build_training(cfg, shard=(None, None), verbose=True, extract_features=True,
     if verbose and class_weights is not None:
         print(f"class_weights: {describe_weights(class_weights, train_data.class_names)}")
     network, frozen, loss_fn, lrs, optimizer = build_model(cfg, num_classes, steps, verbose, class_weights, schedule)
+    loss_fn = distillation.distilled_loss(cfg, loss_fn, teacher)
     resizing = progressive_resize.resize_callbacks(cfg, network, train_data, train_loader, num_classes, shard)
     features = None
     image_loader = resizing[0].loader_at(cfg.epoch_size) if resizing else train_loader  # weight averaging's
@@ -103,7 +106,8 @@ def build_training(cfg, shard=(None, None), verbose=True, extract_features=True,
     callbacks += time_budget.budget_callbacks(cfg)  # last: the time it records includes the averaging's
     seed_dropouts(network, cfg.seed, shard[1] or 0)  # repeatable masks that a resume continues (MindSpore's are not)
     return Training(train_data, val_data, num_classes, train_loader, val_loader, steps, network, frozen, loss_fn,
-                    lrs, optimizer, train_step, features.seconds if features else None, callbacks, class_weights)
+                    lrs, optimizer, train_step, features.seconds if features else None, callbacks, class_weights,
+                    teacher)
 
 
 def describe(cfg, run):
@@ -124,6 +128,8 @@ def describe(cfg, run):
         step.append("cache_features: the head trains on features extracted once (not done in a dry run)")
     if cfg.freeze_epochs:
         step.append(freeze_epochs.plan_line(cfg, run.network))
+    if run.teacher:
+        step.append(run.teacher.plan_line(cfg))
     balance = [f"class_weights: {describe_weights(run.class_weights, names)}"] if run.class_weights is not None else []
     if cfg.sampler == "balanced":
         balance.append("sampler: balanced (every class equally likely in each epoch's draw)")
