@@ -7,6 +7,7 @@ import os
 
 from tools.evaluate.inference import evaluate
 from tools.models.factory import read_checkpoint
+from tools.train import tasks
 from tools.train.checkpoints import save_weights
 from tools.train.techniques.weight_averaging import (
     AVERAGED_EPOCHS_KEY,
@@ -157,9 +158,9 @@ def test_the_trainer_averages_the_two_best_epochs_validates_and_restores_the_net
     assert facts["epochs"] == chosen and facts["batchnorm_layers"] == 2 and facts["batchnorm_batches"] == 6
     fresh = BatchNormNet()
     ms.load_param_into_net(fresh, params, strict_load=False)
-    result = evaluate(fresh, val, 4)
+    result = evaluate(fresh, val, 4, tasks.SINGLE)
     assert facts["metrics"]["top1"] == pytest.approx(result["top1"]) and \
-        facts["metrics"]["val_loss"] == pytest.approx(result["loss"], rel=1e-5)
+        facts["metrics"]["val_loss"] == pytest.approx(result["val_loss"], rel=1e-5)
 
 
 def test_a_resumed_run_writes_the_same_averaged_checkpoint(tmp_path):

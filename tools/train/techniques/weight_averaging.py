@@ -30,6 +30,7 @@ from tools.datasets.seeded_augment import set_epoch
 from tools.evaluate.inference import batches, evaluate
 from tools.models.factory import read_checkpoint
 from tools.models.norm_layers import batch_norms
+from tools.train import tasks
 from tools.train.callbacks import Callback
 from tools.train.checkpoints import save_weights
 from tools.train.run_files import average_checkpoint_name
@@ -100,9 +101,9 @@ class WeightAveraging(Callback):
     """At the run's end (rank 0): ``{model}_avg.ckpt``, the mean of ``count`` kept epoch checkpoints with BatchNorm
     statistics recomputed on ``train_loader``, validated on ``val_loader`` (None: not validated)."""
 
-    def __init__(self, count, network, train_loader, val_loader, batch_size, seed):
+    def __init__(self, count, network, train_loader, val_loader, batch_size, seed, task=tasks.SINGLE):
         self.count, self.network, self.train_loader, self.val_loader = count, network, train_loader, val_loader
-        self.batch_size, self.seed = batch_size, seed
+        self.batch_size, self.seed, self.task = batch_size, seed, task
 
     def on_fit_end(self, trainer):
         if not trainer.is_main:
@@ -128,17 +129,16 @@ class WeightAveraging(Callback):
             epochs = [epoch for epoch, _ in kept]
             save_weights(self.network, path, saver.class_names, {AVERAGED_EPOCHS_KEY: ",".join(map(str, epochs))},
                          saver.task)
-            result = evaluate(self.network, self.val_loader, self.batch_size) if self.val_loader is not None else None
+            metrics = (evaluate(self.network, self.val_loader, self.batch_size, self.task)
+                       if self.val_loader is not None else None)
         finally:
             assign_weights(self.network, own)
         seconds = time.perf_counter() - begin
-        metrics = ({"top1": result["top1"], "top5": result["top5"], "mean_per_class_acc": result["mean_per_class_acc"],
-                    "val_loss": result["loss"]} if result else None)
         print(f"average_checkpoints: {path} = the mean of {len(kept)} epoch checkpoints ({which}: epochs "
               f"{', '.join(map(str, epochs))}), BatchNorm statistics of {layers} layers recomputed over "
-              f"{count} training batches" + (f"; val top1 {metrics['top1']:.4f} val_loss {metrics['val_loss']:.4f} "
-                                             f"mean_per_class_acc {metrics['mean_per_class_acc']:.4f}"
-                                             if metrics else "") + f" ({seconds:.1f}s)", flush=True)
+              f"{count} training batches" + ("; val " + "  ".join(f"{key} {value:.4f}" for key, value in metrics.items()
+                                                                 if value is not None) if metrics else "")
+              + f" ({seconds:.1f}s)", flush=True)
         trainer.summary_facts["average_checkpoints"] = {
             "checkpoint": path, "epochs": epochs, "chosen": which, "batchnorm_layers": layers,
             "batchnorm_batches": count, "metrics": metrics, "seconds": round(seconds, 1)}
@@ -156,5 +156,6 @@ def averaging_callbacks(cfg, network, train_loader, val_loader):
     """``[WeightAveraging]`` with ``average_checkpoints`` > 0, else ``[]``."""
     if not cfg.average_checkpoints:
         return []
-    return [WeightAveraging(cfg.average_checkpoints, network, train_loader, val_loader, cfg.batch_size, cfg.seed)]
+    return [WeightAveraging(cfg.average_checkpoints, network, train_loader, val_loader, cfg.batch_size, cfg.seed,
+                            tasks.of(cfg))]
 
