@@ -21,6 +21,7 @@ from tools.core.errors import UsageError, run_cli
 from tools.core.fileio import atomic_folder, check_output_file, check_outside_data, check_writable_dir, data_folders
 from tools.datasets.inputs import find_images, input_split
 from tools.datasets.loader import build_loader, open_split, resolve_num_classes, second_pass
+from tools.datasets.readers.folder import check_data_dir
 from tools.evaluate import calibration, exported, metrics
 from tools.evaluate.grad_cam import explain_classes, explainable
 from tools.evaluate.tta import tta_mode, view_logits
@@ -205,6 +206,8 @@ def check_values(cfg):
     if cfg.onnx and cfg.tune_thresholds:
         raise UsageError("--tune_thresholds stores the thresholds beside a checkpoint: tune with --ckpt_path, then "
                          "export again")
+    if cfg.ood_dir:
+        check_data_dir(cfg.ood_dir, "ood_dir")  # before any work: missing, a file, an archive
     if cfg.ood_dir and tasks.of(cfg).label_sets:
         raise UsageError("--ood_dir fits a threshold on the top softmax probability: not available with 'task: "
                          "multilabel'")

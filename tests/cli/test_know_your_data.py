@@ -304,3 +304,14 @@ def test_min_prob_auto_refuses_another_temperature_and_reaches_the_export(ood_ru
     assert onnx.returncode == 0, onnx.stderr
     for row in read_rows(out):
         assert (row["pred"] == "unknown") == (float(row["top1_prob"]) < stored["min_prob"]), row
+
+
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_an_ood_dir_that_is_no_folder_is_named_before_any_work(tmp_path, kind):
+    ood_dir = tmp_path / "unlike"
+    if kind == "file":
+        ood_dir.write_text("not a folder")
+    proc = run_main("validate.py", "--ckpt_path", tmp_path / "m.ckpt", "--ood_dir", ood_dir, "--report_dir",
+                    tmp_path / "r")
+    assert_one_line_error(proc, "ood_dir not found" if kind == "missing" else "is a file, not a folder", code=1)
+    assert not (tmp_path / "r").exists()
