@@ -33,8 +33,9 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 
 
 def _demo_checkpoint(path):
-    """The demo's network (MobileNetV2 at 96 px, the Keras ImageNet backbone) with a seeded random head for the 10
-    Fashion-MNIST classes: real features, so the probabilities differ from image to image."""
+    """The demo's network (MobileNetV2 at 96 px, TensorFlow padding) with seeded random weights for the 10
+    Fashion-MNIST classes (a clean clone has no converted Keras weights; README's Deploy section gives the same
+    comparison on the fine-tuned demo checkpoint)."""
     from tools.core.config import parse_config
     from tools.models.factory import create_network
     from tools.train.checkpoints import save_weights
@@ -44,7 +45,8 @@ def _demo_checkpoint(path):
     with open(os.path.join(DEMO, "variants.txt"), encoding="utf-8") as f:
         classes = [line.strip() for line in f if line.strip()]
     ms.set_seed(0)
-    network = create_network(parse_config(["--config", CONFIG], "t"), len(classes))
+    network = create_network(parse_config(["--config", CONFIG, "--ckpt_path", "", "--pretrained", "False"], "t"),
+                             len(classes))
     save_weights(network, path, classes)
     del network
     return classes
