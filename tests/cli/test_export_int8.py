@@ -76,4 +76,8 @@ def test_int8_refusals_are_one_line_and_write_nothing(tiny_run, tmp_path):
                           "'calibration_count' must be > 0, got 0", code=2)
     assert_one_line_error(run_main(*_export_args(tiny_run, out, "--quantize", "int4")),
                           "expected one of none, int8", code=2)
+    assert_one_line_error(run_main(*_export_args(tiny_run, out, "--task", "multilabel", "--loss", "bce",
+                                                 "--best_metric", "map")),
+                          "--quantize int8 reports Top-1 and top-1 agreement: not available with 'task: multilabel'",
+                          code=2)
     assert not os.path.exists(tmp_path / "out")

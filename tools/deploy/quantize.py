@@ -48,6 +48,9 @@ def check_request(cfg, formats):
                          "(use --format ONNX or both)")
     if cfg.calibration_count < 1:
         raise UsageError(f"'calibration_count' must be > 0, got {cfg.calibration_count}")
+    if getattr(cfg, "task", "single") != "single":
+        raise UsageError(f"--quantize int8 reports Top-1 and top-1 agreement: not available with 'task: {cfg.task}' "
+                         "(export without --quantize)")
 
 
 def validation_split(cfg, class_names):
