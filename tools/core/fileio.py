@@ -4,6 +4,7 @@ import io
 import json
 import os
 import shutil
+import sys
 import tempfile
 from contextlib import contextmanager
 
@@ -184,6 +185,34 @@ def write_checkpoint_note(path, ckpt_path, data):
     except OSError as err:
         raise DataError(f"cannot write {path}: {err.strerror or first_line(err)}") from None
     return path
+
+
+class RejectedNote(ValueError):
+    """A checkpoint note whose content cannot be used (its reason is the message)."""
+
+
+def read_checkpoint_note(path, ckpt_path, read, again, what="fitted"):
+    """``read(data)`` of the JSON note ``path`` written by :func:`write_checkpoint_note` for ``ckpt_path``, or None
+    when there is none. A note that is unreadable, that ``read`` rejects (:class:`RejectedNote`) or that was
+    ``what`` for another version of the checkpoint is ignored with a warning naming it and ``again`` (the command
+    that writes it anew)."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        value, digest = read(data), data["checkpoint_sha256"]
+    except RejectedNote as err:
+        return _ignored(path, f"{err}", again)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return _ignored(path, f"unreadable ({err.__class__.__name__})", again)
+    if digest != file_sha256(ckpt_path):
+        return _ignored(path, f"it was {what} for another version of {ckpt_path}", again)
+    return value
+
+
+def _ignored(path, reason, again):
+    print(f"warning: ignoring {path}: {reason}; run {again} again", file=sys.stderr)
 
 
 def input_file_problem(path):

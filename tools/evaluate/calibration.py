@@ -6,12 +6,10 @@ Probabilities come from one or more views of each image (test-time augmentation)
 the checkpoint (``<checkpoint without .ckpt>.calibration.json``) with the checkpoint's sha256, so a
 retrained checkpoint is never paired with a stale temperature.
 """
-import json
 import math
 import os
-import sys
 
-from tools.core.fileio import file_sha256, write_checkpoint_note
+from tools.core.fileio import RejectedNote, read_checkpoint_note, write_checkpoint_note
 from tools.evaluate import metrics
 
 import numpy as np
@@ -92,24 +90,15 @@ def stored_temperature(ckpt_path):
     is none; a file that is unreadable or belongs to another version of the checkpoint is ignored
     with a warning naming it."""
     path = calibration_path(ckpt_path)
-    if not os.path.isfile(path):
-        return None, None
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-        temperature, digest = float(data["temperature"]), data["checkpoint_sha256"]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        print(f"warning: ignoring {path}: unreadable ({err.__class__.__name__}); run validate.py --calibrate True "
-              "again", file=sys.stderr)
-        return None, None
+    temperature = read_checkpoint_note(path, ckpt_path, _temperature, "validate.py --calibrate True")
+    return (temperature, path) if temperature is not None else (None, None)
+
+
+def _temperature(data):
+    temperature = float(data["temperature"])
     if not (math.isfinite(temperature) and temperature > 0):
-        print(f"warning: ignoring {path}: temperature {temperature} is not > 0", file=sys.stderr)
-        return None, None
-    if digest != file_sha256(ckpt_path):
-        print(f"warning: ignoring {path}: it was fitted for another version of {ckpt_path}; "
-              "run validate.py --calibrate True again", file=sys.stderr)
-        return None, None
-    return temperature, path
+        raise RejectedNote(f"temperature {temperature} is not > 0")
+    return temperature
 
 
 def resolve_temperature(flag, ckpt_path):

@@ -3,13 +3,10 @@
 checkpoint's sha256, as ``tools.evaluate.calibration`` keeps a temperature: predict.py and export.py read it
 (export.py copies the thresholds into the exported model's metadata). Without one every class uses 0.5.
 """
-import json
 import math
 import os
-import sys
 
-from tools.core.errors import DataError
-from tools.core.fileio import atomic_write_text, file_sha256, first_line
+from tools.core.fileio import RejectedNote, read_checkpoint_note, write_checkpoint_note
 from tools.evaluate.multilabel_metrics import DEFAULT_THRESHOLD
 
 
@@ -19,14 +16,8 @@ def thresholds_path(ckpt_path):
 
 def save_thresholds(ckpt_path, class_names, thresholds, details):
     """Write ``<ckpt>.thresholds.json``: ``{class: threshold}``, the checkpoint's sha256 and ``details``."""
-    path = thresholds_path(ckpt_path)
-    data = {"thresholds": {name: float(t) for name, t in zip(class_names, thresholds)},
-            "checkpoint": os.path.basename(ckpt_path), "checkpoint_sha256": file_sha256(ckpt_path), **details}
-    try:
-        atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-    except OSError as err:
-        raise DataError(f"cannot write {path}: {err.strerror or first_line(err)}") from None
-    return path
+    data = {"thresholds": {name: float(t) for name, t in zip(class_names, thresholds)}, **details}
+    return write_checkpoint_note(thresholds_path(ckpt_path), ckpt_path, data)
 
 
 def stored_thresholds(ckpt_path, class_names):
@@ -34,25 +25,19 @@ def stored_thresholds(ckpt_path, class_names):
     ``(None, None)`` when there is none; a file that is unreadable, names other classes or belongs to another
     version of the checkpoint is ignored with a warning naming it."""
     path = thresholds_path(ckpt_path)
-    if not os.path.isfile(path):
-        return None, None
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-        stored, digest = data["thresholds"], data["checkpoint_sha256"]
-        thresholds = [float(stored[name]) for name in class_names]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        print(f"warning: ignoring {path}: unreadable or for other classes ({err.__class__.__name__}); run "
-              "validate.py --tune_thresholds True again", file=sys.stderr)
-        return None, None
-    if not all(math.isfinite(t) for t in thresholds):
-        print(f"warning: ignoring {path}: a threshold is not a finite number", file=sys.stderr)
-        return None, None
-    if digest != file_sha256(ckpt_path):
-        print(f"warning: ignoring {path}: it was tuned for another version of {ckpt_path}; run validate.py "
-              "--tune_thresholds True again", file=sys.stderr)
-        return None, None
-    return thresholds, path
+
+    def read(data):
+        stored = data["thresholds"]  # missing: an unreadable file
+        try:
+            thresholds = [float(stored[name]) for name in class_names]
+        except KeyError as err:
+            raise RejectedNote(f"it names other classes (no {err})") from None
+        if not all(math.isfinite(t) for t in thresholds):
+            raise RejectedNote("a threshold is not a finite number")
+        return thresholds
+
+    thresholds = read_checkpoint_note(path, ckpt_path, read, "validate.py --tune_thresholds True", what="tuned")
+    return (thresholds, path) if thresholds is not None else (None, None)
 
 
 def resolve_thresholds(ckpt_path, class_names):
