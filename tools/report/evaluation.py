@@ -212,9 +212,8 @@ def grid_shape(count):
     return math.ceil(count / cols), cols
 
 
-def plot_prediction_grid(records, png_path):
-    """Images with their predicted class and probability (and the true class with its probability when
-    known): title green if right, red if wrong, black when the truth is unknown."""
+def plot_image_grid(records, png_path, caption, fontsize=9):
+    """The images of ``records`` (their ``file``) in a grid, each titled ``caption(record)`` = (text, colour)."""
     nrows, ncols = grid_shape(len(records))
     fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * GRID_CELL_INCHES, nrows * GRID_CELL_INCHES),
                              squeeze=False)
@@ -223,17 +222,27 @@ def plot_prediction_grid(records, png_path):
     for ax, record in zip(axes.flat, records):
         with Image.open(record["file"]) as image:
             ax.imshow(np.asarray(image.convert("RGB")))
-        top = record["topk"][0]
-        title = f"{top['class']} ({top['prob']:.2f})"
-        if record["pred"] != top["class"]:
-            title = f"{record['pred']} (best: {title})"
-        color = UNKNOWN
-        if record["true"] is not None:
-            title += f"\ntrue: {record['true']} ({record['true_prob']:.2f})"
-            color = RIGHT if record["true"] == record["pred"] else WRONG
-        ax.set_title(title, color=color, fontsize=9)
+        title, color = caption(record)
+        ax.set_title(title, color=color, fontsize=fontsize)
     fig.tight_layout()
     save_figure(fig, png_path)
+
+
+def plot_prediction_grid(records, png_path):
+    """Images with their predicted class and probability (and the true class with its probability when
+    known): title green if right, red if wrong, black when the truth is unknown."""
+    plot_image_grid(records, png_path, _prediction_caption)
+
+
+def _prediction_caption(record):
+    top = record["topk"][0]
+    title = f"{top['class']} ({top['prob']:.2f})"
+    if record["pred"] != top["class"]:
+        title = f"{record['pred']} (best: {title})"
+    if record["true"] is None:
+        return title, UNKNOWN
+    return (f"{title}\ntrue: {record['true']} ({record['true_prob']:.2f})",
+            RIGHT if record["true"] == record["pred"] else WRONG)
 
 
 def plot_reliability(curves, png_path):

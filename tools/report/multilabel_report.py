@@ -16,11 +16,17 @@ import os
 from tools.core.fileio import atomic_folder, atomic_write_text
 from tools.evaluate import exported, multilabel_metrics, thresholds
 from tools.report import page as report_page
-from tools.report.evaluation import GRID_CELL_INCHES, RIGHT, UNKNOWN, WRONG, grid_shape, save_figure, write_csv
+from tools.report.evaluation import (
+    RIGHT,
+    UNKNOWN,
+    WRONG,
+    plot_image_grid,
+    save_figure,
+    write_csv,
+)
 
 import matplotlib.pyplot as plt
 import numpy as np
-from PIL import Image
 
 PER_CLASS_COLUMNS = ["class", "support", "ap", "precision", "recall", "f1", "threshold"]
 PROB_PREFIX = "prob:"
@@ -142,21 +148,15 @@ def write_predictions(path, records, fmt):
 def plot_prediction_grid(records, png_path):
     """Images titled with their predicted label set (and the true one when known): green when the sets are
     equal, red when not, black when the truth is unknown."""
-    nrows, ncols = grid_shape(len(records))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * GRID_CELL_INCHES, nrows * GRID_CELL_INCHES),
-                             squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, record in zip(axes.flat, records):
-        with Image.open(record["file"]) as image:
-            ax.imshow(np.asarray(image.convert("RGB")))
-        title, color = "pred: " + (record["pred"].replace(LABEL_JOIN, ", ") or "(none)"), UNKNOWN
-        if record["true"] is not None:
-            title += "\ntrue: " + (record["true"].replace(LABEL_JOIN, ", ") or "(none)")
-            color = RIGHT if record["true"] == record["pred"] else WRONG
-        ax.set_title(title, color=color, fontsize=7)
-    fig.tight_layout()
-    save_figure(fig, png_path)
+    plot_image_grid(records, png_path, _label_set_caption, fontsize=7)
+
+
+def _label_set_caption(record):
+    title = "pred: " + (record["pred"].replace(LABEL_JOIN, ", ") or "(none)")
+    if record["true"] is None:
+        return title, UNKNOWN
+    return (title + "\ntrue: " + (record["true"].replace(LABEL_JOIN, ", ") or "(none)"),
+            RIGHT if record["true"] == record["pred"] else WRONG)
 
 
 def validate(cfg, split, model_path, data, views, labels, report_dir):
